@@ -1,0 +1,48 @@
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// The settings the service runs with; the command line and the tests each provide them.
+public protocol AppArguments: Sendable {
+    var host: String { get }
+    var port: Int { get }
+    var databaseURL: String { get }
+    var adminToken: String? { get }
+    var logLevel: Logger.Level { get }
+    /// How long a request waits for the database before it gets 503.
+    var databaseTimeout: Duration { get }
+    var maxConnections: Int { get }
+}
+
+/// Builds the whole service: database pool, stores, issuer, routes. The one place it is put together.
+public func buildApplication(_ arguments: some AppArguments) throws -> some ApplicationProtocol {
+    var logger = Logger(label: "coupon-server")
+    logger.logLevel = arguments.logLevel
+
+    var configuration = try PostgresClient.Configuration(databaseURL: arguments.databaseURL)
+    configuration.options.maximumConnections = arguments.maxConnections
+    configuration.options.connectTimeout = arguments.databaseTimeout
+    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+
+    if arguments.adminToken == nil {
+        logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token): admin routes answer 403")
+    }
+    let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
+    let router = Router(context: BasicRequestContext.self)
+    router.middlewares.add(ProblemMiddleware())
+    router.middlewares.add(LogRequestsMiddleware(.debug))
+    HealthController(database: database).addRoutes(to: router)
+    CouponController(
+        coupons: CouponStore(client: client, logger: logger),
+        tickets: TicketStore(client: client, logger: logger),
+        issuer: TicketIssuer(client: client, logger: logger),
+        admin: AdminGuard(token: arguments.adminToken),
+        database: database
+    ).addRoutes(to: router)
+
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server"),
+        services: [client],
+        logger: logger)
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+
+/// An RFC 9457 problem answer. `code` is the stable, machine-readable part; `detail` is for people.
+public struct CouponProblem: Error, Equatable, HTTPResponseError {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var detail: String
+    /// Seconds, sent as `Retry-After` when the client should come back.
+    public var retryAfter: Int?
+
+    public init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.retryAfter = retryAfter
+    }
+
+    public static func invalidRequest(_ detail: String) -> Self {
+        .init(status: .badRequest, code: "invalid_request", detail: detail)
+    }
+    public static let couponNotFound = Self(status: .notFound, code: "coupon_not_found", detail: "No coupon has this id.")
+    public static let ticketNotFound = Self(
+        status: .notFound, code: "ticket_not_found", detail: "This user holds no ticket of this coupon.")
+    public static let soldOut = Self(status: .conflict, code: "sold_out", detail: "Every ticket of this coupon has been issued.")
+    public static let notStarted = Self(status: .conflict, code: "not_started", detail: "The sale of this coupon has not started yet.")
+    public static let ended = Self(status: .conflict, code: "ended", detail: "The sale of this coupon has ended.")
+    public static func quantityBelowIssued(issued: Int) -> Self {
+        .init(
+            status: .conflict, code: "quantity_below_issued",
+            detail: "The quantity cannot go below the \(issued) tickets already issued.")
+    }
+    public static let unauthorized = Self(
+        status: .unauthorized, code: "unauthorized", detail: "This route needs 'Authorization: Bearer <admin token>'.")
+    public static let adminDisabled = Self(
+        status: .forbidden, code: "admin_disabled",
+        detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")
+    public static let unavailable = Self(
+        status: .serviceUnavailable, code: "unavailable", detail: "The database is unreachable; retry shortly.", retryAfter: 1)
+    public static let bodyTooLarge = Self(
+        status: .contentTooLarge, code: "body_too_large", detail: "The request body is larger than 64 KiB.")
+    public static let unsupportedMediaType = Self(
+        status: .unsupportedMediaType, code: "unsupported_media_type", detail: "The request body must be application/json.")
+    public static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")
+    public static let methodNotAllowed = Self(
+        status: .methodNotAllowed, code: "method_not_allowed", detail: "This route does not accept this method.")
+    public static let internalError = Self(
+        status: .internalServerError, code: "internal", detail: "The server failed to handle this request.")
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        let body = Body(
+            type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
+        let data = try JSONEncoder().encode(body)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    struct Body: Codable {
+        var type: String
+        var title: String
+        var status: Int
+        var detail: String
+        var code: String
+    }
+}

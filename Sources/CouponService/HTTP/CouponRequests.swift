@@ -1,0 +1,149 @@
+import Foundation
+import Hummingbird
+
+/// A coupon to create, validated.
+public struct NewCoupon: Sendable, Equatable {
+    public var name: String
+    public var quantity: Int
+    public var startsAt: Date?
+    public var endsAt: Date?
+}
+
+/// Parses and validates request bodies and path parts. Every failure is a 400 that names the field.
+public enum CouponRequests {
+    public static let maxBodyBytes = 64 * 1024
+    public static let quantityRange = 1...10_000_000
+    public static let maxNameLength = 200
+
+    public static func newCoupon(from body: Data) throws(CouponProblem) -> NewCoupon {
+        struct Body: Decodable {
+            var name: String
+            var quantity: WholeNumber
+            var starts_at: String?
+            var ends_at: String?
+        }
+        let parsed = try decode(Body.self, from: body)
+        let name = parsed.name.trimmed
+        guard !name.isEmpty, name.count <= maxNameLength else {
+            throw .invalidRequest("field 'name' must be 1 to \(maxNameLength) characters")
+        }
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw .invalidRequest("field 'name' must not contain control characters")
+        }
+        let quantity = try self.quantity(parsed.quantity.value)
+        let startsAt = try parsed.starts_at.map { (text) throws(CouponProblem) in try timestamp(text, field: "starts_at") }
+        let endsAt = try parsed.ends_at.map { (text) throws(CouponProblem) in try timestamp(text, field: "ends_at") }
+        if let startsAt, let endsAt, startsAt >= endsAt {
+            throw .invalidRequest("field 'ends_at' must be after 'starts_at'")
+        }
+        return NewCoupon(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt)
+    }
+
+    /// The body of `PATCH /v1/coupons/{id}`: the new quantity.
+    public static func newQuantity(from body: Data) throws(CouponProblem) -> Int {
+        struct Body: Decodable { var quantity: WholeNumber }
+        return try quantity(decode(Body.self, from: body).quantity.value)
+    }
+
+    /// The body of `POST /v1/coupons/{id}/issue`: the user asking.
+    public static func issueUser(from body: Data) throws(CouponProblem) -> String {
+        struct Body: Decodable { var user_id: String }
+        return try userID(decode(Body.self, from: body).user_id, field: "field 'user_id'")
+    }
+
+    /// A coupon id from the path: a positive 64-bit integer in plain digits.
+    public static func couponID(_ text: String?) throws(CouponProblem) -> Int64 {
+        guard let text, (1...19).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }),
+            let id = Int64(text), id > 0
+        else { throw .invalidRequest("coupon id must be a positive 64-bit integer") }
+        return id
+    }
+
+    /// 1 to 64 characters of `[A-Za-z0-9._:@-]`.
+    public static func userID(_ text: String?, field: String = "user id") throws(CouponProblem) -> String {
+        guard let text, (1...64).contains(text.utf8.count), text.utf8.allSatisfy(isUserIDByte) else {
+            throw .invalidRequest("\(field) must be 1 to 64 characters of A-Z a-z 0-9 . _ : @ -")
+        }
+        return text
+    }
+
+    static func isUserIDByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "-"):
+            true
+        default:
+            false
+        }
+    }
+
+    static func quantity(_ value: Int) throws(CouponProblem) -> Int {
+        guard quantityRange.contains(value) else {
+            throw .invalidRequest("field 'quantity' must be an integer from 1 to \(quantityRange.upperBound)")
+        }
+        return value
+    }
+
+    /// RFC 3339, with or without fractional seconds, `Z` or an offset.
+    static func timestamp(_ text: String, field: String) throws(CouponProblem) -> Date {
+        if let date = try? Date(text, strategy: .iso8601) { return date }
+        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return date }
+        throw .invalidRequest("field '\(field)' must be an RFC 3339 timestamp such as 2026-11-24T20:00:00Z")
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from body: Data) throws(CouponProblem) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: body)
+        } catch let error as DecodingError {
+            throw .invalidRequest(describe(error))
+        } catch {
+            throw .invalidRequest("the body must be a JSON object")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey]) -> String { path.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "field '\(field(context.codingPath + [key]))' is required"
+        case .valueNotFound(_, let context):
+            return "field '\(field(context.codingPath))' must not be null"
+        case .typeMismatch(let type, let context) where !context.codingPath.isEmpty:
+            return "field '\(field(context.codingPath))' must be \(type == String.self ? "a string" : "an integer")"
+        case .dataCorrupted(let context) where !context.codingPath.isEmpty:
+            return "field '\(field(context.codingPath))' is invalid: \(context.debugDescription)"
+        default:
+            return "the body must be a JSON object"
+        }
+    }
+}
+
+/// An integer field that reports 1.5 or 1e30 as a wrong type of that field, not as a broken body.
+struct WholeNumber: Decodable {
+    var value: Int
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            throw DecodingError.valueNotFound(Int.self, .init(codingPath: decoder.codingPath, debugDescription: "null"))
+        }
+        guard let value = try? container.decode(Int.self) else {
+            throw DecodingError.typeMismatch(Int.self, .init(codingPath: decoder.codingPath, debugDescription: "not an integer"))
+        }
+        self.value = value
+    }
+}
+
+extension Request {
+    /// The JSON body, at most 64 KiB; anything else is a problem answer.
+    func jsonBody() async throws -> Data {
+        if let contentType = headers[.contentType] {
+            let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard mediaType == "application/json" || mediaType?.hasSuffix("+json") == true else {
+                throw CouponProblem.unsupportedMediaType
+            }
+        }
+        let buffer = try await body.collect(upTo: CouponRequests.maxBodyBytes)
+        return Data(buffer.readableBytesView)
+    }
+}

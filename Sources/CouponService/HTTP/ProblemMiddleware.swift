@@ -1,0 +1,34 @@
+import Hummingbird
+import Logging
+import NIOCore
+
+/// Turns every failure into a problem answer, so clients see one error shape whatever failed.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as CouponProblem {
+            throw problem
+        } catch let error as HTTPError {
+            throw Self.problem(for: error)
+        } catch is NIOTooManyBytesError {
+            throw CouponProblem.bodyTooLarge
+        } catch {
+            if let problem = DatabaseFailure.problem(for: error) { throw problem }
+            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            throw CouponProblem.internalError
+        }
+    }
+
+    static func problem(for error: HTTPError) -> CouponProblem {
+        switch error.status {
+        case .notFound: .routeNotFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .contentTooLarge: .bodyTooLarge
+        default:
+            CouponProblem(
+                status: error.status, code: error.status.code < 500 ? "invalid_request" : "internal",
+                detail: error.body ?? error.status.reasonPhrase)
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Reads tickets users hold.
+public struct TicketStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func ticket(couponID: Int64, userID: String) async throws -> IssuedTicket? {
+        let rows = try await client.query(
+            """
+            SELECT number, code, issued_at FROM coupon_tickets
+            WHERE coupon_id = \(couponID) AND user_id = \(userID)
+            """, logger: logger)
+        for try await (number, code, issuedAt) in rows.decode((Int, String, Date).self) {
+            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,139 @@
+import CouponService
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import PostgresNIO
+
+/// The PostgreSQL the test command started (scripts/test.sh exports DATABASE_URL), migrated once.
+enum TestDatabase {
+    static let url = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:54329/coupon_test"
+    static let logger: Logger = {
+        var logger = Logger(label: "coupon-tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+    static let migrationsFolder = URL(filePath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appending(path: "migrations", directoryHint: .isDirectory)
+
+    /// A pool the tests use to set up and audit, separate from the application's own pool.
+    static let client: PostgresClient = {
+        var configuration = try! PostgresClient.Configuration(databaseURL: url)
+        configuration.options.maximumConnections = 40
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        Task { await client.run() }
+        return client
+    }()
+
+    private static let migrated = Task {
+        try await MigrationRunner(migrations: try Migration.load(from: migrationsFolder), logger: logger).apply(on: client)
+    }
+
+    /// The migrated database; fails with a hint when none is running.
+    static func ready() async throws -> PostgresClient {
+        do {
+            _ = try await migrated.value
+        } catch {
+            throw TestSetupError(
+                "cannot migrate \(url): \(String(reflecting: error)). Run the tests with scripts/test.sh, which starts PostgreSQL.")
+        }
+        return client
+    }
+
+    /// Creates a coupon straight in the database (the API has its own tests).
+    static func makeCoupon(quantity: Int, startsAt: Date? = nil, endsAt: Date? = nil) async throws -> Int64 {
+        let client = try await ready()
+        return try await CouponStore(client: client, logger: logger)
+            .create(name: "test coupon", quantity: quantity, startsAt: startsAt, endsAt: endsAt).id
+    }
+
+    /// What the database says about a coupon, for the invariants every test checks.
+    struct Audit: Equatable, CustomStringConvertible {
+        var quantity: Int
+        var issuedCount: Int
+        var ticketRows: Int
+        var ticketsHeld: Int
+        var distinctUsers: Int
+
+        /// Counter equals tickets held, no user holds two, nothing beyond the quantity.
+        var isConsistent: Bool {
+            issuedCount == ticketsHeld && ticketsHeld == distinctUsers && ticketsHeld <= quantity && ticketRows == quantity
+        }
+
+        var description: String {
+            "quantity \(quantity), counter \(issuedCount), rows \(ticketRows), held \(ticketsHeld), users \(distinctUsers)"
+        }
+    }
+
+    static func audit(couponID: Int64) async throws -> Audit {
+        let rows = try await client.query(
+            """
+            SELECT c.quantity, c.issued_count, count(t.number)::int, count(t.user_id)::int, count(DISTINCT t.user_id)::int
+            FROM coupons c LEFT JOIN coupon_tickets t ON t.coupon_id = c.id
+            WHERE c.id = \(couponID) GROUP BY c.id
+            """)
+        for try await (quantity, issued, rowsCount, held, users) in rows.decode((Int, Int, Int, Int, Int).self) {
+            return Audit(quantity: quantity, issuedCount: issued, ticketRows: rowsCount, ticketsHeld: held, distinctUsers: users)
+        }
+        throw TestSetupError("coupon \(couponID) not found")
+    }
+
+    /// The code of the ticket a user holds, from the database.
+    static func heldCode(couponID: Int64, userID: String) async throws -> String? {
+        let rows = try await client.query(
+            "SELECT code FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id = \(userID)")
+        for try await code in rows.decode(String.self) { return code }
+        return nil
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct TestArguments: AppArguments {
+    var host = "127.0.0.1"
+    var port = 0
+    var databaseURL = TestDatabase.url
+    var adminToken: String? = "test-admin-token"
+    var logLevel: Logger.Level = .warning
+    var databaseTimeout: Duration = .seconds(10)
+    var maxConnections = 20
+}
+
+extension TestClientProtocol {
+    /// Sends JSON, with the admin token when asked.
+    func send(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, admin: Bool = false
+    ) async throws -> TestResponse {
+        var headers: HTTPFields = [:]
+        if json != nil { headers[.contentType] = "application/json" }
+        if admin { headers[.authorization] = "Bearer test-admin-token" }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+}
+
+extension TestResponse {
+    var problemCode: String? {
+        struct Problem: Decodable { var code: String }
+        return try? JSONDecoder().decode(Problem.self, from: Data(body.readableBytesView)).code
+    }
+
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+    }
+}
+
+/// The fields of an issue answer the tests compare.
+struct TicketBody: Decodable, Hashable {
+    struct Ticket: Decodable, Hashable {
+        var number: Int
+        var code: String
+    }
+    var coupon_id: Int64
+    var user_id: String
+    var ticket: Ticket
+    var issued_at: String
+}

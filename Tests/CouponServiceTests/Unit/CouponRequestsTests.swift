@@ -1,0 +1,70 @@
+import CouponService
+import Foundation
+import Testing
+
+@Suite struct CouponRequestsTests {
+    func problem(_ body: () throws -> Void) -> CouponProblem? {
+        do { try body(); return nil } catch { return error as? CouponProblem }
+    }
+
+    @Test func acceptsAValidCoupon() throws {
+        let coupon = try CouponRequests.newCoupon(
+            from: Data(#"{"name":" Black Friday ","quantity":1000,"starts_at":"2026-11-27T09:00:00+09:00","ends_at":"2026-11-28T00:00:00.5Z"}"#.utf8))
+        #expect(coupon.name == "Black Friday")
+        #expect(coupon.quantity == 1000)
+        #expect(coupon.startsAt == Date(timeIntervalSince1970: 1_795_737_600))
+        #expect(coupon.endsAt == Date(timeIntervalSince1970: 1_795_824_000.5))
+    }
+
+    @Test(arguments: [
+        (#"{"quantity":10}"#, "'name' is required"),
+        (#"{"name":"","quantity":10}"#, "'name' must be 1 to"),
+        (#"{"name":"a\u0007b","quantity":10}"#, "control characters"),
+        (#"{"name":"x","quantity":0}"#, "'quantity' must be an integer from 1"),
+        (#"{"name":"x","quantity":10000001}"#, "'quantity' must be an integer from 1"),
+        (#"{"name":"x","quantity":"10"}"#, "'quantity' must be an integer"),
+        (#"{"name":"x","quantity":1.5}"#, "field 'quantity'"),
+        (#"{"name":"x","quantity":99999999999999999999}"#, "field 'quantity'"),
+        (#"{"name":"x","quantity":null}"#, "'quantity' must not be null"),
+        (#"{"name":"x","quantity":5,"starts_at":"tomorrow"}"#, "'starts_at' must be an RFC 3339"),
+        (#"{"name":"x","quantity":5,"ends_at":"2026-11-24 10:00"}"#, "'ends_at' must be an RFC 3339"),
+        (#"{"name":"x","quantity":5,"starts_at":"2026-11-25T00:00:00Z","ends_at":"2026-11-24T00:00:00Z"}"#, "'ends_at' must be after"),
+        (#"[1,2]"#, "must be a JSON object"),
+        (#"{"name":"x","#, "must be a JSON object"),
+        ("", "must be a JSON object"),
+    ])
+    func refusesABadCoupon(body: String, detail: String) {
+        let problem = problem { _ = try CouponRequests.newCoupon(from: Data(body.utf8)) }
+        #expect(problem?.code == "invalid_request")
+        #expect(problem?.status == .badRequest)
+        #expect(problem?.detail.contains(detail) == true, "\(problem?.detail ?? "no problem")")
+    }
+
+    @Test(arguments: ["u1", "a", String(repeating: "x", count: 64), "user.name_1:tenant@example-org"])
+    func acceptsUserIDs(_ userID: String) throws {
+        #expect(try CouponRequests.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) == userID)
+    }
+
+    @Test(arguments: ["", String(repeating: "x", count: 65), "a b", "ü", "a/b", "a\\u0000b", "a\\nb", "<script>"])
+    func refusesUserIDs(_ userID: String) {
+        let problem = problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) }
+        #expect(problem?.code == "invalid_request")
+        #expect(problem?.detail.contains("user_id") == true)
+    }
+
+    @Test func refusesAMissingOrMistypedUserID() {
+        #expect(problem { _ = try CouponRequests.issueUser(from: Data("{}".utf8)) }?.detail == "field 'user_id' is required")
+        #expect(problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":7}"#.utf8)) }?.detail
+            == "field 'user_id' must be a string")
+    }
+
+    @Test(arguments: ["0", "-1", "abc", "1.5", "+5", " 5", "9223372036854775808", "99999999999999999999", "0x10", ""])
+    func refusesCouponIDs(_ text: String) {
+        #expect(problem { _ = try CouponRequests.couponID(text) }?.code == "invalid_request")
+    }
+
+    @Test func acceptsCouponIDs() throws {
+        #expect(try CouponRequests.couponID("1") == 1)
+        #expect(try CouponRequests.couponID("9223372036854775807") == Int64.max)
+    }
+}

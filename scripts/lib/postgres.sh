@@ -1,0 +1,258 @@
+# shellcheck shell=bash
+# Helpers for a private, throw-away PostgreSQL cluster used by run.sh, test.sh
+# and the bench/fault scripts. Source it; do not execute it.
+# The callers run with these options too; functions rely on errexit.
+set -euo pipefail
+
+COUPON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+COUPON_PG_DIR="${COUPON_PG_DIR:-$COUPON_ROOT/.pg}"
+# initdb/pg_ctl run from / (see _pg_run), so a relative path would break.
+case "$COUPON_PG_DIR" in
+    /*) ;;
+    *) COUPON_PG_DIR="$PWD/$COUPON_PG_DIR" ;;
+esac
+COUPON_PG_PORT="${COUPON_PG_PORT:-54329}"
+COUPON_PG_HOST=127.0.0.1
+COUPON_PG_DATA="$COUPON_PG_DIR/data"
+COUPON_PG_LOG="$COUPON_PG_DIR/postgres.log"
+COUPON_PG_RUN="$COUPON_PG_DIR/run"
+
+_pg_log() { printf '[postgres] %s\n' "$*" >&2; }
+_pg_die() { printf '[postgres] error: %s\n' "$*" >&2; return 1; }
+_pg_is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# PostgreSQL refuses to run as root, so as root every server-side tool runs as
+# the postgres user. cd / because initdb/pg_ctl fail when they cannot read the
+# current directory (e.g. a caller inside /root).
+_pg_run() {
+    if _pg_is_root; then
+        if command -v runuser >/dev/null 2>&1; then
+            (cd / && runuser -u postgres -- "$@")
+        else
+            local quoted
+            quoted="$(printf '%q ' "$@")"
+            (cd / && su postgres -s /bin/bash -c "$quoted")
+        fi
+    else
+        (cd / && "$@")
+    fi
+}
+
+# apt needs root; fall back to passwordless sudo for non-root callers.
+_pg_apt() {
+    if _pg_is_root; then
+        DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get "$@"
+    else
+        _pg_die "PostgreSQL is missing and apt-get needs root; install postgresql, postgresql-client and postgresql-contrib"
+    fi
+}
+
+# Newest major version wins when several are installed.
+_pg_find_bin() {
+    local candidates=(/usr/lib/postgresql/*/bin/initdb) newest
+    [ -x "${candidates[0]}" ] || return 1
+    newest="$(printf '%s\n' "${candidates[@]}" | sort -V | tail -n 1)"
+    dirname "$newest"
+}
+
+ensure_postgres_installed() {
+    local bin apt_updated=0
+    bin="$(_pg_find_bin || true)"
+    if [ -z "$bin" ]; then
+        _pg_log "no PostgreSQL server binaries found; installing from apt"
+        _pg_apt update
+        apt_updated=1
+        _pg_apt install -y postgresql postgresql-client postgresql-contrib
+        bin="$(_pg_find_bin || true)"
+        [ -n "$bin" ] || _pg_die "apt-get install postgresql did not provide /usr/lib/postgresql/*/bin/initdb"
+    fi
+    # On Debian 12 psql comes from postgresql-client-N and pgbench from postgresql-N.
+    if [ ! -x "$bin/psql" ] || [ ! -x "$bin/pgbench" ] || [ ! -x "$bin/pg_isready" ]; then
+        local ver
+        ver="$(basename "$(dirname "$bin")")"
+        _pg_log "psql/pgbench/pg_isready missing in $bin; installing client and contrib packages"
+        [ "$apt_updated" -eq 1 ] || _pg_apt update
+        _pg_apt install -y "postgresql-client-$ver" postgresql-contrib
+    fi
+    local tool
+    for tool in initdb pg_ctl postgres psql pgbench pg_isready; do
+        [ -x "$bin/$tool" ] || _pg_die "$bin/$tool is missing after install"
+    done
+    PG_BIN="$bin"
+    # Put the matching version first so psql/pgbench in later scripts agree with the server.
+    case ":$PATH:" in
+        *":$PG_BIN:"*) ;;
+        *) PATH="$PG_BIN:$PATH" ;;
+    esac
+    export PG_BIN PATH
+}
+
+_pg_require_bin() {
+    [ -n "${PG_BIN:-}" ] || ensure_postgres_installed
+}
+
+_pg_running() {
+    [ -f "$COUPON_PG_DATA/PG_VERSION" ] || return 1
+    _pg_run "$PG_BIN/pg_ctl" status -D "$COUPON_PG_DATA" >/dev/null 2>&1
+}
+
+_pg_log_tail() {
+    if [ -f "$COUPON_PG_LOG" ]; then
+        printf '[postgres] last lines of %s:\n' "$COUPON_PG_LOG" >&2
+        tail -n 40 "$COUPON_PG_LOG" >&2 || true
+    fi
+}
+
+_pg_wait_ready() {
+    local _
+    for _ in $(seq 1 30); do
+        if "$PG_BIN/pg_isready" -q -h "$COUPON_PG_HOST" -p "$COUPON_PG_PORT" -U postgres -d postgres; then
+            return 0
+        fi
+        sleep 1
+    done
+    _pg_log "server on $COUPON_PG_HOST:$COUPON_PG_PORT not ready after 30 s"
+    _pg_log_tail
+    return 1
+}
+
+# As root the postgres user must be able to reach $COUPON_PG_DIR; name the
+# first directory that blocks it, since "Permission denied" from initdb is vague.
+_pg_check_traversal() {
+    _pg_is_root || return 0
+    if _pg_run test -x "$COUPON_PG_DIR" && _pg_run test -w "$COUPON_PG_DIR"; then
+        return 0
+    fi
+    local dir="$COUPON_PG_DIR" blocker=""
+    while [ "$dir" != "/" ]; do
+        dir="$(dirname "$dir")"
+        if ! _pg_run test -x "$dir"; then
+            blocker="$dir"
+        fi
+    done
+    _pg_die "user 'postgres' cannot access $COUPON_PG_DIR${blocker:+ (no search permission on $blocker)}. Either 'chmod o+x' the parent folders or set COUPON_PG_DIR to a folder postgres can reach, e.g. COUPON_PG_DIR=/tmp/coupon-pg"
+}
+
+_pg_locale() {
+    # C.UTF-8 keeps UTF8 encoding without depending on generated locales; fall back to C.
+    if locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$'; then
+        echo C.UTF-8
+    else
+        echo C
+    fi
+}
+
+# Regenerated on every start so a changed COUPON_PG_PORT/COUPON_PG_DIR takes effect.
+_pg_write_conf() {
+    local sockdir="$COUPON_PG_RUN"
+    # Unix socket paths are limited to 107 bytes; clients here use TCP anyway.
+    if [ "${#COUPON_PG_RUN}" -gt 90 ]; then
+        _pg_log "socket path under $COUPON_PG_RUN is too long; disabling the Unix socket (TCP only)"
+        sockdir=""
+    fi
+    local conf="$COUPON_PG_DATA/coupon.conf"
+    cat >"$conf" <<EOF
+# Written by scripts/lib/postgres.sh on each start; edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $COUPON_PG_PORT
+unix_socket_directories = '$sockdir'
+max_connections = 400
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+EOF
+    if _pg_is_root; then
+        chown postgres:postgres "$conf"
+    fi
+    chmod 0600 "$conf"
+}
+
+_pg_initdb() {
+    local locale
+    locale="$(_pg_locale)"
+    # A half-written data folder (no PG_VERSION) would make initdb refuse to run.
+    rm -rf "$COUPON_PG_DATA"
+    _pg_log "initdb into $COUPON_PG_DATA (locale $locale)"
+    _pg_run "$PG_BIN/initdb" -D "$COUPON_PG_DATA" -U postgres --auth=trust \
+        --encoding=UTF8 --locale="$locale" >"$COUPON_PG_DIR/initdb.log" 2>&1 || {
+        cat "$COUPON_PG_DIR/initdb.log" >&2
+        _pg_die "initdb failed"
+    }
+    printf "\ninclude_if_exists = 'coupon.conf'\n" >>"$COUPON_PG_DATA/postgresql.conf"
+}
+
+start_local_postgres() {
+    _pg_require_bin
+    mkdir -p "$COUPON_PG_DIR" "$COUPON_PG_RUN"
+    if _pg_is_root; then
+        id postgres >/dev/null 2>&1 || _pg_die "running as root but there is no 'postgres' user"
+        chown -R postgres:postgres "$COUPON_PG_DIR"
+        _pg_check_traversal
+    fi
+    if _pg_running; then
+        _pg_log "reusing server on $COUPON_PG_DATA"
+        _pg_wait_ready
+        return 0
+    fi
+    if [ ! -f "$COUPON_PG_DATA/PG_VERSION" ]; then
+        _pg_initdb
+    fi
+    _pg_write_conf
+    _pg_log "starting server on $COUPON_PG_HOST:$COUPON_PG_PORT (log: $COUPON_PG_LOG)"
+    if ! _pg_run "$PG_BIN/pg_ctl" start -D "$COUPON_PG_DATA" -l "$COUPON_PG_LOG" -w -t 30 >/dev/null; then
+        _pg_log "pg_ctl start failed"
+        _pg_log_tail
+        return 1
+    fi
+    _pg_wait_ready
+}
+
+stop_local_postgres() {
+    _pg_require_bin
+    if _pg_running; then
+        _pg_log "stopping server on $COUPON_PG_DATA"
+        _pg_run "$PG_BIN/pg_ctl" stop -D "$COUPON_PG_DATA" -m fast -w -t 60 >/dev/null
+    fi
+}
+
+# Simulates a crash (no checkpoint, WAL recovery on start); used by fault tests.
+restart_local_postgres_immediate() {
+    _pg_require_bin
+    _pg_log "immediate restart of $COUPON_PG_DATA"
+    if ! _pg_run "$PG_BIN/pg_ctl" restart -D "$COUPON_PG_DATA" -l "$COUPON_PG_LOG" -m immediate -w -t 60 >/dev/null; then
+        _pg_log "pg_ctl restart failed"
+        _pg_log_tail
+        return 1
+    fi
+    _pg_wait_ready
+}
+
+psql_local() {
+    _pg_require_bin
+    "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$COUPON_PG_HOST" -p "$COUPON_PG_PORT" -U postgres "$@"
+}
+
+# The name goes through a psql variable (:"db" / :'db') so it is always quoted correctly.
+recreate_database() {
+    local name="${1:?recreate_database NAME}"
+    # client_min_messages hides the "does not exist, skipping" notice on first run.
+    PGOPTIONS="-c client_min_messages=warning" psql_local -q -d postgres -v db="$name" <<'SQL'
+DROP DATABASE IF EXISTS :"db" WITH (FORCE);
+CREATE DATABASE :"db";
+SQL
+}
+
+ensure_database() {
+    local name="${1:?ensure_database NAME}"
+    psql_local -q -d postgres -v db="$name" <<'SQL'
+SELECT format('CREATE DATABASE %I', :'db')
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+SQL
+}
+
+database_url() {
+    local name="${1:?database_url NAME}"
+    echo "postgres://postgres@$COUPON_PG_HOST:$COUPON_PG_PORT/$name"
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the coupon service against a private PostgreSQL cluster it sets up itself.
+# Extra arguments go to `coupon-server serve`. COUPON_KEEP_PG=1 leaves PostgreSQL running.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
+
+# shellcheck disable=SC2317  # only called from the trap
+cleanup() {
+    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then
+        stop_local_postgres || true
+    fi
+}
+trap cleanup EXIT
+
+ensure_postgres_installed
+start_local_postgres
+ensure_database coupons
+url="$(database_url coupons)"
+
+cd "$COUPON_ROOT"
+swift build -c release --product coupon-server
+bin="$(swift build -c release --show-bin-path)/coupon-server"
+
+"$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations"
+
+export COUPON_ADMIN_TOKEN="${COUPON_ADMIN_TOKEN:-dev-admin-token}"
+host="${HOST:-127.0.0.1}"
+port="${PORT:-8080}"
+echo "coupon service: http://$host:$port"
+echo "admin token:    $COUPON_ADMIN_TOKEN"
+echo "database:       $url"
+
+# Not exec: the EXIT trap must still stop PostgreSQL. The server runs as a
+# background child and we wait for it. Background children of a script start
+# with SIGINT ignored, so both Ctrl-C and TERM are forwarded as SIGTERM, the
+# signal a server always treats as "shut down gracefully".
+"$bin" serve --host "$host" --port "$port" --database-url "$url" "$@" &
+server_pid=$!
+trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
+
+status=0
+while :; do
+    wait "$server_pid" && status=0 || status=$?
+    # wait also returns early when a trapped signal arrives; keep waiting
+    # until the server itself has exited.
+    kill -0 "$server_pid" 2>/dev/null || break
+done
+exit "$status"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test against a private PostgreSQL cluster.
+# Extra arguments go to `swift test`. COUPON_KEEP_PG=1 leaves PostgreSQL running.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
+
+# shellcheck disable=SC2317  # only called from the trap
+cleanup() {
+    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then
+        stop_local_postgres || true
+    fi
+}
+trap cleanup EXIT
+
+ensure_postgres_installed
+start_local_postgres
+recreate_database coupon_test
+
+DATABASE_URL="$(database_url coupon_test)"
+# Tests that restart or inspect the cluster need to know where it lives.
+export DATABASE_URL COUPON_PG_PORT COUPON_PG_DIR
+
+cd "$COUPON_ROOT"
+status=0
+swift test "$@" || status=$?
+
+# --- fault / scenario scripts (bench/faults/*) go here ----------------------
+# Run them after swift test, against the same cluster, e.g.:
+#   [ "$status" -ne 0 ] || bash "$COUPON_ROOT/bench/faults/<name>.sh" || status=$?
+# ---------------------------------------------------------------------------
+
+exit "$status"
