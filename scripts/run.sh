@@ -6,13 +6,17 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
 
+# Stops PostgreSQL unless COUPON_KEEP_PG=1 or another script (e.g. a
+# concurrent run.sh) still uses the same cluster.
 # shellcheck disable=SC2317  # only called from the trap
 cleanup() {
     if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then
-        stop_local_postgres || true
+        release_local_postgres || true
     fi
 }
 trap cleanup EXIT
+
+export COUPON_ADMIN_TOKEN="${COUPON_ADMIN_TOKEN:-dev-admin-token}"
 
 ensure_postgres_installed
 start_local_postgres
@@ -25,7 +29,6 @@ bin="$(swift build -c release --show-bin-path)/coupon-server"
 
 "$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations"
 
-export COUPON_ADMIN_TOKEN="${COUPON_ADMIN_TOKEN:-dev-admin-token}"
 host="${HOST:-127.0.0.1}"
 port="${PORT:-8080}"
 echo "coupon service: http://$host:$port"

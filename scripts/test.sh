@@ -6,15 +6,28 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
 
+# Stops PostgreSQL unless COUPON_KEEP_PG=1 or another script (e.g. a
+# concurrent run.sh) still uses the same cluster.
 # shellcheck disable=SC2317  # only called from the trap
 cleanup() {
     if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then
-        stop_local_postgres || true
+        release_local_postgres || true
     fi
 }
 trap cleanup EXIT
 
 ensure_postgres_installed
+
+# Two test.sh runs on one cluster would drop each other's coupon_test; take turns.
+if command -v flock >/dev/null 2>&1; then
+    mkdir -p "$COUPON_PG_DIR"
+    exec {test_lock}>>"$COUPON_PG_DIR/test.lock"
+    if ! flock -n "$test_lock"; then
+        echo "another scripts/test.sh uses $COUPON_PG_DIR; waiting for it to finish" >&2
+        flock "$test_lock"
+    fi
+fi
+
 start_local_postgres
 recreate_database coupon_test
 

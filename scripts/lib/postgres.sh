@@ -21,21 +21,74 @@ _pg_log() { printf '[postgres] %s\n' "$*" >&2; }
 _pg_die() { printf '[postgres] error: %s\n' "$*" >&2; return 1; }
 _pg_is_root() { [ "$(id -u)" -eq 0 ]; }
 
+# Close every inherited descriptor above stderr. pg_ctl's postmaster outlives
+# the script; if it inherited a lock file descriptor it would hold that lock
+# forever.
+_pg_close_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd="${fd##*/}"
+        if [ "$fd" -gt 2 ]; then
+            eval "exec $fd>&-" 2>/dev/null || true
+        fi
+    done
+}
+
 # PostgreSQL refuses to run as root, so as root every server-side tool runs as
 # the postgres user. cd / because initdb/pg_ctl fail when they cannot read the
 # current directory (e.g. a caller inside /root).
 _pg_run() {
-    if _pg_is_root; then
-        if command -v runuser >/dev/null 2>&1; then
-            (cd / && runuser -u postgres -- "$@")
+    (
+        cd /
+        _pg_close_fds
+        if ! _pg_is_root; then
+            exec "$@"
+        elif command -v runuser >/dev/null 2>&1; then
+            exec runuser -u postgres -- "$@"
         else
-            local quoted
-            quoted="$(printf '%q ' "$@")"
-            (cd / && su postgres -s /bin/bash -c "$quoted")
+            exec su postgres -s /bin/bash -c "$(printf '%q ' "$@")"
         fi
-    else
-        (cd / && "$@")
+    )
+}
+
+# Several scripts (run.sh, test.sh, bench and fault scripts, possibly from
+# different terminals) share one cluster. Each holds a shared lock on
+# users.lock while it runs; on exit only the last holder stops the server.
+# control.lock serialises start/stop so two scripts never initdb or start at
+# once. Both are flock(1) locks, so a killed script releases them.
+_PG_USE_FD=""
+_PG_CTL_FD=""
+_PG_CTL_DEPTH=0
+
+_pg_have_flock() { command -v flock >/dev/null 2>&1; }
+
+_pg_lock_control() {
+    _pg_have_flock || return 0
+    _PG_CTL_DEPTH=$((_PG_CTL_DEPTH + 1))
+    [ "$_PG_CTL_DEPTH" -eq 1 ] || return 0
+    mkdir -p "$COUPON_PG_DIR"
+    exec {_PG_CTL_FD}>>"$COUPON_PG_DIR/control.lock"
+    if ! flock -w 300 "$_PG_CTL_FD"; then
+        _PG_CTL_DEPTH=0
+        exec {_PG_CTL_FD}>&-
+        _pg_die "timed out waiting for $COUPON_PG_DIR/control.lock"
     fi
+}
+
+_pg_unlock_control() {
+    _pg_have_flock || return 0
+    [ "$_PG_CTL_DEPTH" -gt 0 ] || return 0
+    _PG_CTL_DEPTH=$((_PG_CTL_DEPTH - 1))
+    [ "$_PG_CTL_DEPTH" -eq 0 ] || return 0
+    exec {_PG_CTL_FD}>&-
+    _PG_CTL_FD=""
+}
+
+_pg_register_user() {
+    _pg_have_flock || return 0
+    [ -z "$_PG_USE_FD" ] || return 0
+    exec {_PG_USE_FD}>>"$COUPON_PG_DIR/users.lock"
+    flock -s "$_PG_USE_FD"
 }
 
 # apt needs root; fall back to passwordless sudo for non-root callers.
@@ -162,6 +215,9 @@ max_connections = 400
 shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
+# Counts statements as they finish; the tests use it to show that rejects skip the database.
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track_utility = on
 EOF
     if _pg_is_root; then
         chown postgres:postgres "$conf"
@@ -191,13 +247,22 @@ start_local_postgres() {
         chown -R postgres:postgres "$COUPON_PG_DIR"
         _pg_check_traversal
     fi
+    _pg_lock_control
+    local rc=0
+    _pg_start_locked || rc=$?
+    [ "$rc" -ne 0 ] || _pg_register_user
+    _pg_unlock_control
+    return "$rc"
+}
+
+_pg_start_locked() {
     if _pg_running; then
         _pg_log "reusing server on $COUPON_PG_DATA"
         _pg_wait_ready
-        return 0
+        return
     fi
     if [ ! -f "$COUPON_PG_DATA/PG_VERSION" ]; then
-        _pg_initdb
+        _pg_initdb || return
     fi
     _pg_write_conf
     _pg_log "starting server on $COUPON_PG_HOST:$COUPON_PG_PORT (log: $COUPON_PG_LOG)"
@@ -209,23 +274,60 @@ start_local_postgres() {
     _pg_wait_ready
 }
 
+# Unconditional stop, whoever else is using the server.
 stop_local_postgres() {
     _pg_require_bin
+    [ -d "$COUPON_PG_DIR" ] || return 0
+    _pg_lock_control
+    local rc=0
     if _pg_running; then
         _pg_log "stopping server on $COUPON_PG_DATA"
-        _pg_run "$PG_BIN/pg_ctl" stop -D "$COUPON_PG_DATA" -m fast -w -t 60 >/dev/null
+        _pg_run "$PG_BIN/pg_ctl" stop -D "$COUPON_PG_DATA" -m fast -w -t 60 >/dev/null || rc=$?
     fi
+    _pg_unlock_control
+    return "$rc"
+}
+
+# For EXIT traps: stop the server unless another script still uses it.
+release_local_postgres() {
+    _pg_require_bin
+    [ -d "$COUPON_PG_DIR" ] || return 0
+    _pg_lock_control
+    local rc=0 last=1 fd
+    if _pg_have_flock; then
+        if [ -n "$_PG_USE_FD" ]; then
+            # Upgrading our shared lock fails while anyone else holds one.
+            flock -xn "$_PG_USE_FD" || last=0
+            exec {_PG_USE_FD}>&-
+            _PG_USE_FD=""
+        elif [ -f "$COUPON_PG_DIR/users.lock" ]; then
+            exec {fd}>>"$COUPON_PG_DIR/users.lock"
+            flock -xn "$fd" || last=0
+            exec {fd}>&-
+        fi
+    fi
+    if [ "$last" -eq 1 ]; then
+        stop_local_postgres || rc=$?
+    else
+        _pg_log "other scripts still use the server on $COUPON_PG_DATA; leaving it running"
+    fi
+    _pg_unlock_control
+    return "$rc"
 }
 
 # Simulates a crash (no checkpoint, WAL recovery on start); used by fault tests.
 restart_local_postgres_immediate() {
     _pg_require_bin
+    _pg_lock_control
+    local rc=0
     _pg_log "immediate restart of $COUPON_PG_DATA"
     if ! _pg_run "$PG_BIN/pg_ctl" restart -D "$COUPON_PG_DATA" -l "$COUPON_PG_LOG" -m immediate -w -t 60 >/dev/null; then
         _pg_log "pg_ctl restart failed"
         _pg_log_tail
-        return 1
+        rc=1
     fi
+    _pg_unlock_control
+    [ "$rc" -eq 0 ] || return "$rc"
     _pg_wait_ready
 }
 

@@ -14,12 +14,13 @@ public protocol AppArguments: Sendable {
     var maxConnections: Int { get }
 }
 
-/// Builds the whole service: database pool, stores, issuer, routes. The one place it is put together.
+/// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 public func buildApplication(_ arguments: some AppArguments) throws -> some ApplicationProtocol {
     var logger = Logger(label: "coupon-server")
     logger.logLevel = arguments.logLevel
 
-    var configuration = try PostgresClient.Configuration(databaseURL: arguments.databaseURL)
+    let databaseURL = try DatabaseURL(arguments.databaseURL)
+    var configuration = databaseURL.clientConfiguration()
     configuration.options.maximumConnections = arguments.maxConnections
     configuration.options.connectTimeout = arguments.databaseTimeout
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -28,14 +29,17 @@ public func buildApplication(_ arguments: some AppArguments) throws -> some Appl
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token): admin routes answer 403")
     }
     let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
+    let catalogue = CouponCatalogue()
+    let listener = try CatalogueListener(databaseURL: databaseURL, catalogue: catalogue, logger: logger)
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
-    HealthController(database: database).addRoutes(to: router)
+    HealthController(database: database, catalogue: catalogue).addRoutes(to: router)
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
         tickets: TicketStore(client: client, logger: logger),
-        issuer: TicketIssuer(client: client, logger: logger),
+        issuer: TicketIssuer(client: client, catalogue: catalogue, timeout: arguments.databaseTimeout, logger: logger),
+        catalogue: catalogue,
         admin: AdminGuard(token: arguments.adminToken),
         database: database
     ).addRoutes(to: router)
@@ -43,6 +47,6 @@ public func buildApplication(_ arguments: some AppArguments) throws -> some Appl
     return Application(
         router: router,
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server"),
-        services: [client],
+        services: [client, listener],
         logger: logger)
 }

@@ -8,6 +8,7 @@ struct CouponController<Context: RequestContext>: Sendable {
     let coupons: CouponStore
     let tickets: TicketStore
     let issuer: TicketIssuer
+    let catalogue: CouponCatalogue
     let admin: AdminGuard
     let database: DatabaseGate
 
@@ -25,6 +26,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         let coupon = try await database.long {
             try await coupons.create(name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt)
         }
+        catalogue.record(coupon)
         context.logger.info("coupon created", metadata: ["coupon_id": "\(coupon.id)", "quantity": "\(coupon.quantity)"])
         return EditedResponse(
             status: .created, headers: [.location: "/v1/coupons/\(coupon.id)"],
@@ -45,6 +47,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         let quantity = try CouponRequests.newQuantity(from: try await request.jsonBody())
         switch try await database.long({ try await coupons.resize(id: id, quantity: quantity) }) {
         case .resized(let coupon):
+            catalogue.record(coupon)
             context.logger.info("coupon resized", metadata: ["coupon_id": "\(id)", "quantity": "\(quantity)"])
             return CouponResponse(coupon: coupon, now: Date())
         case .notFound: throw CouponProblem.couponNotFound
@@ -55,7 +58,7 @@ struct CouponController<Context: RequestContext>: Sendable {
     @Sendable func issue(_ request: Request, context: Context) async throws -> EditedResponse<TicketResponse> {
         let id = try CouponRequests.couponID(context.parameters.get("id"))
         let userID = try CouponRequests.issueUser(from: try await request.jsonBody())
-        switch try await database.short({ try await issuer.issue(couponID: id, userID: userID) }) {
+        switch try await issuer.issue(couponID: id, userID: userID) {
         case .issued(let ticket): return EditedResponse(status: .created, response: TicketResponse(ticket))
         case .held(let ticket): return EditedResponse(status: .ok, response: TicketResponse(ticket))
         case .soldOut: throw CouponProblem.soldOut

@@ -3,20 +3,28 @@ import Hummingbird
 /// `/healthz`: the process answers. `/readyz`: the database answers too.
 struct HealthController<Context: RequestContext>: Sendable {
     let database: DatabaseGate
+    let catalogue: CouponCatalogue
 
     struct Health: ResponseEncodable {
         var status: String
         var database: String?
+        /// `connected` when rejects are answered from memory; otherwise they go to the database.
+        var listener: String?
     }
 
     func addRoutes(to router: Router<Context>) {
         router.get("/healthz") { _, _ in Health(status: "ok") }
-        router.get("/readyz") { _, _ in
+        router.get("/readyz") { _, _ -> EditedResponse<Health> in
+            let listener = catalogue.listenerState.rawValue
             do {
                 try await database.ping()
-                return Health(status: "ready", database: "up")
+                return EditedResponse(status: .ok, response: Health(status: "ready", database: "up", listener: listener))
             } catch {
-                throw CouponProblem.unavailable
+                var headers: HTTPFields = [:]
+                headers[.retryAfter] = "1"
+                return EditedResponse(
+                    status: .serviceUnavailable, headers: headers,
+                    response: Health(status: "unavailable", database: "down", listener: listener))
             }
         }
     }

@@ -16,21 +16,30 @@ public enum IssueOutcome: Sendable, Equatable {
 
 /// Issues tickets: the one place that decides who gets one.
 ///
-/// Each call runs `issue_tickets` (migrations/0001) in its own READ COMMITTED transaction and returns
-/// only after COMMIT, so every `.issued` ticket is durable before anyone hears of it. The SQL takes a
-/// group of users, which is what lets a later change issue concurrent requests together.
+/// Refusals the catalogue can give (sold out, not started, ended, no such coupon, and a holder's
+/// retry after the sale) come from memory. Everything else runs `issue_tickets` (migrations/0001) in
+/// its own READ COMMITTED transaction and returns only after COMMIT, so every `.issued` ticket is
+/// durable before anyone hears of it. The SQL takes a group of users, which is what lets a later
+/// change issue concurrent requests together.
 public struct TicketIssuer: Sendable {
     let client: PostgresClient
+    let catalogue: CouponCatalogue?
     let logger: Logger
+    /// Longest wait for the database before the request gets 503.
+    let timeout: Duration
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, catalogue: CouponCatalogue?, timeout: Duration = .seconds(3), logger: Logger) {
         self.client = client
+        self.catalogue = catalogue
+        self.timeout = timeout
         self.logger = logger
     }
 
     public func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
-        let outcomes = try await issue(couponID: couponID, userIDs: [userID])
+        if let answer = catalogue?.answer(couponID: couponID, userID: userID, now: Date()) { return answer }
+        let outcomes = try await withDeadline(timeout) { try await issue(couponID: couponID, userIDs: [userID]) }
         guard let outcome = outcomes[userID] else { throw IssuanceError.userMissingFromResult(userID) }
+        if outcome == .couponNotFound { catalogue?.learnMissing(couponID: couponID) }
         return outcome
     }
 

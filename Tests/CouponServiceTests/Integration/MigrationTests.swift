@@ -5,21 +5,6 @@ import Testing
 
 /// Each test runs the migration runner against a database of its own.
 @Suite struct MigrationTests {
-    func withScratchDatabase(_ body: (String) async throws -> Void) async throws {
-        let client = try await TestDatabase.ready()
-        let name = "coupon_migrations_\(UInt32.random(in: 0...UInt32.max))"
-        try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        do {
-            var url = URLComponents(string: TestDatabase.url)!
-            url.path = "/\(name)"
-            try await body(url.string!)
-        } catch {
-            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
-            throw error
-        }
-        try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
-    }
-
     func scratchFolder(_ files: [String: String]) throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appending(path: "migrations-\(UUID())", directoryHint: .isDirectory)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -32,7 +17,7 @@ import Testing
     }
 
     @Test func theProjectMigrationsApplyOnceThenDoNothing() async throws {
-        try await withScratchDatabase { url in
+        try await TestDatabase.withScratchDatabase { url in
             let runner = try runner(TestDatabase.migrationsFolder)
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
                 #expect(try await runner.apply(on: client, dryRun: true).map(\.version) == runner.migrations.map(\.version))
@@ -47,7 +32,7 @@ import Testing
     }
 
     @Test func runnersStartingTogetherApplyEachFileOnce() async throws {
-        try await withScratchDatabase { url in
+        try await TestDatabase.withScratchDatabase { url in
             let runner = try runner(TestDatabase.migrationsFolder)
             let applied = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<4 {
@@ -64,7 +49,7 @@ import Testing
     }
 
     @Test func aChangedAppliedMigrationIsRefused() async throws {
-        try await withScratchDatabase { url in
+        try await TestDatabase.withScratchDatabase { url in
             let folder = try scratchFolder(["0001_first.sql": "CREATE TABLE first (x int);"])
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
                 try await runner(folder).apply(on: client)
@@ -83,7 +68,7 @@ import Testing
     }
 
     @Test func aFailingMigrationLeavesNoTrace() async throws {
-        try await withScratchDatabase { url in
+        try await TestDatabase.withScratchDatabase { url in
             let folder = try scratchFolder([
                 "0001_good.sql": "CREATE TABLE good (x int);",
                 "0002_bad.sql": "CREATE TABLE half (x int); SELECT no_such_function();",

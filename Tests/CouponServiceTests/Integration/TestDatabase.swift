@@ -19,7 +19,7 @@ enum TestDatabase {
 
     /// A pool the tests use to set up and audit, separate from the application's own pool.
     static let client: PostgresClient = {
-        var configuration = try! PostgresClient.Configuration(databaseURL: url)
+        var configuration = try! DatabaseURL(url).clientConfiguration(applicationName: "coupon-tests")
         configuration.options.maximumConnections = 40
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         Task { await client.run() }
@@ -39,6 +39,50 @@ enum TestDatabase {
                 "cannot migrate \(url): \(String(reflecting: error)). Run the tests with scripts/test.sh, which starts PostgreSQL.")
         }
         return client
+    }
+
+    /// Runs `body` with the URL of a new, empty database of its own, dropped afterwards: for tests that
+    /// migrate from scratch or count transactions (`pg_stat_database` counts per database).
+    static func withScratchDatabase(migrated: Bool = false, _ body: (String) async throws -> Void) async throws {
+        let client = try await ready()
+        let name = "coupon_scratch_\(UInt32.random(in: 0...UInt32.max))"
+        try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        var url = URLComponents(string: TestDatabase.url)!
+        url.path = "/\(name)"
+        do {
+            if migrated {
+                _ = try await withPostgresClient(databaseURL: url.string!, logger: logger) { scratch in
+                    try await MigrationRunner(migrations: try Migration.load(from: migrationsFolder), logger: logger)
+                        .apply(on: scratch)
+                }
+            }
+            try await body(url.string!)
+        } catch {
+            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+            throw error
+        }
+        try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+    }
+
+    /// Statements every session has run in one database so far, counted by pg_stat_statements as
+    /// each finishes (pg_stat_database lags by up to ten seconds). Asked from the test database, so the
+    /// question is not counted in a scratch database's answer.
+    static func statementsRun(databaseURL: String) async throws -> Int {
+        let name = String(URLComponents(string: databaseURL)!.path.dropFirst())
+        let client = try await ready()
+        do {
+            try await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            let rows = try await client.query(
+                """
+                SELECT coalesce(sum(s.calls), 0)::int FROM pg_stat_statements s
+                JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = \(name)
+                """)
+            for try await count in rows.decode(Int.self) { return count }
+        } catch {
+            throw TestSetupError(
+                "pg_stat_statements is not available (\(String(reflecting: error))); scripts/test.sh preloads it")
+        }
+        return 0
     }
 
     /// Creates a coupon straight in the database (the API has its own tests).
@@ -66,7 +110,7 @@ enum TestDatabase {
         }
     }
 
-    static func audit(couponID: Int64) async throws -> Audit {
+    static func audit(couponID: Int64, on client: PostgresClient = client) async throws -> Audit {
         let rows = try await client.query(
             """
             SELECT c.quantity, c.issued_count, count(t.number)::int, count(t.user_id)::int, count(DISTINCT t.user_id)::int
