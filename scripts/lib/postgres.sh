@@ -5,7 +5,15 @@
 set -euo pipefail
 
 COUPON_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-COUPON_PG_DIR="${COUPON_PG_DIR:-$COUPON_ROOT/.pg}"
+if [ -z "${COUPON_PG_DIR:-}" ]; then
+    COUPON_PG_DIR="$COUPON_ROOT/.pg"
+    # As root the server runs as 'postgres', which may not reach a checkout under /root: then the
+    # cluster lives in /tmp, in a folder named after the checkout so two checkouts do not share it.
+    if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 \
+        && ! runuser -u postgres -- test -x "$COUPON_ROOT" 2>/dev/null; then
+        COUPON_PG_DIR="/tmp/coupon-pg-$(printf '%s' "$COUPON_ROOT" | cksum | cut -d' ' -f1)"
+    fi
+fi
 # initdb/pg_ctl run from / (see _pg_run), so a relative path would break.
 case "$COUPON_PG_DIR" in
     /*) ;;

@@ -31,7 +31,7 @@ public func buildApplication(_ arguments: some AppArguments) throws -> some Appl
     let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
     let catalogue = CouponCatalogue()
     let listener = try CatalogueListener(databaseURL: databaseURL, catalogue: catalogue, logger: logger)
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
     HealthController(database: database, catalogue: catalogue).addRoutes(to: router)

@@ -53,7 +53,7 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         let body = Body(
             type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
-        let data = try JSONEncoder().encode(body)
+        let data = try JSONEncoder.coupon.encode(body)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
