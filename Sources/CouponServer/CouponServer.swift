@@ -64,12 +64,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest number of pooled database connections (env: COUPON_POOL_SIZE).")
     var poolSize: Int = environment["COUPON_POOL_SIZE"].flatMap { Int($0) } ?? 20
 
+    @Option(help: "Largest group of requests for one coupon issued in one transaction; 1 turns grouping off (env: COUPON_GROUP_SIZE).")
+    var groupSize: Int = environment["COUPON_GROUP_SIZE"].flatMap { Int($0) } ?? 512
+
     func run() async throws {
         let settings = Settings(
             host: host, port: port, databaseURL: try common.resolvedDatabaseURL(),
             adminToken: (adminToken ?? environment["COUPON_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 },
             logLevel: try common.resolvedLogLevel(), databaseTimeout: .milliseconds(Int(databaseTimeout * 1000)),
-            maxConnections: poolSize)
+            maxConnections: poolSize, maxGroupSize: groupSize)
         let app = try buildApplication(settings)
         try await app.runService()
     }
@@ -78,6 +81,7 @@ struct Serve: AsyncParsableCommand {
         guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0 to 65535") }
         guard databaseTimeout > 0 else { throw ValidationError("--database-timeout must be positive") }
         guard poolSize > 0 else { throw ValidationError("--pool-size must be positive") }
+        guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
     }
 }
 
@@ -89,6 +93,7 @@ struct Settings: AppArguments {
     var logLevel: Logger.Level
     var databaseTimeout: Duration
     var maxConnections: Int
+    var maxGroupSize: Int
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -12,6 +12,8 @@ public protocol AppArguments: Sendable {
     /// How long a request waits for the database before it gets 503.
     var databaseTimeout: Duration { get }
     var maxConnections: Int { get }
+    /// Largest group of requests issued in one transaction; 1 issues each request on its own.
+    var maxGroupSize: Int { get }
 }
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
@@ -38,7 +40,9 @@ public func buildApplication(_ arguments: some AppArguments) throws -> some Appl
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
         tickets: TicketStore(client: client, logger: logger),
-        issuer: TicketIssuer(client: client, catalogue: catalogue, timeout: arguments.databaseTimeout, logger: logger),
+        issuer: TicketIssuer(
+            store: IssuanceStore(client: client, logger: logger), catalogue: catalogue,
+            maxGroupSize: arguments.maxGroupSize, timeout: arguments.databaseTimeout),
         catalogue: catalogue,
         admin: AdminGuard(token: arguments.adminToken),
         database: database

@@ -19,6 +19,8 @@ struct DatabaseGate: Sendable {
     }
 
     func ping() async throws {
-        try await withDeadline(timeout) { [client] in try await client.query("SELECT 1") }
+        try await withDeadline(timeout) { [client] in
+            for try await _ in try await client.query("SELECT 1") {}
+        }
     }
 }

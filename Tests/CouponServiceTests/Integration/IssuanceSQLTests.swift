@@ -11,7 +11,7 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 700)
         // Groups of users, some repeated within a group and across groups, from 32 connections.
         let outcomes = try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { client in
-            let issuer = TicketIssuer(client: client, catalogue: nil, logger: TestDatabase.logger)
+            let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
             return try await withThrowingTaskGroup(of: [String: IssueOutcome].self) { group in
                 for worker in 0..<32 {
                     group.addTask {
@@ -47,7 +47,7 @@ import Testing
     @Test func aGroupAnswersEveryDistinctUserOnce() async throws {
         let client = try await TestDatabase.ready()
         let couponID = try await TestDatabase.makeCoupon(quantity: 2)
-        let issuer = TicketIssuer(client: client, catalogue: nil, logger: TestDatabase.logger)
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
         let first = try await issuer.issue(couponID: couponID, userIDs: ["a", "b", "a", "c"])
         #expect(first.count == 3)
         #expect(first.values.filter { if case .issued = $0 { true } else { false } }.count == 2)

@@ -6,10 +6,11 @@ import Testing
 
 /// Issuance through the HTTP API against the real database, checked in the database.
 @Suite struct IssuanceTests {
-    /// The original design's own test: 1000 tickets, 1500 users at once.
-    @Test func aBurstIssuesExactlyTheQuantity() async throws {
+    /// The original design's own test: 1000 tickets, 1500 users at once; grouped and one by one.
+    @Test(arguments: [512, 1])
+    func aBurstIssuesExactlyTheQuantity(maxGroupSize: Int) async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 1000)
-        try await buildApplication(TestArguments()).test(.router) { client in
+        try await buildApplication(TestArguments(maxGroupSize: maxGroupSize)).test(.router) { client in
             let answers = try await withThrowingTaskGroup(of: (String, TestResponse).self) { group in
                 for user in 0..<1500 {
                     group.addTask {
@@ -41,9 +42,10 @@ import Testing
         }
     }
 
-    @Test func theSameUserAtOnceGetsOneTicket() async throws {
+    @Test(arguments: [512, 1])
+    func theSameUserAtOnceGetsOneTicket(maxGroupSize: Int) async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
-        try await buildApplication(TestArguments()).test(.router) { client in
+        try await buildApplication(TestArguments(maxGroupSize: maxGroupSize)).test(.router) { client in
             let answers = try await withThrowingTaskGroup(of: TestResponse.self) { group in
                 for _ in 0..<50 {
                     group.addTask { try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"same-user"}"#) }
@@ -58,6 +60,62 @@ import Testing
             #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 1)
             #expect(try await TestDatabase.audit(couponID: couponID).issuedCount == 1)
         }
+    }
+
+    /// Issue 4's burst: 10,000 requests at once for 5,000 tickets, every one answered, none an error.
+    @Test func tenThousandAtOnceForFiveThousand() async throws {
+        let couponID = try await TestDatabase.makeCoupon(quantity: 5000)
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
+                for user in 0..<10_000 {
+                    group.addTask {
+                        let response = try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"ten-\#(user)"}"#)
+                        return (response.status, response.problemCode)
+                    }
+                }
+                return try await group.reduce(into: [:]) { $0["\($1.0.code) \($1.1 ?? "")", default: 0] += 1 }
+            }
+            #expect(statuses == ["201 ": 5000, "409 sold_out": 5000])
+        }
+        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+            quantity: 5000, issuedCount: 5000, ticketRows: 5000, ticketsHeld: 5000, distinctUsers: 5000))
+    }
+
+    /// Two instances on one coupon, every user sent to both at once: still exact, one ticket each,
+    /// and each instance answers a winner with the same code.
+    @Test func twoInstancesStayExact() async throws {
+        let couponID = try await TestDatabase.makeCoupon(quantity: 600)
+        try await buildApplication(TestArguments()).test(.router) { a in
+            try await buildApplication(TestArguments()).test(.router) { b in
+                let answers = try await withThrowingTaskGroup(of: (String, TestResponse).self) { group in
+                    for user in 0..<1000 {
+                        for instance in [a, b] as [any TestClientProtocol] {
+                            group.addTask {
+                                let userID = "both-\(user)"
+                                return (userID, try await instance.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"\#(userID)"}"#))
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [String: [TestResponse]]()) { $0[$1.0, default: []].append($1.1) }
+                }
+                var winners = 0
+                for (userID, responses) in answers {
+                    let codes = Set(responses.compactMap { try? $0.decode(TicketBody.self).ticket.code })
+                    let statuses = responses.map(\.status.code).sorted()
+                    if codes.isEmpty {
+                        #expect(statuses == [409, 409])
+                    } else {
+                        winners += 1
+                        #expect(codes.count == 1, "\(userID) saw two codes")
+                        #expect(statuses == [200, 201], "\(userID): \(statuses)")
+                        #expect(try await TestDatabase.heldCode(couponID: couponID, userID: userID) == codes.first)
+                    }
+                }
+                #expect(winners == 600)
+            }
+        }
+        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+            quantity: 600, issuedCount: 600, ticketRows: 600, ticketsHeld: 600, distinctUsers: 600))
     }
 
     @Test func aRetryAfterSellOutStillGetsTheTicket() async throws {

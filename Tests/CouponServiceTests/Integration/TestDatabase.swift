@@ -145,6 +145,7 @@ struct TestArguments: AppArguments {
     var logLevel: Logger.Level = .warning
     var databaseTimeout: Duration = .seconds(10)
     var maxConnections = 20
+    var maxGroupSize = 512
 }
 
 extension TestClientProtocol {

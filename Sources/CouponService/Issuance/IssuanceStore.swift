@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The issuance SQL: `issue_tickets` (migrations/0001) for a group of users of one coupon, in its
+/// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
+/// before anyone hears of it.
+public struct IssuanceStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// One outcome per distinct user.
+    public func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+        let rows = try await client.withTransaction(logger: logger) { connection in
+            let result = try await connection.query(
+                "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
+                logger: logger)
+            var rows: [(String, String, Int?, String?, Date?)] = []
+            for try await row in result.decode((String, String, Int?, String?, Date?).self) { rows.append(row) }
+            return rows
+        }
+        var outcomes: [String: IssueOutcome] = [:]
+        for (userID, outcome, number, code, issuedAt) in rows {
+            outcomes[userID] = try Self.outcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
+        }
+        return outcomes
+    }
+
+    static func outcome(
+        _ name: String, couponID: Int64, userID: String, _ number: Int?, _ code: String?, _ issuedAt: Date?
+    ) throws -> IssueOutcome {
+        func ticket() throws -> IssuedTicket {
+            guard let number, let code, let issuedAt else { throw IssuanceError.unknownOutcome(name) }
+            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+        }
+        switch name {
+        case "issued": return .issued(try ticket())
+        case "held": return .held(try ticket())
+        case "sold_out": return .soldOut
+        case "not_started": return .notStarted
+        case "ended": return .ended
+        case "coupon_not_found": return .couponNotFound
+        default: throw IssuanceError.unknownOutcome(name)
+        }
+    }
+}
+
+enum IssuanceError: Error {
+    case unknownOutcome(String)
+    case userMissingFromResult(String)
+}
