@@ -27,18 +27,29 @@ CREATE TABLE coupon_tickets (
     CONSTRAINT coupon_tickets_issued_together CHECK ((user_id IS NULL) = (issued_at IS NULL))
 );
 
--- Free tickets in claim order: the claim reads this index, not the claimed rows before it.
-CREATE INDEX coupon_tickets_free ON coupon_tickets (coupon_id, number) WHERE user_id IS NULL;
+-- Free tickets in claim order: the claim reads this index, not the claimed rows before it. Keyed on
+-- issued_at (NULL exactly when user_id is) so that no other index can answer "free": B-trees index
+-- NULLs, and without statistics on fresh rows the planner would otherwise read every free ticket
+-- of the coupon through coupon_tickets_user_unique and sort them.
+CREATE INDEX coupon_tickets_free ON coupon_tickets (coupon_id, number) WHERE issued_at IS NULL;
 
 -- Adds tickets first_number..last_number to a coupon. Each code is 128 bits from gen_random_uuid(),
 -- which PostgreSQL draws from its cryptographically strong random source (122 of them random).
+--
+-- Then ANALYZE, in the same transaction (it counts the transaction's own rows): without it a new
+-- coupon_id is outside the statistics, estimated at one row, and the planner reads the whole coupon
+-- through whichever index comes first on every issuance (measured: 93 ms instead of 1 ms at 200,000
+-- tickets).
 CREATE FUNCTION add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     INSERT INTO coupon_tickets (coupon_id, number, code)
     SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
     FROM generate_series(p_first_number, p_last_number) AS n;
+    ANALYZE coupon_tickets;
+END;
 $$;
 
 -- Issues tickets of one coupon to a group of users in the caller's transaction, one row per distinct
@@ -92,7 +103,7 @@ BEGIN
                 SELECT f.number, row_number() OVER (ORDER BY f.number) AS slot
                 FROM (
                     SELECT t.number FROM coupon_tickets AS t
-                    WHERE t.coupon_id = p_coupon_id AND t.user_id IS NULL
+                    WHERE t.coupon_id = p_coupon_id AND t.issued_at IS NULL
                     ORDER BY t.number
                     LIMIT (SELECT count(*) FROM waiting)
                     FOR UPDATE SKIP LOCKED

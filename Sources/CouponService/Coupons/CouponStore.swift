@@ -60,7 +60,7 @@ public struct CouponStore: Sendable {
                 try await connection.query(
                     """
                     DELETE FROM coupon_tickets WHERE coupon_id = \(id) AND number IN (
-                        SELECT number FROM coupon_tickets WHERE coupon_id = \(id) AND user_id IS NULL
+                        SELECT number FROM coupon_tickets WHERE coupon_id = \(id) AND issued_at IS NULL
                         ORDER BY number DESC LIMIT \(current - quantity))
                     """, logger: logger)
             }

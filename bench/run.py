@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""The issuance bench, run by bench/run.sh (which sets up PostgreSQL and the release build).
+
+Everything is measured in one run on one machine, and compared as ratios against baselines taken in
+the same run: the hot-row commit rate (pgbench) and the framework answering a constant (wrk).
+Every issuance run ends with an audit in the database. Numbers only: nothing here asserts a time.
+"""
+import asyncio
+import datetime
+import glob
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URL = os.environ["DATABASE_URL"]
+BIN = os.environ["COUPON_BIN"]
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+CLIENTS = [1, 16, 64] if QUICK else [1, 16, 64, 256]
+SQL_TICKETS = 2000 if QUICK else 8000          # per-request strategies, per run
+GROUP = 100                                    # users per transaction in the SQL group strategy
+GROUP_TICKETS = 20000 if QUICK else 100000
+HTTP_SECONDS = 3 if QUICK else 6
+HTTP_PORT = 8181
+OVERSUBSCRIBE = 1.1                            # attempts per ticket: every run ends sold out
+
+
+def psql(sql):
+    out = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip()
+
+
+def create_coupon(quantity):
+    return int(psql(f"WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('bench', {quantity}) RETURNING id) "
+                    f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {quantity})").split("|")[0])
+
+
+def audit(coupon_id, naive=False):
+    if naive:
+        held, users = psql(f"SELECT count(*), count(DISTINCT user_id) FROM bench_naive_issues WHERE coupon_id = {coupon_id}").split("|")
+        quantity = psql(f"SELECT quantity FROM coupons WHERE id = {coupon_id}")
+        held, users, quantity = int(held), int(users), int(quantity)
+        return {"issued": held, "clean": held <= quantity and users == held, "note": f"{held} issued for {quantity}"}
+    quantity, counter, held, users = map(int, psql(
+        f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
+        f"JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = {coupon_id} GROUP BY c.id").split("|"))
+    clean = held <= quantity and counter == held and users == held
+    return {"issued": held, "clean": clean, "note": f"counter {counter}, held {held}, users {users}, quantity {quantity}"}
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))]
+
+
+def pgbench(script, clients, transactions, **variables):
+    """Runs one pgbench script; returns (transactions/s, per-transaction latencies in ms)."""
+    folder = tempfile.mkdtemp(prefix="pgbench-")
+    args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
+            "-t", str(transactions), "-f", os.path.join(ROOT, "bench", "sql", script),
+            "-l", "--log-prefix", os.path.join(folder, "tx")]
+    for name, value in variables.items():
+        args += ["-D", f"{name}={value}"]
+    out = subprocess.run(args + [URL], check=True, capture_output=True, text=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
+    latencies = []
+    for log in glob.glob(os.path.join(folder, "tx*")):
+        with open(log) as f:
+            latencies += [int(line.split()[2]) / 1000 for line in f if line.strip()]
+    shutil.rmtree(folder)
+    return tps, latencies
+
+
+def sql_strategies():
+    rows = []
+    hot = {}
+    for clients in CLIENTS:
+        tps, lat = pgbench("hot_row.sql", clients, max(1, 8000 // clients))
+        hot[clients] = tps
+        rows.append(("hot row UPDATE (reference)", clients, tps, percentile(lat, 50), percentile(lat, 99), "-", "commits/s"))
+        print(f"  hot row, {clients} clients: {tps:.0f} commits/s", flush=True)
+
+    strategies = [
+        ("naive check-then-insert", "naive_check_then_insert.sql", 1, SQL_TICKETS, True),
+        ("SELECT ... FOR UPDATE on the coupon", "select_for_update.sql", 1, SQL_TICKETS, False),
+        ("atomic conditional UPDATE", "conditional_update.sql", 1, SQL_TICKETS, False),
+        ("per-request counter + SKIP LOCKED", "per_request.sql", 1, SQL_TICKETS, False),
+        (f"group issuance ({GROUP} per transaction)", "group.sql", GROUP, GROUP_TICKETS, False),
+    ]
+    for name, script, users_per_tx, tickets, naive in strategies:
+        for clients in CLIENTS:
+            coupon = create_coupon(tickets)
+            transactions = max(1, math.ceil(tickets * OVERSUBSCRIBE / users_per_tx / clients))
+            tps, lat = pgbench(script, clients, transactions, coupon=coupon, quantity=tickets, group=GROUP)
+            result = audit(coupon, naive=naive)
+            elapsed = transactions * clients / tps
+            rate = result["issued"] / elapsed
+            verdict = "clean" if result["clean"] else "BROKEN: " + result["note"]
+            rows.append((name, clients, rate, percentile(lat, 50), percentile(lat, 99), verdict, "issued/s"))
+            print(f"  {name}, {clients} clients: {rate:.0f} issued/s, audit {verdict}", flush=True)
+    return rows, hot
+
+
+def wrk(path_or_url, clients, script, *args):
+    threads = 1 if clients == 1 else 2
+    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{HTTP_SECONDS}s", "-s",
+           os.path.join(ROOT, "bench", "wrk", script), path_or_url]
+    if args:
+        cmd += ["--"] + list(args)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    values = dict(pair.split("=") for pair in re.search(r"RESULT (.*)", out).group(1).split())
+    values = {k: int(v) for k, v in values.items()}
+    values["rate"] = values["requests"] / (values["duration_us"] / 1e6)
+    return values
+
+
+class Server:
+    def __init__(self, group_size):
+        env = dict(os.environ, LOG_LEVEL="warning", COUPON_ADMIN_TOKEN="bench")
+        self.process = subprocess.Popen(
+            [BIN, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", str(group_size)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/readyz", timeout=1).read().decode()
+                if '"connected"' in body:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the server did not become ready")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def http_issuance():
+    base = f"http://127.0.0.1:{HTTP_PORT}"
+    rows = []
+    constant = {}
+    server = Server(group_size=512)
+    try:
+        for clients in CLIENTS:
+            result = wrk(f"{base}/healthz", clients, "constant.lua")
+            constant[clients] = result["rate"]
+            rows.append(("constant answer (framework reference)", clients, result["rate"], result["p50_us"] / 1000,
+                         result["p99_us"] / 1000, "-", "answers/s"))
+            print(f"  constant, {clients} clients: {result['rate']:.0f}/s", flush=True)
+    finally:
+        server.stop()
+
+    group_rates = {}
+    for label, group_size, tickets in [("per-request (--group-size 1)", 1, 200_000),
+                                       ("group issuance (--group-size 512)", 512, 1_500_000)]:
+        coupon = create_coupon(tickets)
+        server = Server(group_size=group_size)
+        try:
+            for clients in CLIENTS:
+                before = audit(coupon)["issued"]
+                result = wrk(base, clients, "issue.lua", str(coupon), f"{group_size}-{clients}")
+                after = audit(coupon)
+                issued = after["issued"] - before
+                rate = issued / (result["duration_us"] / 1e6)
+                # wrk stops counting with requests still in flight; those commit too (at most one per connection).
+                ok = (after["clean"] and result["non2xx"] == 0 and result["socket_errors"] == 0
+                      and 0 <= issued - result["requests"] <= clients)
+                verdict = "clean" if ok else f"CHECK: {after['note']}, non-2xx {result['non2xx']}, errors {result['socket_errors']}, 201s vs rows {result['requests']}/{issued}"
+                if group_size > 1:
+                    group_rates[clients] = rate
+                rows.append((label, clients, rate, result["p50_us"] / 1000, result["p99_us"] / 1000, verdict, "issued/s"))
+                print(f"  {label}, {clients} clients: {rate:.0f} issued/s, audit {verdict}", flush=True)
+        finally:
+            server.stop()
+    return rows, constant, group_rates
+
+
+async def burst(total, tickets):
+    """`total` requests at once, each on its own connection, for `tickets` tickets."""
+    coupon = create_coupon(tickets)
+    server = Server(group_size=512)
+    statuses = {}
+    try:
+        async def one(user):
+            reader, writer = await asyncio.open_connection("127.0.0.1", HTTP_PORT)
+            body = f'{{"user_id":"burst-{user}"}}'
+            writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
+            await writer.drain()
+            status = (await reader.readline()).decode().split(" ")[1]
+            writer.close()
+            return status
+
+        start = time.monotonic()
+        results = await asyncio.gather(*(one(user) for user in range(total)), return_exceptions=True)
+        elapsed = time.monotonic() - start
+        for result in results:
+            key = type(result).__name__ if isinstance(result, Exception) else result
+            statuses[key] = statuses.get(key, 0) + 1
+    finally:
+        server.stop()
+    return statuses, audit(coupon), elapsed
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    with open("/proc/meminfo") as f:
+        memory = int(f.readline().split()[1]) / 1024 / 1024
+    pg = psql("SHOW server_version")
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}; "
+            f"PostgreSQL {pg} (fsync on, synchronous_commit on), {swift}; "
+            f"client, server and database share the machine")
+
+
+def table(rows):
+    lines = ["| strategy | clients | rate | p50 ms | p99 ms | audit |", "|---|---:|---:|---:|---:|---|"]
+    for name, clients, rate, p50, p99, verdict, unit in rows:
+        lines.append(f"| {name} | {clients} | {rate:,.0f} {unit} | {p50:.2f} | {p99:.2f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main():
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the burst opens 10,000 sockets
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print("SQL strategies (pgbench):", flush=True)
+    sql_rows, hot = sql_strategies()
+    print("HTTP (wrk, every request a new user):", flush=True)
+    http_rows, constant, group_rates = http_issuance()
+    print("Burst:", flush=True)
+    statuses, burst_audit, burst_seconds = asyncio.run(burst(10_000, 5_000))
+
+    ratios = []
+    for clients in CLIENTS:
+        if clients in group_rates:
+            ratios.append(f"| {clients} | {group_rates[clients] / hot[clients]:.1f}x | {group_rates[clients] / constant[clients]:.2f} |")
+    report = f"""# Issuance bench
+
+Run {started:%Y-%m-%d %H:%M} UTC by `bench/run.sh`{' (BENCH_QUICK=1)' if QUICK else ''}.
+Machine: {machine()}.
+
+Every issuance run is oversubscribed {OVERSUBSCRIBE}x (SQL) or sized not to sell out (HTTP), and ends with an
+audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user. "clean"
+means the audit held. Rates are issued tickets per second of the run.
+
+## SQL level (pgbench, {SQL_TICKETS} tickets per run; group: {GROUP_TICKETS})
+
+{table(sql_rows)}
+
+## HTTP (wrk, {HTTP_SECONDS} s per run, every request a new user; the audit also checks 201s = new rows)
+
+{table(http_rows)}
+
+## Ratios in this run
+
+| clients | HTTP group issuance / hot-row commits | HTTP group issuance / constant answer |
+|---:|---:|---:|
+{chr(10).join(ratios)}
+
+## Burst: 10,000 requests at once (one connection each) for 5,000 tickets, group issuance
+
+Answers by status: {", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))}; all answered in {burst_seconds:.1f} s.
+Audit: {"clean" if burst_audit["clean"] else "BROKEN"} ({burst_audit["note"]}).
+"""
+    path = os.path.join(ROOT, "bench", "results", "issuance.md")
+    with open(path, "w") as f:
+        f.write(report)
+    print(report)
+    print(f"written to {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
