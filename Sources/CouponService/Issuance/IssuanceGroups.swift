@@ -1,17 +1,19 @@
 import Foundation
 import Synchronization
 
-/// Group issuance: per coupon, the requests that arrive while a transaction is in flight wait and
-/// go together in the next one.
+/// Group issuance: per coupon, the requests that arrive while a transaction holds the coupon's row
+/// lock go together in the next one.
 ///
-/// Every issuance of a coupon queues on its row lock anyway; one transaction for a group pays that
-/// lock, the round trips and the commit flush once instead of once per ticket. Nothing waits on
-/// purpose: an idle coupon starts a transaction at once. Each request still gets its own answer
-/// only after its group's COMMIT.
+/// Every issuance of a coupon queues on that lock anyway; one transaction for a group pays the
+/// lock, the round trips and the commit flush once instead of once per ticket. Each transaction
+/// takes its group only once it holds the lock, so the group holds everyone who arrived until that
+/// moment. Nothing waits on purpose: an idle coupon starts a transaction at once. Each request
+/// still gets its own answer only after its group's COMMIT.
 final class IssuanceGroups: Sendable {
-    typealias Issue = @Sendable (_ couponID: Int64, _ userIDs: [String]) async throws -> [String: IssueOutcome]
+    /// Runs one transaction: lock the coupon, then call `group` for the users, then issue and commit.
+    typealias Issue = @Sendable (_ couponID: Int64, _ group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome]
 
-    private struct Waiter {
+    struct Waiter: Sendable {
         var userID: String
         var arrived: ContinuousClock.Instant
         var continuation: CheckedContinuation<IssueOutcome, any Error>
@@ -19,88 +21,128 @@ final class IssuanceGroups: Sendable {
 
     private struct Queue {
         var waiting: [Waiter] = []
-        var inFlight = 0
+        var transactions = 0
     }
 
     /// Largest group in one transaction.
     let maxGroupSize: Int
-    /// Transactions in flight per coupon: a second one waits on the row lock while the first
-    /// commits, so the lock is never idle for a round trip.
-    let maxInFlight: Int
+    /// Transactions per coupon: the next one waits on the row lock while the current one commits,
+    /// so the lock is never idle for a round trip.
+    let maxTransactions: Int
     /// A request that waited this long before its group started is answered 503 without trying.
     let timeout: Duration
     private let issue: Issue
     private let queues = Mutex<[Int64: Queue]>([:])
 
-    init(maxGroupSize: Int, maxInFlight: Int = 2, timeout: Duration, issue: @escaping Issue) {
-        precondition(maxGroupSize > 0 && maxInFlight > 0)
+    init(maxGroupSize: Int, maxTransactions: Int = 2, timeout: Duration, issue: @escaping Issue) {
+        precondition(maxGroupSize > 0 && maxTransactions > 0)
         self.maxGroupSize = maxGroupSize
-        self.maxInFlight = maxInFlight
+        self.maxTransactions = maxTransactions
         self.timeout = timeout
         self.issue = issue
     }
 
     func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
         try await withCheckedThrowingContinuation { continuation in
-            let waiter = Waiter(userID: userID, arrived: .now, continuation: continuation)
-            let group = queues.withLock { queues in
-                queues[couponID, default: Queue()].waiting.append(waiter)
-                return Self.nextGroup(couponID, &queues, maxGroupSize: maxGroupSize, maxInFlight: maxInFlight, finished: false)
+            let startTransaction = queues.withLock { queues in
+                var queue = queues[couponID, default: Queue()]
+                queue.waiting.append(Waiter(userID: userID, arrived: .now, continuation: continuation))
+                let start = queue.transactions < maxTransactions
+                if start { queue.transactions += 1 }
+                queues[couponID] = queue
+                return start
             }
-            if let group { Task { await run(couponID: couponID, first: group) } }
+            if startTransaction { Task { await runTransactions(couponID: couponID) } }
         }
     }
 
-    /// Runs groups of one coupon until none is waiting.
-    private func run(couponID: Int64, first: [Waiter]) async {
-        var group: [Waiter]? = first
-        while let current = group {
-            await issue(couponID: couponID, group: current)
-            group = queues.withLock { queues in
-                Self.nextGroup(couponID, &queues, maxGroupSize: maxGroupSize, maxInFlight: maxInFlight, finished: true)
+    /// Runs transactions for one coupon until nobody is waiting.
+    private func runTransactions(couponID: Int64) async {
+        repeat {
+            await runTransaction(couponID: couponID)
+        } while queues.withLock({ queues in
+            guard var queue = queues[couponID] else { return false }
+            if queue.waiting.isEmpty {
+                queue.transactions -= 1
+                queues[couponID] = queue.transactions == 0 ? nil : queue
+                return false
             }
-        }
+            return true
+        })
     }
 
-    /// Takes the next group when a transaction slot is free; `finished` gives back the caller's slot.
-    private static func nextGroup(
-        _ couponID: Int64, _ queues: inout [Int64: Queue], maxGroupSize: Int, maxInFlight: Int, finished: Bool
-    ) -> [Waiter]? {
-        guard var queue = queues[couponID] else { return nil }
-        if finished { queue.inFlight -= 1 }
-        defer { queues[couponID] = queue.waiting.isEmpty && queue.inFlight == 0 ? nil : queue }
-        guard !queue.waiting.isEmpty, queue.inFlight < maxInFlight else { return nil }
-        let count = min(maxGroupSize, queue.waiting.count)
-        let group = Array(queue.waiting.prefix(count))
-        queue.waiting.removeFirst(count)
-        queue.inFlight += 1
-        return group
-    }
-
-    private func issue(couponID: Int64, group: [Waiter]) async {
-        let now = ContinuousClock.now
-        let (late, current) = group.partitioned { now - $0.arrived >= timeout }
-        for waiter in late { waiter.continuation.resume(throwing: DeadlineExceeded()) }
-        guard !current.isEmpty else { return }
+    private func runTransaction(couponID: Int64) async {
+        let group = TakenGroup()
         do {
             let outcomes = try await withDeadline(timeout) { [issue] in
-                try await issue(couponID, current.map(\.userID))
+                try await issue(couponID) { group.take { self.takeGroup(couponID: couponID) } }
             }
-            var answered: Set<String> = []
-            for waiter in current {
-                guard let outcome = outcomes[waiter.userID] else {
-                    waiter.continuation.resume(throwing: IssuanceError.userMissingFromResult(waiter.userID))
-                    continue
-                }
-                // The same user twice in one group: one ticket issued, the other request is its retry.
-                if case .issued(let ticket) = outcome, !answered.insert(waiter.userID).inserted {
-                    waiter.continuation.resume(returning: .held(ticket))
-                } else {
-                    waiter.continuation.resume(returning: outcome)
-                }
-            }
+            answer(group.abandon(), with: outcomes)
         } catch {
-            for waiter in current { waiter.continuation.resume(throwing: error) }
+            var failed = group.abandon()
+            // It failed before it held the lock (database down, pool exhausted): the group it would
+            // have taken fails with it, or those requests would wait for a lock nobody can get.
+            if failed.isEmpty { failed = takeGroup(couponID: couponID) }
+            for waiter in failed { waiter.continuation.resume(throwing: error) }
+        }
+    }
+
+    /// Removes the next group from the queue; answers those who waited too long.
+    private func takeGroup(couponID: Int64) -> [Waiter] {
+        let taken = queues.withLock { queues -> [Waiter] in
+            guard var queue = queues[couponID] else { return [] }
+            let count = min(maxGroupSize, queue.waiting.count)
+            let taken = Array(queue.waiting.prefix(count))
+            queue.waiting.removeFirst(count)
+            queues[couponID] = queue
+            return taken
+        }
+        let now = ContinuousClock.now
+        let (late, current) = taken.partitioned { now - $0.arrived >= timeout }
+        for waiter in late { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+        return current
+    }
+
+    private func answer(_ group: [Waiter], with outcomes: [String: IssueOutcome]) {
+        var answered: Set<String> = []
+        for waiter in group {
+            guard let outcome = outcomes[waiter.userID] else {
+                waiter.continuation.resume(throwing: IssuanceError.userMissingFromResult(waiter.userID))
+                continue
+            }
+            // The same user twice in one group: one ticket issued, the other request is its retry.
+            if case .issued(let ticket) = outcome, !answered.insert(waiter.userID).inserted {
+                waiter.continuation.resume(returning: .held(ticket))
+            } else {
+                waiter.continuation.resume(returning: outcome)
+            }
+        }
+    }
+}
+
+/// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
+/// transaction failed or overran its deadline. A transaction that overran and only then got the
+/// lock takes nobody, so no request is left behind without an answer.
+private final class TakenGroup: Sendable {
+    private struct State {
+        var waiters: [IssuanceGroups.Waiter] = []
+        var abandoned = false
+    }
+    private let state = Mutex(State())
+
+    func take(_ takeGroup: () -> [IssuanceGroups.Waiter]) -> [String] {
+        state.withLock { state in
+            guard !state.abandoned else { return [] }
+            state.waiters = takeGroup()
+            return state.waiters.map(\.userID)
+        }
+    }
+
+    func abandon() -> [IssuanceGroups.Waiter] {
+        state.withLock { state in
+            state.abandoned = true
+            defer { state.waiters = [] }
+            return state.waiters
         }
     }
 }

@@ -16,7 +16,17 @@ public struct IssuanceStore: Sendable {
 
     /// One outcome per distinct user.
     public func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+        try await issue(couponID: couponID) { userIDs }
+    }
+
+    /// Locks the coupon row first and only then asks `group` whom to issue to, so a group formed
+    /// while the previous transaction held the lock takes everyone who arrived until it was free.
+    /// An empty group commits nothing and returns no outcome.
+    public func issue(couponID: Int64, group: @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
         let rows = try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
+            let userIDs = group()
+            guard !userIDs.isEmpty else { return [(String, String, Int?, String?, Date?)]() }
             let result = try await connection.query(
                 "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
                 logger: logger)

@@ -31,8 +31,8 @@ public struct TicketIssuer: Sendable {
         self.catalogue = catalogue
         self.timeout = timeout
         self.groups = maxGroupSize > 1
-            ? IssuanceGroups(maxGroupSize: maxGroupSize, timeout: timeout) { [store] couponID, userIDs in
-                try await store.issue(couponID: couponID, userIDs: userIDs)
+            ? IssuanceGroups(maxGroupSize: maxGroupSize, timeout: timeout) { [store] couponID, group in
+                try await store.issue(couponID: couponID, group: group)
             }
             : nil
     }

@@ -117,8 +117,7 @@ private struct Ready: Decodable { var listener: String? }
                     try await waitForListener(a)
                     try await waitForListener(b)
                     let couponID = try await createCoupon(a, quantity: 30)
-                    let opensAt = Date().addingTimeInterval(4)
-                    let later = try await createCoupon(b, quantity: 5, startsAt: opensAt.formatted(.iso8601))
+                    let later = try await createCoupon(b, quantity: 5, startsAt: Date().addingTimeInterval(3600).formatted(.iso8601))
                     var codes: [String: String] = [:]
                     for user in 0..<30 {
                         let response = try await issue(a, couponID, "w\(user)")
@@ -143,10 +142,17 @@ private struct Ready: Decodable { var listener: String? }
                     let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
                     #expect(spent < 50, "\(spent) statements for 1360 answers from memory on two instances (4080 without)")
 
-                    // Opens on time, with no restart and no notification.
+                    // A sale about to open: refused until then, then open on both, with no restart
+                    // and no notification.
+                    // Whole seconds on the wire: it opens 2 to 3 seconds from now.
+                    let opensAt = Date().addingTimeInterval(3)
+                    let soon = try await createCoupon(b, quantity: 5, startsAt: opensAt.formatted(.iso8601))
+                    #expect(try await issue(b, soon, "too-early").problemCode == "not_started")
+                    #expect(try await issue(a, soon, "too-early").problemCode == "not_started")
                     try await Task.sleep(until: .now + .seconds(max(0, opensAt.timeIntervalSinceNow) + 0.2))
-                    #expect(try await issue(b, later, "on-time").status == .created)
-                    #expect(try await audit(url, later).issuedCount == 1)
+                    #expect(try await issue(b, soon, "on-time-b").status == .created)
+                    #expect(try await issue(a, soon, "on-time-a").status == .created)
+                    #expect(try await audit(url, soon).issuedCount == 2)
                     #expect(try await audit(url, couponID).isConsistent)
                 }
             }

@@ -3,22 +3,40 @@ import Foundation
 import Synchronization
 import Testing
 
-/// The grouping logic alone, with a stand-in for the database that records the groups it gets.
+/// The grouping logic alone, with a stand-in for the database: a row lock that transactions queue
+/// on, a first transaction held until released, and a record of the groups.
 @Suite struct IssuanceGroupsTests {
-    /// Holds the first transaction until released, so the requests behind it pile up.
+    actor RowLock {
+        private var held = false
+        private var queue: [CheckedContinuation<Void, Never>] = []
+
+        func lock() async {
+            if !held { held = true; return }
+            await withCheckedContinuation { queue.append($0) }
+        }
+
+        func unlock() {
+            if queue.isEmpty { held = false } else { queue.removeFirst().resume() }
+        }
+    }
+
     final class FakeDatabase: Sendable {
         let groups = Mutex<[[String]]>([])
         let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let rowLock = RowLock()
         let failing: @Sendable ([String]) -> Bool
 
         init(failing: @escaping @Sendable ([String]) -> Bool = { _ in false }) { self.failing = failing }
 
-        func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+        func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+            await rowLock.lock()
+            let userIDs = group()
             let first = groups.withLock { groups in
-                groups.append(userIDs)
-                return groups.count == 1
+                if !userIDs.isEmpty { groups.append(userIDs) }
+                return groups.count == 1 && !userIDs.isEmpty
             }
             if first { await withCheckedContinuation { continuation in gate.withLock { $0 = continuation } } }
+            await rowLock.unlock()
             if failing(userIDs) { throw DatabaseDown() }
             var outcomes: [String: IssueOutcome] = [:]
             for (index, user) in Set(userIDs).sorted().enumerated() {
@@ -27,68 +45,71 @@ import Testing
             return outcomes
         }
 
+        /// Lets the first transaction commit, once it is waiting.
         func release() async {
             while true {
                 if let continuation = gate.withLock({ $0.take() }) { return continuation.resume() }
                 await Task.yield()
             }
         }
+
+        func waitForFirstGroup() async {
+            while groups.withLock({ $0.isEmpty }) { await Task.yield() }
+        }
     }
 
     struct DatabaseDown: Error {}
 
-    @Test func requestsArrivingDuringATransactionGoTogetherWithinTheCap() async {
-        let database = FakeDatabase()
-        let groups = IssuanceGroups(maxGroupSize: 64, maxInFlight: 1, timeout: .seconds(60), issue: database.issue)
-        // Queue 300 requests behind a held first transaction.
-        let results = await withTaskGroup(of: Result<IssueOutcome, any Error>.self) { group in
-            group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "first") } }
-            while database.groups.withLock({ $0.count }) == 0 { await Task.yield() }
-            for user in 0..<300 { group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "u\(user)") } } }
+    /// Issues "first" (held in its transaction), then `users` behind it, then lets it go.
+    func issue(
+        _ users: [String], through groups: IssuanceGroups, database: FakeDatabase
+    ) async -> [(String, Result<IssueOutcome, any Error>)] {
+        await withTaskGroup(of: (String, Result<IssueOutcome, any Error>).self) { group in
+            group.addTask { ("first", await attempt { try await groups.issue(couponID: 1, userID: "first") }) }
+            await database.waitForFirstGroup()
+            for user in users {
+                group.addTask { (user, await attempt { try await groups.issue(couponID: 1, userID: user) }) }
+            }
             try? await Task.sleep(for: .milliseconds(200))
             await database.release()
             return await group.reduce(into: []) { $0.append($1) }
         }
+    }
+
+    @Test func requestsArrivingDuringATransactionGoTogetherWithinTheCap() async {
+        let database = FakeDatabase()
+        let groups = IssuanceGroups(maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), issue: database.issue)
+        let results = await issue((0..<300).map { "u\($0)" }, through: groups, database: database)
         #expect(results.count == 301)
-        #expect(results.allSatisfy { if case .success(.issued) = $0 { true } else { false } })
+        #expect(results.allSatisfy { if case .success(.issued) = $0.1 { true } else { false } })
         let sizes = database.groups.withLock { $0.map(\.count) }
-        #expect(sizes.first == 1)
-        #expect(sizes.dropFirst().allSatisfy { $0 <= 64 })
-        #expect(sizes.dropFirst().reduce(0, +) == 300)
-        #expect(sizes.count == 1 + 5, "300 waiting requests in groups of at most 64: \(sizes)")
+        #expect(sizes == [1, 64, 64, 64, 64, 44])
+    }
+
+    @Test func theNextTransactionTakesItsGroupOnceItHoldsTheLock() async {
+        let database = FakeDatabase()
+        let groups = IssuanceGroups(maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), issue: database.issue)
+        _ = await issue((0..<100).map { "u\($0)" }, through: groups, database: database)
+        // The second transaction started with the second request but waited on the lock: it takes
+        // all hundred that arrived meanwhile, not just the one that started it.
+        #expect(database.groups.withLock { $0.map(\.count) } == [1, 100])
     }
 
     @Test func theSameUserTwiceInAGroupGetsOneIssuedAndOneHeld() async {
         let database = FakeDatabase()
-        let groups = IssuanceGroups(maxGroupSize: 64, maxInFlight: 1, timeout: .seconds(60), issue: database.issue)
-        let results = await withTaskGroup(of: Result<IssueOutcome, any Error>.self) { group in
-            group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "first") } }
-            while database.groups.withLock({ $0.count }) == 0 { await Task.yield() }
-            for _ in 0..<5 { group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "twin") } } }
-            try? await Task.sleep(for: .milliseconds(100))
-            await database.release()
-            return await group.reduce(into: []) { $0.append($1) }
-        }
-        let twins = database.groups.withLock { $0.last }
-        #expect(twins?.count == 5)
-        #expect(results.filter { if case .success(.issued(let t)) = $0 { t.userID == "twin" } else { false } }.count == 1)
-        #expect(results.filter { if case .success(.held(let t)) = $0 { t.userID == "twin" } else { false } }.count == 4)
+        let groups = IssuanceGroups(maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), issue: database.issue)
+        let results = await issue(Array(repeating: "twin", count: 5), through: groups, database: database)
+        #expect(database.groups.withLock { $0.last?.count } == 5)
+        #expect(results.filter { if case .success(.issued(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 1)
+        #expect(results.filter { if case .success(.held(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 4)
     }
 
     @Test func aFailedTransactionFailsOnlyItsOwnGroup() async {
         let database = FakeDatabase(failing: { $0.contains("doomed") })
-        let groups = IssuanceGroups(maxGroupSize: 2, maxInFlight: 1, timeout: .seconds(60), issue: database.issue)
-        let results = await withTaskGroup(of: (String, Result<IssueOutcome, any Error>).self) { group in
-            group.addTask { ("first", await attempt { try await groups.issue(couponID: 1, userID: "first") }) }
-            while database.groups.withLock({ $0.count }) == 0 { await Task.yield() }
-            for user in ["doomed", "a", "b", "c"] {
-                group.addTask { (user, await attempt { try await groups.issue(couponID: 1, userID: user) }) }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            await database.release()
-            return await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
-        }
+        let groups = IssuanceGroups(maxGroupSize: 2, maxTransactions: 1, timeout: .seconds(60), issue: database.issue)
+        let results = await issue(["doomed", "a", "b", "c"], through: groups, database: database)
         let failedGroup = database.groups.withLock { $0.first { $0.contains("doomed") } } ?? []
+        #expect(failedGroup.count == 2)
         for (user, result) in results {
             if failedGroup.contains(user) {
                 #expect(throws: DatabaseDown.self) { try result.get() }
@@ -96,7 +117,28 @@ import Testing
                 #expect((try? result.get()) != nil, "\(user) was not in the failed group")
             }
         }
-        #expect(failedGroup.count == 2)
+    }
+
+    /// A database that never grants the lock: every request still gets its answer.
+    @Test(.timeLimit(.minutes(1))) func aLockThatNeverComesStillAnswersEveryone() async {
+        let groups = IssuanceGroups(maxGroupSize: 4, maxTransactions: 2, timeout: .milliseconds(50)) { _, _ in
+            try await Task.sleep(for: .seconds(3600))
+            return [:]
+        }
+        let results = await withTaskGroup(of: Result<IssueOutcome, any Error>.self) { group in
+            for user in 0..<10 { group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "u\(user)") } } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.count == 10)
+        #expect(results.allSatisfy { if case .failure(let error) = $0 { error is DeadlineExceeded } else { false } })
+    }
+
+    @Test func requestsThatWaitedPastTheDeadlineAreAnsweredWithoutTrying() async {
+        let database = FakeDatabase()
+        let groups = IssuanceGroups(maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), issue: database.issue)
+        let results = await issue(["late"], through: groups, database: database)
+        #expect(results.allSatisfy { if case .failure(let error) = $0.1 { error is DeadlineExceeded } else { false } })
+        #expect(database.groups.withLock { $0 } == [["first"]], "the late request never reached the database")
     }
 }
 
