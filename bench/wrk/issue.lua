@@ -1,4 +1,4 @@
--- Every request a new user: "<run>-<thread>-<counter>". Prints one RESULT line for bench/run.py.
+-- Every request a new user: "<run>-<thread>-<counter>". Reports through report.lua.
 -- Usage: wrk -s issue.lua http://127.0.0.1:8080 -- COUPON_ID RUN_TAG
 local threads = {}
 local counter = 0
@@ -24,10 +24,4 @@ function request()
     return wrk.format()
 end
 
-function done(summary, latency, requests)
-    local errors = summary.errors
-    io.write(string.format(
-        "RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d non2xx=%d socket_errors=%d\n",
-        summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-        errors.status, errors.connect + errors.read + errors.write + errors.timeout))
-end
+dofile(debug.getinfo(1, "S").source:sub(2):match("(.*/)") .. "report.lua")

@@ -43,8 +43,28 @@ struct TicketResponse: ResponseEncodable, Decodable, Equatable {
     }
 }
 
+/// `2026-11-24T19:35:10.349Z`: UTC, milliseconds. Written by hand because it is on every answer,
+/// and `ISO8601FormatStyle` costs more than the rest of the answer's encoding.
 enum RFC3339 {
     static func string(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds.quotientFloorDiv(1000))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func digits(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return digits(parts.tm_year + 1900, 4) + "-" + digits(parts.tm_mon + 1, 2) + "-" + digits(parts.tm_mday, 2)
+            + "T" + digits(parts.tm_hour, 2) + ":" + digits(parts.tm_min, 2) + ":" + digits(parts.tm_sec, 2)
+            + "." + digits(Int32(milliseconds - Int64(seconds) * 1000), 3) + "Z"
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity, so dates before 1970 format correctly too.
+    func quotientFloorDiv(_ divisor: Int64) -> Int64 {
+        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? quotient - 1 : quotient
     }
 }
