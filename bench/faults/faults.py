@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Fault scenarios against real coupon-server processes and a real PostgreSQL, run by
+bench/faults/run.sh. Every scenario ends with the audit:
+
+  tickets held <= quantity, counter = tickets held, no user with two tickets,
+  every user answered 201 holds the ticket they were shown.
+
+Loopback only; every loop bounded in count and time. Exits non-zero when an audit fails.
+"""
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+URL = os.environ["DATABASE_URL"]
+BIN = os.environ["COUPON_BIN"]
+TOKEN = "faults-admin"
+BASE_PORT = 8301
+failures = []
+
+
+def psql(sql):
+    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Instance:
+    def __init__(self, index, extra=()):
+        self.port = BASE_PORT + index
+        env = dict(os.environ, LOG_LEVEL="error", COUPON_ADMIN_TOKEN=TOKEN)
+        self.process = subprocess.Popen(
+            [BIN, "serve", "--port", str(self.port), "--database-url", URL, "--database-timeout", "2", *extra],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, seconds=30):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1).read().decode()
+                if '"connected"' in body:
+                    return time.monotonic()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"instance on {self.port} not ready within {seconds} s")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start(count, extra=()):
+    instances = [Instance(i, extra) for i in range(count)]
+    for instance in instances:
+        instance.wait_ready()
+    return instances
+
+
+def create_coupon(port, quantity):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/coupons", method="POST",
+        data=json.dumps({"name": "faults", "quantity": quantity}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    return json.load(urllib.request.urlopen(request, timeout=60))["id"]
+
+
+async def issue(port, coupon, user, timeout=20.0):
+    """One request on its own connection: (status or error name, body, seconds)."""
+    started = time.monotonic()
+    body = json.dumps({"user_id": user})
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: faults\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+        writer.close()
+        head, _, payload = raw.decode(errors="replace").partition("\r\n\r\n")
+        if not head:
+            return "no_answer", None, time.monotonic() - started
+        status = head.split(" ")[1]
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = None
+        return status, parsed, time.monotonic() - started
+    except asyncio.TimeoutError:
+        return "timeout", None, time.monotonic() - started
+    except (ConnectionError, OSError) as error:
+        return type(error).__name__, None, time.monotonic() - started
+
+
+def audit(name, coupon, answers, expect_sold_out=False):
+    """answers: list of (user, status, body). Records a failure instead of raising."""
+    quantity, counter, held, users = map(int, psql(
+        f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
+        f"JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = {coupon} GROUP BY c.id").split("|"))
+    codes = dict(line.split("|") for line in psql(
+        f"SELECT user_id, code FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id IS NOT NULL").splitlines() if line)
+    shown = {}
+    for user, status, body in answers:
+        if status in ("200", "201") and body:
+            shown.setdefault(user, set()).add(body["ticket"]["code"])
+    lost = [user for user, seen in shown.items() if codes.get(user) not in seen or len(seen) != 1]
+    problems = []
+    if held > quantity:
+        problems.append(f"{held} tickets held for {quantity}")
+    if counter != held:
+        problems.append(f"counter {counter} but {held} held")
+    if users != held:
+        problems.append(f"{held} tickets but {users} users")
+    if lost:
+        problems.append(f"{len(lost)} users shown a ticket they do not hold, e.g. {lost[:3]}")
+    if expect_sold_out and held != quantity:
+        problems.append(f"only {held} of {quantity} issued: tickets stuck")
+    statuses = {}
+    for _, status, _ in answers:
+        statuses[status] = statuses.get(status, 0) + 1
+    verdict = "clean" if not problems else "FAILED: " + "; ".join(problems)
+    print(f"  audit {name}: quantity {quantity}, counter {counter}, held {held}, users {users}; "
+          f"answers {dict(sorted(statuses.items()))}: {verdict}", flush=True)
+    if problems:
+        failures.append(f"{name}: {verdict}")
+    return held
+
+
+async def fill(ports, coupon, prefix, bound=20000):
+    """Issues to new users until sold out (bounded): shows nothing is stuck."""
+    answers = []
+    for n in range(bound):
+        status, body, _ = await issue(ports[n % len(ports)], coupon, f"{prefix}-{n}")
+        answers.append((f"{prefix}-{n}", status, body))
+        if status == "409" and body and body.get("code") == "sold_out":
+            break
+    return answers
+
+
+async def several_instances():
+    print("several instances: 3 instances, 2000 tickets, 4000 users, 6000 requests at once", flush=True)
+    instances = start(3)
+    try:
+        ports = [i.port for i in instances]
+        coupon = create_coupon(ports[0], 2000)
+        jobs = []
+        for user in range(4000):
+            jobs.append((ports[user % 3], f"u{user}"))
+            if user < 2000:  # the same user on another instance at the same moment
+                jobs.append((ports[(user + 1) % 3], f"u{user}"))
+        random.shuffle(jobs)
+        results = await asyncio.gather(*(issue(port, coupon, user) for port, user in jobs))
+        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        audit("several instances", coupon, answers, expect_sold_out=True)
+        # A winner asks another instance: 200 with the same code.
+        winners = {}
+        for (port, user), (status, body, _) in zip(jobs, results):
+            if status == "201":
+                winners[user] = (port, body["ticket"]["code"])
+        mismatched = 0
+        for user, (port, code) in winners.items():
+            other = ports[(ports.index(port) + 1) % 3]
+            status, body, _ = await issue(other, coupon, user)
+            if status != "200" or body["ticket"]["code"] != code:
+                mismatched += 1
+        print(f"  {len(winners)} winners asked another instance: {len(winners) - mismatched} answered 200 with the same code", flush=True)
+        if len(winners) != 2000 or mismatched:
+            failures.append(f"several instances: {len(winners)} winners, {mismatched} answered differently elsewhere")
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
+async def sigkill_mid_burst():
+    print("SIGKILL of an instance mid-burst: 3 instances, 3000 tickets, 4500 users", flush=True)
+    instances = start(3)
+    try:
+        ports = [i.port for i in instances]
+        coupon = create_coupon(ports[0], 3000)
+        jobs = [(ports[user % 3], f"k{user}") for user in range(4500)]
+
+        async def killer():
+            await asyncio.sleep(0.3)
+            instances[1].process.send_signal(signal.SIGKILL)
+
+        results, _ = await asyncio.gather(asyncio.gather(*(issue(port, coupon, user) for port, user in jobs)), killer())
+        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        audit("after SIGKILL", coupon, answers)
+        answers += await fill([ports[0], ports[2]], coupon, "k-fill")
+        audit("SIGKILL, then filled through the survivors", coupon, answers, expect_sold_out=True)
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
+async def postgres_crash_mid_burst():
+    print("PostgreSQL crash mid-burst (pg_ctl -m immediate restart): 2 instances, 3000 tickets, 4500 users", flush=True)
+    instances = start(2)
+    try:
+        ports = [i.port for i in instances]
+        coupon = create_coupon(ports[0], 3000)
+        jobs = [(ports[user % 2], f"c{user}") for user in range(4500)]
+        crashed = {}
+
+        async def crash():
+            await asyncio.sleep(0.3)
+            crashed["at"] = time.monotonic()
+            await asyncio.to_thread(subprocess.run, ["bash", "-c", f"source '{ROOT}/scripts/lib/postgres.sh' && restart_local_postgres_immediate"],
+                                    check=True, capture_output=True)
+            crashed["back"] = time.monotonic()
+
+        results, _ = await asyncio.gather(asyncio.gather(*(issue(port, coupon, user) for port, user in jobs)), crash())
+        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        slowest = max(seconds for _, _, seconds in results)
+        unanswered = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503"))
+        print(f"  PostgreSQL down for {crashed['back'] - crashed['at']:.1f} s; slowest answer {slowest:.1f} s; "
+              f"{unanswered} requests without an HTTP answer", flush=True)
+        if unanswered:
+            failures.append(f"PostgreSQL crash: {unanswered} requests got no HTTP answer")
+        recovered = max(instance.wait_ready(30) for instance in instances) - crashed["back"]
+        print(f"  both instances ready again {max(recovered, 0):.1f} s after PostgreSQL was back", flush=True)
+        audit("after the crash", coupon, answers)
+        answers += await fill(ports, coupon, "c-fill")
+        audit("crash, then filled", coupon, answers, expect_sold_out=True)
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
+async def sigterm_under_load():
+    print("SIGTERM under load: 1 instance, 5000 tickets, 8000 requests", flush=True)
+    instance = start(1)[0]
+    coupon = create_coupon(instance.port, 5000)
+    stopped = {}
+
+    async def terminate():
+        await asyncio.sleep(0.3)
+        stopped["at"] = time.monotonic()
+        instance.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(instance.process.wait, 30)
+        stopped["exited"] = time.monotonic()
+
+    jobs = [f"t{user}" for user in range(8000)]
+    results, _ = await asyncio.gather(asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs)), terminate())
+    answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
+    refused = sum(1 for _, status, _ in answers if status == "ConnectionRefusedError")
+    dropped = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503", "ConnectionRefusedError"))
+    took = stopped["exited"] - stopped["at"]
+    print(f"  exited {took:.1f} s after SIGTERM with code {instance.process.returncode}; "
+          f"{refused} connections refused after it stopped accepting; {dropped} accepted requests without an answer", flush=True)
+    if dropped or took >= 10:
+        failures.append(f"SIGTERM: {dropped} accepted requests unanswered, exit after {took:.1f} s")
+    audit("after SIGTERM", coupon, answers)
+
+
+async def soak(rounds, seed):
+    print(f"randomized soak: {rounds} rounds, seed {seed} (replay: FAULTS_SEED={seed})", flush=True)
+    rng = random.Random(seed)
+    for round_number in range(rounds):
+        quantity = rng.randint(1, 5000)
+        oversubscription = rng.uniform(1.1, 10)
+        count = rng.randint(1, 3)
+        repeated = rng.uniform(0, 0.5)
+        requests = int(quantity * oversubscription)
+        distinct = max(1, int(requests * (1 - repeated)))
+        instances = start(count)
+        try:
+            ports = [i.port for i in instances]
+            coupon = create_coupon(ports[0], quantity)
+            jobs = [(ports[rng.randrange(count)], f"s{round_number}-{rng.randrange(distinct)}") for _ in range(requests)]
+            print(f"  round {round_number + 1}: {quantity} tickets, {requests} requests from {distinct} users, "
+                  f"{count} instance(s)", flush=True)
+            answers = []
+            # Bounded concurrency: at most 2000 connections at once.
+            for start_index in range(0, len(jobs), 2000):
+                chunk = jobs[start_index:start_index + 2000]
+                results = await asyncio.gather(*(issue(port, coupon, user) for port, user in chunk))
+                answers += [(user, status, body) for (port, user), (status, body, _) in zip(chunk, results)]
+            users = len({user for _, user in jobs})
+            audit(f"soak round {round_number + 1}", coupon, answers, expect_sold_out=users >= quantity)
+        finally:
+            for instance in instances:
+                instance.stop()
+
+
+def main():
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "soak"]
+    seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
+    rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
+    scenarios = {
+        "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
+        "sigterm": sigterm_under_load, "soak": lambda: soak(rounds, seed),
+    }
+    for name in chosen:
+        asyncio.run(scenarios[name]())
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print(f"all fault scenarios clean ({', '.join(chosen)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
