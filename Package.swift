@@ -32,6 +32,7 @@ let package = Package(
             dependencies: [
                 "CouponService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -39,9 +39,10 @@ cd "$COUPON_ROOT"
 status=0
 swift test "$@" || status=$?
 
-# --- fault / scenario scripts (bench/faults/*) go here ----------------------
-# Run them after swift test, against the same cluster, e.g.:
-#   [ "$status" -ne 0 ] || bash "$COUPON_ROOT/bench/faults/<name>.sh" || status=$?
-# ---------------------------------------------------------------------------
+# Fault scenarios against real server processes (several instances, SIGKILL, a PostgreSQL crash,
+# SIGTERM under load, a 20-round randomized soak), about four minutes, after the tests pass.
+if [ "$status" -eq 0 ] && [ "${COUPON_SKIP_FAULTS:-0}" != 1 ]; then
+    bash "$COUPON_ROOT/bench/faults/run.sh" || status=$?
+fi
 
 exit "$status"

@@ -3,6 +3,7 @@ import CouponService
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 @main
 struct CouponServer: AsyncParsableCommand {
@@ -64,6 +65,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest number of pooled database connections (env: COUPON_POOL_SIZE).")
     var poolSize: Int = environment["COUPON_POOL_SIZE"].flatMap { Int($0) } ?? 20
 
+    @Option(help: "Seconds to keep serving after SIGTERM, with /readyz at 503, before the server stops accepting (env: COUPON_SHUTDOWN_DRAIN).")
+    var shutdownDrain: Double = environment["COUPON_SHUTDOWN_DRAIN"].flatMap { Double($0) } ?? 2
+
     @Option(help: "Largest group of requests for one coupon issued in one transaction; 1 turns grouping off (env: COUPON_GROUP_SIZE).")
     var groupSize: Int = environment["COUPON_GROUP_SIZE"].flatMap { Int($0) } ?? 512
 
@@ -73,14 +77,20 @@ struct Serve: AsyncParsableCommand {
             adminToken: (adminToken ?? environment["COUPON_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 },
             logLevel: try common.resolvedLogLevel(), databaseTimeout: .milliseconds(Int(databaseTimeout * 1000)),
             maxConnections: poolSize, maxGroupSize: groupSize)
-        let app = try buildApplication(settings)
-        try await app.runService()
+        let logger = try common.logger()
+        let drain = ShutdownDrain(duration: .milliseconds(Int(shutdownDrain * 1000)), logger: logger)
+        let app = try buildApplication(settings, drain: drain)
+        // The drain comes after the application, so SIGTERM reaches it first.
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: app), .init(service: drain)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 
     func validate() throws {
         guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0 to 65535") }
         guard databaseTimeout > 0 else { throw ValidationError("--database-timeout must be positive") }
         guard poolSize > 0 else { throw ValidationError("--pool-size must be positive") }
+        guard shutdownDrain >= 0 else { throw ValidationError("--shutdown-drain must not be negative") }
         guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
     }
 }

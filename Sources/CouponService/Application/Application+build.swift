@@ -17,7 +17,9 @@ public protocol AppArguments: Sendable {
 }
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
-public func buildApplication(_ arguments: some AppArguments) throws -> some ApplicationProtocol {
+///
+/// `drain`, when given, turns `/readyz` to 503 while it drains (see `ShutdownDrain`).
+public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrain? = nil) throws -> some ApplicationProtocol {
     var logger = Logger(label: "coupon-server")
     logger.logLevel = arguments.logLevel
 
@@ -36,7 +38,7 @@ public func buildApplication(_ arguments: some AppArguments) throws -> some Appl
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
-    HealthController(database: database, catalogue: catalogue).addRoutes(to: router)
+    HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
         tickets: TicketStore(client: client, logger: logger),

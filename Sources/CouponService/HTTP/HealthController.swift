@@ -4,6 +4,7 @@ import Hummingbird
 struct HealthController<Context: RequestContext>: Sendable {
     let database: DatabaseGate
     let catalogue: CouponCatalogue
+    let drain: ShutdownDrain?
 
     struct Health: ResponseEncodable {
         var status: String
@@ -16,6 +17,11 @@ struct HealthController<Context: RequestContext>: Sendable {
         router.get("/healthz") { _, _ in Health(status: "ok") }
         router.get("/readyz") { _, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
+            if drain?.isDraining == true {
+                return EditedResponse(
+                    status: .serviceUnavailable, headers: [.retryAfter: "1"],
+                    response: Health(status: "draining", database: nil, listener: listener))
+            }
             do {
                 try await database.ping()
                 return EditedResponse(status: .ok, response: Health(status: "ready", database: "up", listener: listener))
