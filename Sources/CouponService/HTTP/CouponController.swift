@@ -18,6 +18,10 @@ struct CouponController<Context: RequestContext>: Sendable {
         router.patch("/v1/coupons/:id", use: resize)
         router.post("/v1/coupons/:id/issue", use: issue)
         router.get("/v1/coupons/:id/tickets/:user_id", use: ticket)
+        router.refuseOtherMethods(on: "/v1/coupons", allowed: [.post])
+        router.refuseOtherMethods(on: "/v1/coupons/:id", allowed: [.get, .patch])
+        router.refuseOtherMethods(on: "/v1/coupons/:id/issue", allowed: [.post])
+        router.refuseOtherMethods(on: "/v1/coupons/:id/tickets/:user_id", allowed: [.get])
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> EditedResponse<CouponResponse> {
@@ -75,5 +79,16 @@ struct CouponController<Context: RequestContext>: Sendable {
             throw CouponProblem.ticketNotFound
         }
         return TicketResponse(ticket)
+    }
+}
+
+extension Router {
+    /// 405 with `Allow` for the methods a path does not serve, where the router alone would say 404.
+    /// HEAD is left to the router on paths that serve GET.
+    func refuseOtherMethods(on path: RouterPath, allowed: [HTTPRequest.Method]) {
+        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options, .trace, .connect]
+        for method in methods where !allowed.contains(method) && !(method == .head && allowed.contains(.get)) {
+            on(path, method: method) { _, _ -> Response in throw CouponProblem.methodNotAllowed(allow: allowed) }
+        }
     }
 }

@@ -8,12 +8,15 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
     public var detail: String
     /// Seconds, sent as `Retry-After` when the client should come back.
     public var retryAfter: Int?
+    /// The methods the path does serve, sent as `Allow` with 405.
+    public var allow: String?
 
-    public init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil) {
+    public init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.detail = detail
         self.retryAfter = retryAfter
+        self.allow = allow
     }
 
     public static func invalidRequest(_ detail: String) -> Self {
@@ -44,6 +47,11 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
     public static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")
     public static let methodNotAllowed = Self(
         status: .methodNotAllowed, code: "method_not_allowed", detail: "This route does not accept this method.")
+    public static func methodNotAllowed(allow: [HTTPRequest.Method]) -> Self {
+        let names = allow.map(\.rawValue).joined(separator: ", ")
+        return .init(
+            status: .methodNotAllowed, code: "method_not_allowed", detail: "This route accepts \(names).", allow: names)
+    }
     public static let internalError = Self(
         status: .internalServerError, code: "internal", detail: "The server failed to handle this request.")
 
@@ -51,6 +59,7 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if let allow { headers[.allow] = allow }
         let body = Body(
             type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
         let data = try JSONEncoder.coupon.encode(body)

@@ -24,7 +24,8 @@ public enum CouponRequests {
         }
         let parsed = try decode(Body.self, from: body)
         let name = parsed.name.trimmed
-        guard !name.isEmpty, name.count <= maxNameLength else {
+        // Counted in Unicode scalars of the name as sent, as openapi.yaml's maxLength counts.
+        guard !name.isEmpty, parsed.name.unicodeScalars.count <= maxNameLength else {
             throw .invalidRequest("field 'name' must be 1 to \(maxNameLength) characters")
         }
         guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {

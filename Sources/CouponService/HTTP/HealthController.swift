@@ -15,6 +15,8 @@ struct HealthController<Context: RequestContext>: Sendable {
 
     func addRoutes(to router: Router<Context>) {
         router.get("/healthz") { _, _ in Health(status: "ok") }
+        router.refuseOtherMethods(on: "/healthz", allowed: [.get])
+        router.refuseOtherMethods(on: "/readyz", allowed: [.get])
         router.get("/readyz") { _, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
             if drain?.isDraining == true {

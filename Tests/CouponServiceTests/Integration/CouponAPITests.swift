@@ -88,7 +88,8 @@ import Testing
                 (.get, "/v1/coupons/-4", nil, false, .badRequest, "invalid_request"),
                 (.get, "/v1/coupons/\(couponID)/tickets/nobody", nil, false, .notFound, "ticket_not_found"),
                 (.get, "/v1/coupons/\(couponID)/tickets/bad%20user", nil, false, .badRequest, "invalid_request"),
-                (.delete, "/v1/coupons/\(couponID)", nil, true, .notFound, "not_found"),
+                (.delete, "/v1/coupons/\(couponID)", nil, true, .methodNotAllowed, "method_not_allowed"),
+                (.put, "/v1/coupons/\(couponID)/issue", #"{"user_id":"u1"}"#, false, .methodNotAllowed, "method_not_allowed"),
             ]
             for (method, uri, body, admin, status, code) in cases {
                 let response = try await client.send(method, uri, json: body, admin: admin)

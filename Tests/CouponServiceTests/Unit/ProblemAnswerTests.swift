@@ -18,6 +18,15 @@ import Testing
         }
     }
 
+    @Test func anUnservedMethodIs405WithAllow() async throws {
+        try await buildApplication(Self.nowhere).test(.router) { client in
+            let response = try await client.execute(uri: "/v1/coupons/1", method: .delete)
+            #expect(response.status == .methodNotAllowed)
+            #expect(response.headers[.allow] == "GET, PATCH")
+            #expect(response.problemCode == "method_not_allowed")
+        }
+    }
+
     @Test func adminRoutesNeedTheToken() async throws {
         try await buildApplication(Self.nowhere).test(.router) { client in
             let none = try await client.send(.post, "/v1/coupons", json: #"{"name":"x","quantity":1}"#)
