@@ -41,27 +41,34 @@ public struct CouponStore: Sendable {
 
     /// Sets the quantity: adds ticket rows when raised, drops free ones (highest numbers) when lowered.
     ///
-    /// The coupon row is locked first, as issuance does, so no issuer sees a half-resized coupon.
+    /// Resizes of one coupon take turns on an advisory lock, which issuance never takes. A raise
+    /// writes its new rows before it locks the coupon row (issuance caps its claims at the quantity,
+    /// so rows beyond it are never issued), and holds that lock only to set the quantity: issuance
+    /// goes on while a large raise generates its rows.
     public func resize(id: Int64, quantity: Int) async throws -> Resize {
         try await client.withTransaction(logger: logger) { connection in
-            let locked = try await connection.query(
-                "SELECT quantity, issued_count FROM coupons WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
-            guard let (current, issued) = try await locked.decode((Int, Int).self).first(where: { _ in true }) else {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
+            let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
+            guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
                 return .notFound
             }
-            guard quantity >= issued else { return .belowIssued(issued: issued) }
-            if quantity > current {
+            if quantity > currentQuantity {
                 try await connection.query(
                     """
-                    SELECT add_coupon_tickets(\(id), (SELECT coalesce(max(number), 0) + 1 FROM coupon_tickets WHERE coupon_id = \(id)),
-                                              (SELECT coalesce(max(number), 0) FROM coupon_tickets WHERE coupon_id = \(id)) + \(quantity - current))
+                    SELECT add_coupon_tickets(\(id), last + 1, last + \(quantity - currentQuantity))
+                    FROM (SELECT coalesce(max(number), 0) AS last FROM coupon_tickets WHERE coupon_id = \(id)) AS t
                     """, logger: logger)
-            } else if quantity < current {
+            }
+            let locked = try await connection.query(
+                "SELECT issued_count FROM coupons WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
+            guard let issued = try await locked.decode(Int.self).first(where: { _ in true }) else { return .notFound }
+            guard quantity >= issued else { return .belowIssued(issued: issued) }
+            if quantity < currentQuantity {
                 try await connection.query(
                     """
                     DELETE FROM coupon_tickets WHERE coupon_id = \(id) AND number IN (
                         SELECT number FROM coupon_tickets WHERE coupon_id = \(id) AND issued_at IS NULL
-                        ORDER BY number DESC LIMIT \(current - quantity))
+                        ORDER BY number DESC LIMIT \(currentQuantity - quantity))
                     """, logger: logger)
             }
             let rows = try await connection.query(
@@ -73,6 +80,10 @@ public struct CouponStore: Sendable {
             return .resized(coupon)
         }
     }
+
+    /// Resizes lock `resizeLockSpace # couponID`; a collision with another advisory lock only makes
+    /// one of them wait.
+    static let resizeLockSpace: Int64 = 0x636F_7570_6F6E_0000  // "coupon\0\0"
 
     static func coupons(in rows: PostgresRowSequence) async throws -> [Coupon] {
         var coupons: [Coupon] = []

@@ -12,7 +12,7 @@ public struct NewCoupon: Sendable, Equatable {
 /// Parses and validates request bodies and path parts. Every failure is a 400 that names the field.
 public enum CouponRequests {
     public static let maxBodyBytes = 64 * 1024
-    public static let quantityRange = 1...10_000_000
+    public static let quantityRange = 1...1_000_000
     public static let maxNameLength = 200
 
     public static func newCoupon(from body: Data) throws(CouponProblem) -> NewCoupon {

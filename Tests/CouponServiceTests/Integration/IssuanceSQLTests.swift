@@ -59,6 +59,65 @@ import Testing
         #expect(try await TestDatabase.audit(couponID: couponID).isConsistent)
     }
 
+    @Test func claimsStopAtTheQuantityWhenFreeRowsOutnumberIt() async throws {
+        let client = try await TestDatabase.ready()
+        let couponID = try await TestDatabase.makeCoupon(quantity: 3)
+        // What a raise leaves for a moment: its new rows are written before the quantity moves.
+        try await client.query("SELECT add_coupon_tickets(\(couponID), 4, 10)")
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+        let outcomes = try await issuer.issue(couponID: couponID, userIDs: (1...6).map { "cap-\($0)" })
+        #expect(outcomes.values.filter { if case .issued = $0 { true } else { false } }.count == 3)
+        #expect(outcomes["cap-4"] == .soldOut && outcomes["cap-6"] == .soldOut)
+        let audit = try await TestDatabase.audit(couponID: couponID)
+        #expect(audit.issuedCount == 3 && audit.ticketsHeld == 3 && audit.distinctUsers == 3)
+    }
+
+    @Test func aFreeTicketBehindTheHintIsStillIssued() async throws {
+        let client = try await TestDatabase.ready()
+        let couponID = try await TestDatabase.makeCoupon(quantity: 4)
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+        _ = try await issuer.issue(couponID: couponID, userIDs: ["hint-1"])
+        // A hint that lies (as a ticket skipped while someone else held its row lock would leave):
+        // tickets 2..4 are free and all behind it.
+        try await client.query("UPDATE coupons SET issued_through = 3 WHERE id = \(couponID)")
+        let first = try await issuer.issue(couponID: couponID, userIDs: ["hint-2"])
+        guard case .issued(let ticket) = first["hint-2"] else { Issue.record("\(first)"); return }
+        #expect(ticket.number == 4, "the claim starts after the hint while free tickets lie there")
+        let rest = try await issuer.issue(couponID: couponID, userIDs: ["hint-3", "hint-4", "hint-5"])
+        #expect(rest.values.filter { if case .issued = $0 { true } else { false } }.count == 2)
+        #expect(rest["hint-5"] == .soldOut)
+        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+            quantity: 4, issuedCount: 4, ticketRows: 4, ticketsHeld: 4, distinctUsers: 4))
+    }
+
+    @Test func issuanceGoesOnWhileARaiseWritesItsRows() async throws {
+        let client = try await TestDatabase.ready()
+        let couponID = try await TestDatabase.makeCoupon(quantity: 10)
+        let raise = Task {
+            try await CouponStore(client: client, logger: TestDatabase.logger).resize(id: couponID, quantity: 300_000)
+        }
+        // The raise is writing its rows (a few seconds' work) once its statement shows as active.
+        var writing = false
+        while !writing {
+            let rows = try await client.query(
+                """
+                SELECT count(*)::int FROM pg_stat_activity
+                WHERE datname = current_database() AND state = 'active' AND query LIKE 'SELECT add_coupon_tickets(%last + 1%'
+                """)
+            writing = try await rows.decode(Int.self).first(where: { _ in true }) == 1
+            if !writing { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        let outcomes = try await IssuanceStore(client: client, logger: TestDatabase.logger)
+            .issue(couponID: couponID, userIDs: ["during-raise"])
+        let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity
+        #expect(outcomes["during-raise"].map { if case .issued = $0 { true } else { false } } == true)
+        #expect(quantityMeanwhile == 10, "issued while the raise was still writing, not after it")
+        guard case .resized(let coupon) = try await raise.value else { Issue.record("raise failed"); return }
+        #expect(coupon.quantity == 300_000 && coupon.issued == 1)
+        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+            quantity: 300_000, issuedCount: 1, ticketRows: 300_000, ticketsHeld: 1, distinctUsers: 1))
+    }
+
     @Test func theCounterCannotPassTheQuantity() async throws {
         let client = try await TestDatabase.ready()
         let couponID = try await TestDatabase.makeCoupon(quantity: 1)
