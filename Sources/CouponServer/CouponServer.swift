@@ -21,8 +21,11 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "postgres://user:password@host:port/database (env: DATABASE_URL).")
     var databaseURL: String?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical (env: LOG_LEVEL).")
+    @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request (env: LOG_LEVEL).")
     var logLevel: String = environment["LOG_LEVEL"] ?? "info"
+
+    @Option(help: "text, or json for one JSON object per line (env: LOG_FORMAT).")
+    var logFormat: String = environment["LOG_FORMAT"] ?? "text"
 
     func resolvedDatabaseURL() throws -> String {
         guard let url = databaseURL ?? environment["DATABASE_URL"], !url.isEmpty else {
@@ -38,9 +41,27 @@ struct CommonOptions: ParsableArguments {
         return level
     }
 
+    /// Sets the process-wide log format, then returns the command's logger.
     func logger() throws -> Logger {
+        let level = try resolvedLogLevel()
+        switch logFormat.lowercased() {
+        case "text":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardOutput(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case "json":
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        default:
+            throw ValidationError("unknown log format '\(logFormat)': text or json")
+        }
         var logger = Logger(label: "coupon-server")
-        logger.logLevel = try resolvedLogLevel()
+        logger.logLevel = level
         return logger
     }
 }
@@ -71,13 +92,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest group of requests for one coupon issued in one transaction; 1 turns grouping off (env: COUPON_GROUP_SIZE).")
     var groupSize: Int = environment["COUPON_GROUP_SIZE"].flatMap { Int($0) } ?? 512
 
+    @Option(help: "Seconds a connection may send nothing, mid-request too, before it is closed (env: COUPON_IDLE_TIMEOUT).")
+    var idleTimeout: Double = environment["COUPON_IDLE_TIMEOUT"].flatMap { Double($0) } ?? 10
+
     func run() async throws {
+        let logger = try common.logger()
         let settings = Settings(
             host: host, port: port, databaseURL: try common.resolvedDatabaseURL(),
             adminToken: (adminToken ?? environment["COUPON_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 },
             logLevel: try common.resolvedLogLevel(), databaseTimeout: .milliseconds(Int(databaseTimeout * 1000)),
-            maxConnections: poolSize, maxGroupSize: groupSize)
-        let logger = try common.logger()
+            maxConnections: poolSize, maxGroupSize: groupSize, idleTimeout: .milliseconds(Int(idleTimeout * 1000)))
         let drain = ShutdownDrain(duration: .milliseconds(Int(shutdownDrain * 1000)), logger: logger)
         let app = try buildApplication(settings, drain: drain)
         // The drain comes after the application, so SIGTERM reaches it first.
@@ -92,6 +116,7 @@ struct Serve: AsyncParsableCommand {
         guard poolSize > 0 else { throw ValidationError("--pool-size must be positive") }
         guard shutdownDrain >= 0 else { throw ValidationError("--shutdown-drain must not be negative") }
         guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
     }
 }
 
@@ -104,6 +129,7 @@ struct Settings: AppArguments {
     var databaseTimeout: Duration
     var maxConnections: Int
     var maxGroupSize: Int
+    var idleTimeout: Duration
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -14,6 +14,12 @@ public protocol AppArguments: Sendable {
     var maxConnections: Int { get }
     /// Largest group of requests issued in one transaction; 1 issues each request on its own.
     var maxGroupSize: Int { get }
+    /// A connection that sends nothing for this long (mid-request too) is closed.
+    var idleTimeout: Duration { get }
+}
+
+extension AppArguments {
+    public var idleTimeout: Duration { .seconds(10) }
 }
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
@@ -28,23 +34,30 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     configuration.options.maximumConnections = arguments.maxConnections
     configuration.options.connectTimeout = arguments.databaseTimeout
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    let metrics = CouponMetrics()
+    logger.info(
+        "database", metadata: [
+            "host": "\(databaseURL.host):\(databaseURL.port)", "database": "\(databaseURL.database ?? databaseURL.username)",
+            "user": "\(databaseURL.username)", "pool_size": "\(arguments.maxConnections)", "group_size": "\(arguments.maxGroupSize)",
+        ])
 
     if arguments.adminToken == nil {
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token): admin routes answer 403")
     }
     let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
     let catalogue = CouponCatalogue()
-    let listener = try CatalogueListener(databaseURL: databaseURL, catalogue: catalogue, logger: logger)
+    let listener = try CatalogueListener(databaseURL: databaseURL, catalogue: catalogue, logger: logger, metrics: metrics)
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
+    MetricsController(metrics: metrics).addRoutes(to: router)
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
         tickets: TicketStore(client: client, logger: logger),
         issuer: TicketIssuer(
-            store: IssuanceStore(client: client, logger: logger), catalogue: catalogue,
-            maxGroupSize: arguments.maxGroupSize, timeout: arguments.databaseTimeout),
+            store: IssuanceStore(client: client, logger: logger, metrics: metrics), catalogue: catalogue,
+            maxGroupSize: arguments.maxGroupSize, timeout: arguments.databaseTimeout, metrics: metrics),
         catalogue: catalogue,
         admin: AdminGuard(token: arguments.adminToken),
         database: database
@@ -52,6 +65,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
 
     return Application(
         router: router,
+        server: .http1(configuration: .init(idleTimeout: .nanoseconds(arguments.idleTimeout.nanoseconds))),
         configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server"),
         services: [client, listener],
         logger: logger)

@@ -16,14 +16,16 @@ public struct CatalogueListener: Service {
     let configuration: PostgresConnection.Configuration
     let catalogue: CouponCatalogue
     let logger: Logger
+    let metrics: CouponMetrics
     /// Reconnect backoff starts here and doubles up to `maxBackoff`.
     let minBackoff: Duration = .milliseconds(50)
     let maxBackoff: Duration = .seconds(1)
 
-    public init(databaseURL: DatabaseURL, catalogue: CouponCatalogue, logger: Logger) throws {
+    public init(databaseURL: DatabaseURL, catalogue: CouponCatalogue, logger: Logger, metrics: CouponMetrics = CouponMetrics()) throws {
         self.configuration = try databaseURL.connectionConfiguration(applicationName: Self.applicationName)
         self.catalogue = catalogue
         self.logger = logger
+        self.metrics = metrics
     }
 
     public func run() async throws {
@@ -41,10 +43,13 @@ public struct CatalogueListener: Service {
                         metadata: ["error": "\(String(reflecting: error))", "retry_in": "\(backoff)"])
                 }
                 catalogue.distrust(.reconnecting)
+                metrics.listenerConnected.record(0)
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, maxBackoff)
             }
             catalogue.distrust(.stopped)
+            metrics.listenerConnected.record(0)
+            logger.info("catalogue listener stopped")
         }
     }
 
@@ -53,6 +58,7 @@ public struct CatalogueListener: Service {
         do {
             try await connection.listen(on: Self.channel) { notifications in
                 try await reloadAll(on: connection)
+                metrics.listenerConnected.record(1)
                 onTrusted()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
@@ -94,9 +100,14 @@ public struct CatalogueListener: Service {
             for (id, entry) in entries where entry.isFinal(at: now) && entry.issued > 0 {
                 entries[id]?.holders = try await holders(of: id, on: connection)
             }
+            let schema = try await connection.query(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations", logger: logger)
+            let migration = try await schema.decode(Int.self).first(where: { _ in true }) ?? 0
             try await connection.query("COMMIT", logger: logger)
             catalogue.replaceAll(with: entries)
-            logger.info("catalogue reloaded", metadata: ["coupons": "\(entries.count)"])
+            logger.info(
+                "catalogue listener connected: sold-out and window answers come from memory",
+                metadata: ["coupons": "\(entries.count)", "schema_migration": "\(migration)"])
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error

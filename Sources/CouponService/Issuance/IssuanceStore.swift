@@ -8,10 +8,12 @@ import PostgresNIO
 public struct IssuanceStore: Sendable {
     let client: PostgresClient
     let logger: Logger
+    let metrics: CouponMetrics
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, metrics: CouponMetrics = CouponMetrics()) {
         self.client = client
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// One outcome per distinct user.
@@ -23,16 +25,20 @@ public struct IssuanceStore: Sendable {
     /// while the previous transaction held the lock takes everyone who arrived until it was free.
     /// An empty group commits nothing and returns no outcome.
     public func issue(couponID: Int64, group: @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
-        let rows = try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
-            let userIDs = group()
-            guard !userIDs.isEmpty else { return [(String, String, Int?, String?, Date?)]() }
-            let result = try await connection.query(
-                "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
-                logger: logger)
-            var rows: [(String, String, Int?, String?, Date?)] = []
-            for try await row in result.decode((String, String, Int?, String?, Date?).self) { rows.append(row) }
-            return rows
+        let asked = ContinuousClock.now
+        let rows = try await client.withConnection { connection in
+            metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
+            return try await connection.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
+                let userIDs = group()
+                guard !userIDs.isEmpty else { return [(String, String, Int?, String?, Date?)]() }
+                let result = try await connection.query(
+                    "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
+                    logger: logger)
+                var rows: [(String, String, Int?, String?, Date?)] = []
+                for try await row in result.decode((String, String, Int?, String?, Date?).self) { rows.append(row) }
+                return rows
+            }
         }
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {

@@ -25,20 +25,40 @@ public struct TicketIssuer: Sendable {
     let groups: IssuanceGroups?
     /// Longest wait for the database before the request gets 503.
     let timeout: Duration
+    let metrics: CouponMetrics
 
-    public init(store: IssuanceStore, catalogue: CouponCatalogue?, maxGroupSize: Int, timeout: Duration = .seconds(3)) {
+    public init(
+        store: IssuanceStore, catalogue: CouponCatalogue?, maxGroupSize: Int, timeout: Duration = .seconds(3),
+        metrics: CouponMetrics = CouponMetrics()
+    ) {
         self.store = store
         self.catalogue = catalogue
         self.timeout = timeout
+        self.metrics = metrics
         self.groups = maxGroupSize > 1
-            ? IssuanceGroups(maxGroupSize: maxGroupSize, timeout: timeout) { [store] couponID, group in
-                try await store.issue(couponID: couponID, group: group)
+            ? IssuanceGroups(maxGroupSize: maxGroupSize, timeout: timeout) { [store, metrics] couponID, group in
+                try await store.issue(couponID: couponID) {
+                    let users = group()
+                    if !users.isEmpty { metrics.groupSize.record(users.count) }
+                    return users
+                }
             }
             : nil
     }
 
     public func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
-        if let answer = catalogue?.answer(couponID: couponID, userID: userID, now: Date()) { return answer }
+        let start = ContinuousClock.now
+        if let answer = catalogue?.answer(couponID: couponID, userID: userID, now: Date()) {
+            metrics.record(.success(answer), from: .cache, after: .now - start)
+            return answer
+        }
+        let result: Result<IssueOutcome, any Error>
+        do { result = .success(try await issueInDatabase(couponID: couponID, userID: userID)) } catch { result = .failure(error) }
+        metrics.record(result, from: .database, after: .now - start)
+        return try result.get()
+    }
+
+    private func issueInDatabase(couponID: Int64, userID: String) async throws -> IssueOutcome {
         let outcome: IssueOutcome
         if let groups {
             outcome = try await groups.issue(couponID: couponID, userID: userID)

@@ -1,0 +1,86 @@
+import Metrics
+import Prometheus
+
+/// What an operator watches during a sale, through swift-metrics into the application's own
+/// Prometheus registry (served at `GET /metrics`). Metrics made here never touch the global
+/// `MetricsSystem`, so each application, and each test, counts on its own.
+public struct CouponMetrics: Sendable {
+    /// Where an issue request's answer came from.
+    enum Source: String, CaseIterable { case cache, database }
+
+    public let registry: PrometheusCollectorRegistry
+    let ticketsIssued: Metrics.Counter
+    /// Requests of users who already held a ticket, answered 200 with it.
+    let repeats: Metrics.Counter
+    /// Requests answered without a new ticket, by reason.
+    let refusals: [IssueRefusal: Metrics.Counter]
+    /// Issue requests answered from the in-memory catalogue or by the database.
+    let answers: [Source: Metrics.Counter]
+    let issueDuration: [Source: Metrics.Timer]
+    let groupSize: Metrics.Recorder
+    let poolWait: Metrics.Timer
+    let listenerConnected: Metrics.Gauge
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let fine: [Duration] = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+            .seconds(1), .milliseconds(2500), .seconds(5),
+        ]
+        factory.durationHistogramBuckets = ["coupon_issue_duration_seconds": fine, "coupon_pool_wait_seconds": fine]
+        factory.valueHistogramBuckets = ["coupon_issue_group_size": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]]
+        self.registry = registry
+        ticketsIssued = Metrics.Counter(label: "coupon_tickets_issued_total", factory: factory)
+        repeats = Metrics.Counter(label: "coupon_issue_repeats_total", factory: factory)
+        refusals = Dictionary(uniqueKeysWithValues: IssueRefusal.allCases.map { reason in
+            (reason, Metrics.Counter(label: "coupon_requests_refused_total", dimensions: [("reason", reason.rawValue)], factory: factory))
+        })
+        answers = Dictionary(uniqueKeysWithValues: Source.allCases.map { source in
+            (source, Metrics.Counter(label: "coupon_issue_answers_total", dimensions: [("source", source.rawValue)], factory: factory))
+        })
+        issueDuration = Dictionary(uniqueKeysWithValues: Source.allCases.map { source in
+            (source, Metrics.Timer(label: "coupon_issue_duration_seconds", dimensions: [("source", source.rawValue)], factory: factory))
+        })
+        groupSize = Metrics.Recorder(label: "coupon_issue_group_size", factory: factory)
+        poolWait = Metrics.Timer(label: "coupon_pool_wait_seconds", factory: factory)
+        listenerConnected = Metrics.Gauge(label: "coupon_listener_connected", factory: factory)
+    }
+
+    /// One issue request answered.
+    func record(_ result: Result<IssueOutcome, any Error>, from source: Source, after duration: Duration) {
+        answers[source]?.increment()
+        issueDuration[source]?.recordNanoseconds(duration.nanoseconds)
+        let refusal: IssueRefusal
+        switch result {
+        case .success(.issued): ticketsIssued.increment(); return
+        case .success(.held): repeats.increment(); return
+        case .success(.soldOut): refusal = .soldOut
+        case .success(.notStarted): refusal = .notStarted
+        case .success(.ended): refusal = .ended
+        case .success(.couponNotFound): refusal = .couponNotFound
+        case .failure: refusal = .unavailable
+        }
+        refusals[refusal]?.increment()
+    }
+
+    /// The Prometheus text exposition of everything recorded.
+    public func exposition() -> String { registry.emitToString() }
+}
+
+/// Why an issue request got no ticket (the `reason` label).
+enum IssueRefusal: String, CaseIterable {
+    case soldOut = "sold_out"
+    case notStarted = "not_started"
+    case ended
+    case couponNotFound = "coupon_not_found"
+    /// The database did not answer in time (503).
+    case unavailable
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

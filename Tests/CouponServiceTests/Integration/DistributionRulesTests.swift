@@ -1,0 +1,74 @@
+import CouponService
+import Foundation
+import PostgresNIO
+import Testing
+
+/// The schema keeps the rules a distribution by coupon (Citus, docs/scaling.md) needs, read from the
+/// catalog so a new table or constraint cannot slip past them.
+@Suite struct DistributionRulesTests {
+    /// Every table of the schema, with the column it would be distributed by; nil for tables that stay
+    /// local (bookkeeping no request reads).
+    static let distribution: [String: String?] = [
+        "coupons": "id",
+        "coupon_tickets": "coupon_id",
+        "schema_migrations": nil,
+    ]
+
+    @Test func theSchemaCanBeDistributedByCoupon() async throws {
+        let client = try await TestDatabase.ready()
+        #expect(try await Self.violations(on: client) == [])
+    }
+
+    /// The check itself: a unique constraint without coupon_id, and a table nobody placed, are caught.
+    @Test func aConstraintWithoutTheCouponIsCaught() async throws {
+        try await TestDatabase.withScratchDatabase(migrated: true) { url in
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                try await client.query("ALTER TABLE coupon_tickets ADD CONSTRAINT tickets_code_alone UNIQUE (code)")
+                try await client.query("CREATE TABLE coupon_notes (id bigint PRIMARY KEY, coupon_id bigint REFERENCES coupons (id))")
+                let found = try await Self.violations(on: client)
+                #expect(found.contains { $0.contains("tickets_code_alone") })
+                #expect(found.contains { $0.contains("coupon_notes") })
+            }
+        }
+    }
+
+    /// One line per broken rule: a table without a placement; a primary key, unique or exclusion
+    /// constraint without the distribution column; a foreign key between distributed tables that does
+    /// not map distribution column to distribution column.
+    static func violations(on client: PostgresClient) async throws -> [String] {
+        var found: [String] = []
+        let tables = try await client.query(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')")
+        for try await table in tables.decode(String.self) where distribution[table] == nil {
+            found.append("table \(table): not placed (add it to DistributionRulesTests.distribution and docs/scaling.md)")
+        }
+        let constraints = try await client.query(
+            """
+            SELECT t.relname, c.conname, c.contype::text,
+                   array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY AS k(num, i)
+                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num ORDER BY k.i),
+                   coalesce(r.relname::text, ''),
+                   array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY AS k(num, i)
+                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num ORDER BY k.i)
+            FROM pg_constraint c
+            JOIN pg_class t ON t.oid = c.conrelid
+            LEFT JOIN pg_class r ON r.oid = c.confrelid
+            WHERE t.relnamespace = 'public'::regnamespace AND c.contype IN ('p', 'u', 'x', 'f')
+            """)
+        for try await (table, name, type, columns, referenced, referencedColumns) in constraints.decode(
+            (String, String, String, [String], String, [String]).self)
+        {
+            guard case .some(.some(let column)) = distribution[table] else { continue }
+            if type == "f" {
+                guard case .some(.some(let referencedColumn)) = distribution[referenced] else { continue }
+                let pairs = zip(columns, referencedColumns)
+                if !pairs.contains(where: { $0 == column && $1 == referencedColumn }) {
+                    found.append("\(table).\(name): foreign key must map \(column) to \(referenced).\(referencedColumn)")
+                }
+            } else if !columns.contains(column) {
+                found.append("\(table).\(name): \(columns) must include \(column)")
+            }
+        }
+        return found
+    }
+}

@@ -1,0 +1,55 @@
+import CouponService
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// `/metrics` counts what the database holds.
+@Suite struct MetricsTests {
+    @Test func aSaleCanBeWatchedFromMetrics() async throws {
+        let couponID = try await TestDatabase.makeCoupon(quantity: 3)
+        try await buildApplication(TestArguments()).test(.router) { client in
+            for user in ["m1", "m2", "m3", "m4", "m5", "m1"] {
+                _ = try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"\#(user)"}"#)
+            }
+            _ = try await client.send(.post, "/v1/coupons/9223372036854775807/issue", json: #"{"user_id":"m1"}"#)
+            let response = try await client.send(.get, "/metrics")
+            #expect(response.status == .ok)
+            #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let metrics = Exposition(String(buffer: response.body))
+
+            let held = try await TestDatabase.audit(couponID: couponID).ticketsHeld
+            #expect(held == 3)
+            #expect(metrics["coupon_tickets_issued_total"] == Double(held))
+            #expect(metrics[#"coupon_requests_refused_total{reason="sold_out"}"#] == 2)
+            #expect(metrics[#"coupon_requests_refused_total{reason="coupon_not_found"}"#] == 1)
+            #expect(metrics[#"coupon_requests_refused_total{reason="unavailable"}"#] == 0)
+            #expect(metrics["coupon_issue_repeats_total"] == 1)
+            let answers = (metrics[#"coupon_issue_answers_total{source="cache"}"#] ?? 0)
+                + (metrics[#"coupon_issue_answers_total{source="database"}"#] ?? 0)
+            #expect(answers == 7)
+            let timed = (metrics[#"coupon_issue_duration_seconds_count{source="cache"}"#] ?? 0)
+                + (metrics[#"coupon_issue_duration_seconds_count{source="database"}"#] ?? 0)
+            #expect(timed == 7)
+            // Every user who reached the database went in some group; each group took one pooled connection.
+            let grouped = try #require(metrics["coupon_issue_group_size_sum"])
+            #expect(grouped >= 3 && grouped <= 7)
+            #expect(try #require(metrics["coupon_pool_wait_seconds_count"]) >= (metrics["coupon_issue_group_size_count"] ?? 0))
+            #expect(metrics["coupon_listener_connected"] != nil)
+        }
+    }
+}
+
+/// The samples of a Prometheus text exposition, by name and labels as written.
+struct Exposition {
+    var samples: [String: Double] = [:]
+
+    init(_ text: String) {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+    }
+
+    subscript(sample: String) -> Double? { samples[sample] }
+}
