@@ -92,6 +92,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest group of requests for one coupon issued in one transaction; 1 turns grouping off (env: COUPON_GROUP_SIZE).")
     var groupSize: Int = environment["COUPON_GROUP_SIZE"].flatMap { Int($0) } ?? 512
 
+    @Option(help: "Where the catalogue listener connects when not --database-url: LISTEN needs a session, not a transaction-mode pooler (env: COUPON_LISTENER_DATABASE_URL).")
+    var listenerDatabaseURL: String?
+
     @Option(help: "Seconds a connection may send nothing, mid-request too, before it is closed (env: COUPON_IDLE_TIMEOUT).")
     var idleTimeout: Double = environment["COUPON_IDLE_TIMEOUT"].flatMap { Double($0) } ?? 10
 
@@ -101,7 +104,8 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, databaseURL: try common.resolvedDatabaseURL(),
             adminToken: (adminToken ?? environment["COUPON_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 },
             logLevel: try common.resolvedLogLevel(), databaseTimeout: .milliseconds(Int(databaseTimeout * 1000)),
-            maxConnections: poolSize, maxGroupSize: groupSize, idleTimeout: .milliseconds(Int(idleTimeout * 1000)))
+            maxConnections: poolSize, maxGroupSize: groupSize, idleTimeout: .milliseconds(Int(idleTimeout * 1000)),
+            listenerDatabaseURL: (listenerDatabaseURL ?? environment["COUPON_LISTENER_DATABASE_URL"]).flatMap { $0.isEmpty ? nil : $0 })
         let drain = ShutdownDrain(duration: .milliseconds(Int(shutdownDrain * 1000)), logger: logger)
         let app = try buildApplication(settings, drain: drain)
         // The drain comes after the application, so SIGTERM reaches it first.
@@ -130,6 +134,7 @@ struct Settings: AppArguments {
     var maxConnections: Int
     var maxGroupSize: Int
     var idleTimeout: Duration
+    var listenerDatabaseURL: String?
 }
 
 struct Migrate: AsyncParsableCommand {

@@ -278,6 +278,65 @@ async def sigterm_under_load():
     audit("after SIGTERM", coupon, answers)
 
 
+async def slow_clients():
+    print("slow and half-sent requests: 1 instance (--idle-timeout 2), 200 stalled connections, 300 ordinary requests",
+          flush=True)
+    instance = start(1, extra=("--idle-timeout", "2"))[0]
+    try:
+        coupon = create_coupon(instance.port, 100)
+        body = json.dumps({"user_id": "slow"})
+
+        async def stall(kind, n):
+            """Sends part of a request, then nothing (or one byte at a time): seconds until the server closes."""
+            reader, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+            opened = time.monotonic()
+            head = f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: faults\r\nContent-Type: application/json\r\n"
+            if kind == "half head":
+                writer.write(head.encode())
+            elif kind == "half body":
+                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n{body[:len(body) // 2]}".encode())
+            try:
+                if kind == "dribbled head":
+                    for char in head * 4:  # one byte every 0.25 s, never the end of the head
+                        writer.write(char.encode())
+                        await writer.drain()
+                        await asyncio.sleep(0.25)
+                        if reader.at_eof():
+                            break
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), 15)
+                return kind, time.monotonic() - opened, answer.decode(errors="replace").split("\r\n")[0]
+            except (asyncio.TimeoutError, ConnectionError, OSError) as error:
+                return kind, time.monotonic() - opened, type(error).__name__
+            finally:
+                writer.close()
+
+        stalled = [asyncio.create_task(stall(kind, n)) for n in range(200)
+                   for kind in [("half head", "half body", "dribbled head", "half head")[n % 4]]]
+        await asyncio.sleep(0.3)
+        jobs = [f"fast-{n}" for n in range(300)]
+        results = await asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs))
+        answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
+        slowest = max(seconds for _, _, seconds in results)
+        unanswered = sum(1 for _, status, _ in answers if status not in ("201", "409"))
+        print(f"  ordinary requests beside the stalled ones: slowest answer {slowest:.2f} s, {unanswered} without 201/409",
+              flush=True)
+        closed = await asyncio.gather(*stalled)
+        for kind in ("half head", "half body", "dribbled head"):
+            times = [seconds for k, seconds, _ in closed if k == kind]
+            print(f"  {kind}: {len(times)} connections closed by the server after {min(times):.1f} to {max(times):.1f} s "
+                  f"({sorted({line for k, _, line in closed if k == kind})})", flush=True)
+        late = [seconds for _, seconds, _ in closed if seconds > 6]
+        if unanswered or late:
+            failures.append(f"slow clients: {unanswered} ordinary requests unanswered, {len(late)} stalled connections open > 6 s")
+        stalled_holders = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id = 'slow'"))
+        if stalled_holders:
+            failures.append("slow clients: a half-sent request was issued a ticket")
+        audit("after slow clients", coupon, answers, expect_sold_out=True)
+    finally:
+        instance.stop()
+
+
 async def soak(rounds, seed):
     print(f"randomized soak: {rounds} rounds, seed {seed} (replay: FAULTS_SEED={seed})", flush=True)
     rng = random.Random(seed)
@@ -312,12 +371,12 @@ def main():
     import resource
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
-        "sigterm": sigterm_under_load, "soak": lambda: soak(rounds, seed),
+        "sigterm": sigterm_under_load, "slow": slow_clients, "soak": lambda: soak(rounds, seed),
     }
     failed = 0
     for name in chosen:

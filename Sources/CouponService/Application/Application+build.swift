@@ -16,10 +16,14 @@ public protocol AppArguments: Sendable {
     var maxGroupSize: Int { get }
     /// A connection that sends nothing for this long (mid-request too) is closed.
     var idleTimeout: Duration { get }
+    /// Where the catalogue listener connects, when not `databaseURL`: LISTEN needs a session, so
+    /// behind a transaction-mode pooler it must reach PostgreSQL directly.
+    var listenerDatabaseURL: String? { get }
 }
 
 extension AppArguments {
     public var idleTimeout: Duration { .seconds(10) }
+    public var listenerDatabaseURL: String? { nil }
 }
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
@@ -46,7 +50,9 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     }
     let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
     let catalogue = CouponCatalogue()
-    let listener = try CatalogueListener(databaseURL: databaseURL, catalogue: catalogue, logger: logger, metrics: metrics)
+    let listener = try CatalogueListener(
+        databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
+        logger: logger, metrics: metrics)
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
