@@ -74,7 +74,8 @@ struct CouponController<Context: RequestContext>: Sendable {
 
     @Sendable func ticket(_ request: Request, context: Context) async throws -> TicketResponse {
         let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let userID = try CouponRequests.userID(context.parameters.get("user_id"))
+        // Path parameters arrive as sent: "a%3Ab" is the user "a:b".
+        let userID = try CouponRequests.userID(context.parameters.get("user_id").flatMap { $0.removingPercentEncoding })
         guard let ticket = try await database.short({ try await tickets.ticket(couponID: id, userID: userID) }) else {
             throw CouponProblem.ticketNotFound
         }
@@ -86,9 +87,14 @@ extension Router {
     /// 405 with `Allow` for the methods a path does not serve, where the router alone would say 404.
     /// HEAD is left to the router on paths that serve GET.
     func refuseOtherMethods(on path: RouterPath, allowed: [HTTPRequest.Method]) {
-        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options, .trace, .connect]
+        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options, .trace, .connect, .query]
         for method in methods where !allowed.contains(method) && !(method == .head && allowed.contains(.get)) {
             on(path, method: method) { _, _ -> Response in throw CouponProblem.methodNotAllowed(allow: allowed) }
         }
     }
+}
+
+extension HTTPRequest.Method {
+    /// The safe, body-carrying QUERY method (IETF httpbis draft); fuzzers try it.
+    static let query = HTTPRequest.Method("QUERY")!
 }

@@ -140,6 +140,20 @@ import Testing
         #expect(try await TestDatabase.audit(couponID: couponID).isConsistent)
     }
 
+    /// A path parameter is percent-decoded: "ann%3Ab" asks for the user "ann:b" (found by schemathesis).
+    @Test func aTicketIsFoundByAnEncodedUserID() async throws {
+        let couponID = try await TestDatabase.makeCoupon(quantity: 1)
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let issued = try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"ann:b@x"}"#)
+            #expect(issued.status == .created)
+            let lookup = try await client.send(.get, "/v1/coupons/\(couponID)/tickets/ann%3Ab%40x")
+            #expect(lookup.status == .ok)
+            #expect(try lookup.decode(TicketBody.self) == issued.decode(TicketBody.self))
+            #expect(try await client.send(.get, "/v1/coupons/\(couponID)/tickets/ann%3").problemCode == "invalid_request")
+        }
+        #expect(try await TestDatabase.audit(couponID: couponID).isConsistent)
+    }
+
     @Test func theSaleWindowIsEnforced() async throws {
         let future = try await TestDatabase.makeCoupon(quantity: 5, startsAt: Date().addingTimeInterval(3600))
         let past = try await TestDatabase.makeCoupon(

@@ -24,6 +24,8 @@ import Testing
             #expect(response.status == .methodNotAllowed)
             #expect(response.headers[.allow] == "GET, PATCH")
             #expect(response.problemCode == "method_not_allowed")
+            let query = try await client.execute(uri: "/healthz", method: HTTPRequest.Method("QUERY")!)
+            #expect(query.status == .methodNotAllowed && query.headers[.allow] == "GET")
         }
     }
 
