@@ -24,8 +24,10 @@ def before_call(context, case, **kwargs):
     if not isinstance(body, dict):
         return
     quantity = body.get("quantity")
-    if type(quantity) is int and LARGEST_SENT < quantity <= MAXIMUM:
-        body["quantity"] = 1 + quantity % LARGEST_SENT
+    # JSON Schema counts 153218.0 as an integer, and so does the server.
+    whole = type(quantity) is int or (type(quantity) is float and quantity.is_integer())
+    if whole and LARGEST_SENT < quantity <= MAXIMUM:
+        body["quantity"] = 1 + int(quantity) % LARGEST_SENT
     starts, ends = instant(body.get("starts_at")), instant(body.get("ends_at"))
     if starts and ends and ends <= starts:
         if ends == starts:

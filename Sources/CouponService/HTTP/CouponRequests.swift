@@ -87,8 +87,7 @@ public enum CouponRequests {
 
     /// RFC 3339, with or without fractional seconds, `Z` or an offset.
     static func timestamp(_ text: String, field: String) throws(CouponProblem) -> Date {
-        if let date = try? Date(text, strategy: .iso8601) { return date }
-        if let date = try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) { return date }
+        if let date = RFC3339.date(text) { return date }
         throw .invalidRequest("field '\(field)' must be an RFC 3339 timestamp such as 2026-11-24T20:00:00Z")
     }
 
