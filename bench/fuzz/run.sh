@@ -14,7 +14,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis
+# The version these hooks and findings were made with; pip puts its command in python's scripts folder.
+python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: 4.32.5" \
+    || python3 -m pip install -q --disable-pip-version-check "schemathesis==4.32.5"
+schemathesis="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis"
 ensure_postgres_installed
 start_local_postgres
 recreate_database coupon_fuzz
@@ -36,6 +39,6 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && 
 # hooks.py keeps generated valid bodies valid where JSON Schema cannot say how (see its docstring).
 # One worker: with two, hypothesis' lambda descriptions race and schemathesis reports internal errors.
 cd "$COUPON_ROOT/bench/fuzz"
-SCHEMATHESIS_HOOKS=hooks schemathesis run "$COUPON_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
+SCHEMATHESIS_HOOKS=hooks "$schemathesis" run "$COUPON_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
     -H "Authorization: Bearer fuzz" --checks all --max-examples "${FUZZ_EXAMPLES:-150}" \
     --request-timeout 10 --workers 1 --seed "${FUZZ_SEED:-$RANDOM}" --generation-database none "$@"
