@@ -15,13 +15,10 @@ trap cleanup EXIT
 ensure_postgres_installed
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 start_local_postgres
-recreate_database coupon_bench
-url="$(database_url coupon_bench)"
-
+prepare_release_database coupon_bench
+bin="$COUPON_BIN"
+url="$COUPON_DATABASE_URL"
 cd "$COUPON_ROOT"
-swift build -c release --product coupon-server
-bin="$(swift build -c release --show-bin-path)/coupon-server"
-"$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations"
 psql_local -q -d coupon_bench -f "$COUPON_ROOT/bench/sql/setup.sql"
 
 DATABASE_URL="$url" COUPON_BIN="$bin" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/run.py" "$@"

@@ -15,12 +15,9 @@ trap cleanup EXIT
 
 ensure_postgres_installed
 start_local_postgres
-recreate_database coupon_faults
-url="$(database_url coupon_faults)"
-
+prepare_release_database coupon_faults
+bin="$COUPON_BIN"
+url="$COUPON_DATABASE_URL"
 cd "$COUPON_ROOT"
-swift build -c release --product coupon-server
-bin="$(swift build -c release --show-bin-path)/coupon-server"
-"$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations" --log-level error
 
 DATABASE_URL="$url" COUPON_BIN="$bin" python3 "$COUPON_ROOT/bench/faults/faults.py" "$@"

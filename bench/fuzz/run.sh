@@ -20,13 +20,10 @@ python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: 4.32.5" \
 schemathesis="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis"
 ensure_postgres_installed
 start_local_postgres
-recreate_database coupon_fuzz
-url="$(database_url coupon_fuzz)"
-
+prepare_release_database coupon_fuzz
+bin="$COUPON_BIN"
+url="$COUPON_DATABASE_URL"
 cd "$COUPON_ROOT"
-swift build -c release --product coupon-server
-bin="$(swift build -c release --show-bin-path)/coupon-server"
-"$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations" --log-level error
 # A few coupons, so generated ids sometimes exist.
 for quantity in 3 50 1000; do
     psql_local -q -d coupon_fuzz -c "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('fuzz', $quantity) RETURNING id) SELECT FROM c, LATERAL add_coupon_tickets(c.id, 1, $quantity)"

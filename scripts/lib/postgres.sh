@@ -366,3 +366,13 @@ database_url() {
     local name="${1:?database_url NAME}"
     echo "postgres://postgres@$COUPON_PG_HOST:$COUPON_PG_PORT/$name"
 }
+
+# Builds the release coupon-server, recreates database $1 and migrates it: the start of every bench
+# and fault script. Sets COUPON_BIN and COUPON_DATABASE_URL.
+prepare_release_database() {
+    recreate_database "$1"
+    COUPON_DATABASE_URL="$(database_url "$1")"
+    (cd "$COUPON_ROOT" && swift build -c release --product coupon-server)
+    COUPON_BIN="$(cd "$COUPON_ROOT" && swift build -c release --show-bin-path)/coupon-server"
+    "$COUPON_BIN" migrate --database-url "$COUPON_DATABASE_URL" --migrations "$COUPON_ROOT/migrations" --log-level error
+}
