@@ -28,23 +28,47 @@ public struct IssuanceStore: Sendable {
         let asked = ContinuousClock.now
         let rows = try await client.withConnection { connection in
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
-            return try await connection.withTransaction(logger: logger) { connection in
-                try await connection.query("SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
-                let userIDs = group()
-                guard !userIDs.isEmpty else { return [(String, String, Int?, String?, Date?)]() }
-                let result = try await connection.query(
-                    "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
-                    logger: logger)
-                var rows: [(String, String, Int?, String?, Date?)] = []
-                for try await row in result.decode((String, String, Int?, String?, Date?).self) { rows.append(row) }
-                return rows
-            }
+            return try await issueInTransaction(couponID: couponID, group: group, on: connection)
         }
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {
             outcomes[userID] = try Self.outcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
         }
         return outcomes
+    }
+
+    /// One READ COMMITTED transaction in two round trips: BEGIN goes out with the lock, COMMIT with
+    /// the issuance. The connection sends each statement as soon as the one before it is answered,
+    /// without waiting for this task to be scheduled again, so the coupon's row lock is not held
+    /// across a trip through a busy server.
+    private func issueInTransaction(
+        couponID: Int64, group: () -> [String], on connection: PostgresConnection
+    ) async throws -> [(String, String, Int?, String?, Date?)] {
+        let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
+        let lock: EventLoopFuture<PostgresQueryResult> = connection.query(
+            "SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
+        do {
+            _ = try await begin.get()
+            _ = try await lock.get()
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+        let userIDs = group()
+        let issue: EventLoopFuture<PostgresQueryResult>? = userIDs.isEmpty
+            ? nil
+            : connection.query(
+                "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)
+        // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
+        let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+        let issued: Result<PostgresQueryResult?, any Error>
+        do { issued = .success(try await issue?.get()) } catch { issued = .failure(error) }
+        let committed: Result<PostgresQueryResult, any Error>
+        do { committed = .success(try await commit.get()) } catch { committed = .failure(error) }
+        let result = try issued.get()
+        let command = try committed.get().metadata.command
+        guard command == "COMMIT" else { throw IssuanceError.notCommitted(command) }
+        return try result?.rows.map { try $0.decode((String, String, Int?, String?, Date?).self) } ?? []
     }
 
     static func outcome(
@@ -69,4 +93,5 @@ public struct IssuanceStore: Sendable {
 enum IssuanceError: Error {
     case unknownOutcome(String)
     case userMissingFromResult(String)
+    case notCommitted(String)
 }

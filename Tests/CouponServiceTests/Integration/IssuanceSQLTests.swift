@@ -59,6 +59,24 @@ import Testing
         #expect(try await TestDatabase.audit(couponID: couponID).isConsistent)
     }
 
+    @Test func aFailedStatementKeepsNothingAndFreesTheCoupon() async throws {
+        let client = try await TestDatabase.ready()
+        let couponID = try await TestDatabase.makeCoupon(quantity: 5)
+        // PostgreSQL refuses a NUL in text, after BEGIN and the lock went out and with COMMIT queued
+        // behind the failing statement: the COMMIT is answered with ROLLBACK.
+        let store = IssuanceStore(client: client, logger: TestDatabase.logger)
+        await #expect(throws: (any Error).self) {
+            try await store.issue(couponID: couponID, userIDs: ["fail-1", "fail-\u{0}-2"])
+        }
+        let untouched = try await TestDatabase.audit(couponID: couponID)
+        #expect(untouched.issuedCount == 0 && untouched.ticketsHeld == 0)
+        // The lock went with the transaction and the pooled connection is clean: the next group issues.
+        let outcomes = try await store.issue(couponID: couponID, userIDs: ["fail-1", "after-1"])
+        #expect(outcomes.values.allSatisfy { if case .issued = $0 { true } else { false } })
+        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+            quantity: 5, issuedCount: 2, ticketRows: 5, ticketsHeld: 2, distinctUsers: 2))
+    }
+
     @Test func claimsStopAtTheQuantityWhenFreeRowsOutnumberIt() async throws {
         let client = try await TestDatabase.ready()
         let couponID = try await TestDatabase.makeCoupon(quantity: 3)
