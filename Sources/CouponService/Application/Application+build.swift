@@ -72,7 +72,12 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     return Application(
         router: router,
         server: .http1(configuration: .init(idleTimeout: .nanoseconds(arguments.idleTimeout.nanoseconds))),
-        configuration: .init(address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server"),
+        // A sale opens with thousands of connections in the same second. Those the accept queue has no
+        // room for are dropped and retried by the client 1, 3, 7, 15... seconds later (10,000 at once:
+        // the last answered after 15-42 s with Hummingbird's 256). The kernel caps it at
+        // net.core.somaxconn (4096 by default).
+        configuration: .init(
+            address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096),
         services: [client, listener],
         logger: logger)
 }
