@@ -10,7 +10,6 @@ import datetime
 import glob
 import math
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -19,8 +18,9 @@ import tempfile
 import time
 import urllib.request
 
+from lib import URL, first_line, machine, psql
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-URL = os.environ["DATABASE_URL"]
 BIN = os.environ["COUPON_BIN"]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CLIENTS = [1, 16, 64] if QUICK else [1, 16, 64, 256]
@@ -30,12 +30,6 @@ GROUP_TICKETS = 20000 if QUICK else 100000
 HTTP_SECONDS = 3 if QUICK else 6
 HTTP_PORT = 8181
 OVERSUBSCRIBE = 1.1                            # attempts per ticket: every run ends sold out
-
-
-def psql(sql):
-    out = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
-                         check=True, capture_output=True, text=True).stdout
-    return out.strip()
 
 
 def create_coupon(quantity):
@@ -221,22 +215,6 @@ async def burst(total, tickets):
     return statuses, audit(coupon), elapsed
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    with open("/proc/meminfo") as f:
-        memory = int(f.readline().split()[1]) / 1024 / 1024
-    pg = psql("SHOW server_version")
-    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}; "
-            f"PostgreSQL {pg} (fsync on, synchronous_commit on), {swift}; "
-            f"client, server and database share the machine")
-
-
 def table(rows):
     lines = ["| strategy | clients | rate | p50 ms | p99 ms | audit |", "|---|---:|---:|---:|---:|---|"]
     for name, clients, rate, p50, p99, verdict, unit in rows:
@@ -263,7 +241,7 @@ def main():
     report = f"""# Issuance bench
 
 Run {started:%Y-%m-%d %H:%M} UTC by `bench/run.sh`{' (BENCH_QUICK=1)' if QUICK else ''}.
-Machine: {machine()}.
+Machine: {machine(first_line(["swift", "--version"]), "client, server and database share the machine")}.
 
 Every issuance run is oversubscribed {OVERSUBSCRIBE}x (SQL) or sized not to sell out (HTTP), and ends with an
 audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user. "clean"

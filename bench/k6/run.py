@@ -8,18 +8,19 @@ not run or the audit fails; a failed threshold is a result, reported, not an err
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib import first_line, machine, psql  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = os.environ["K6_BASE_URL"]
 TOKEN = os.environ["K6_ADMIN_TOKEN"]
 WORK = os.environ["K6_WORK"]
-URL = os.environ["DATABASE_URL"]
 SERVER_PID = int(os.environ["SERVER_PID"])
 POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
 QUANTITY = 1000
@@ -27,11 +28,6 @@ SCRIPT = os.path.join(ROOT, "bench", "k6", "issue.js")
 TICKS = os.sysconf("SC_CLK_TCK")
 DISTURBED = 0.25   # other work above this share of one core during a profile is called out in the report
 QUIET_WAIT = float(os.environ.get("K6_QUIET_WAIT", "30"))   # longest wait for a quiet machine before a profile
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def wait_ready(seconds=60):
@@ -189,23 +185,6 @@ def audit(coupon, run_tag, k6_issued, launched):
     return {"checks": checks, "clean": all(ok for _, ok in checks), "first": first, "last": last}
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    with open("/proc/meminfo") as f:
-        memory = int(f.readline().split()[1]) / 1024 / 1024
-    pg = psql("SHOW server_version")
-    k6 = subprocess.run(["k6", "version"], capture_output=True, text=True).stdout.strip().splitlines()[0]
-    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}; "
-            f"PostgreSQL {pg} (fsync on, synchronous_commit on); {k6}; "
-            f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}; "
-            f"k6, one server instance and PostgreSQL share the machine")
-
-
 def ms(value):
     return "-" if value is None else f"{value:.2f}"
 
@@ -302,7 +281,9 @@ Audit: **{"clean" if check["clean"] else "FAILED"}**.
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     wait_ready()
-    machine_line = machine()
+    machine_line = machine(first_line(["k6", "version"]),
+                           f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}",
+                           "k6, one server instance and PostgreSQL share the machine")
     coupon = create_coupon()
     run_tag = f"k6-{started:%Y%m%d%H%M%S}"
     print(f"coupon {coupon}, {QUANTITY} tickets; user ids {run_tag}-VU-ITER", flush=True)
