@@ -8,6 +8,7 @@ bench/faults/run.sh. Every scenario ends with the audit:
 Loopback only; every loop bounded in count and time. Exits non-zero when an audit fails.
 """
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -19,16 +20,13 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-URL = os.environ["DATABASE_URL"]
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from lib import URL, psql  # noqa: E402
+
 BIN = os.environ["COUPON_BIN"]
 TOKEN = "faults-admin"
 BASE_PORT = 8301
 failures = []
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 class Instance:
@@ -60,11 +58,17 @@ class Instance:
                 self.process.kill()
 
 
-def start(count, extra=()):
+@contextlib.contextmanager
+def running(count, extra=()):
+    """`count` ready instances, stopped when the scenario is done, however it ends."""
     instances = [Instance(i, extra) for i in range(count)]
-    for instance in instances:
-        instance.wait_ready()
-    return instances
+    try:
+        for instance in instances:
+            instance.wait_ready()
+        yield instances
+    finally:
+        for instance in instances:
+            instance.stop()
 
 
 def create_coupon(port, quantity):
@@ -156,8 +160,7 @@ async def fill(ports, coupon, prefix, bound=20000):
 
 async def several_instances():
     print("several instances: 3 instances, 2000 tickets, 4000 users, 6000 requests at once", flush=True)
-    instances = start(3)
-    try:
+    with running(3) as instances:
         ports = [i.port for i in instances]
         coupon = create_coupon(ports[0], 2000)
         jobs = []
@@ -183,15 +186,11 @@ async def several_instances():
         print(f"  {len(winners)} winners asked another instance: {len(winners) - mismatched} answered 200 with the same code", flush=True)
         if len(winners) != 2000 or mismatched:
             failures.append(f"several instances: {len(winners)} winners, {mismatched} answered differently elsewhere")
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 async def sigkill_mid_burst():
     print("SIGKILL of an instance mid-burst: 3 instances, 3000 tickets, 4500 users", flush=True)
-    instances = start(3)
-    try:
+    with running(3) as instances:
         ports = [i.port for i in instances]
         coupon = create_coupon(ports[0], 3000)
         jobs = [(ports[user % 3], f"k{user}") for user in range(4500)]
@@ -205,15 +204,11 @@ async def sigkill_mid_burst():
         audit("after SIGKILL", coupon, answers)
         answers += await fill([ports[0], ports[2]], coupon, "k-fill")
         audit("SIGKILL, then filled through the survivors", coupon, answers, expect_sold_out=True)
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 async def postgres_crash_mid_burst():
     print("PostgreSQL crash mid-burst (pg_ctl -m immediate restart): 2 instances, 3000 tickets, 4500 users", flush=True)
-    instances = start(2)
-    try:
+    with running(2) as instances:
         ports = [i.port for i in instances]
         coupon = create_coupon(ports[0], 3000)
         jobs = [(ports[user % 2], f"c{user}") for user in range(4500)]
@@ -239,50 +234,46 @@ async def postgres_crash_mid_burst():
         audit("after the crash", coupon, answers)
         answers += await fill(ports, coupon, "c-fill")
         audit("crash, then filled", coupon, answers, expect_sold_out=True)
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 async def sigterm_under_load():
     print("SIGTERM under load: 1 instance (4 s drain), 5000 tickets, 8000 requests", flush=True)
     # 8000 connections at once take one instance about two seconds to accept: the drain must
     # outlast the accept queue, or what is still queued when the listener closes is reset.
-    instance = start(1, extra=("--shutdown-drain", "4"))[0]
-    coupon = create_coupon(instance.port, 5000)
-    stopped = {}
+    with running(1, extra=("--shutdown-drain", "4")) as (instance,):
+        coupon = create_coupon(instance.port, 5000)
+        stopped = {}
 
-    async def terminate():
-        await asyncio.sleep(0.3)
-        stopped["at"] = time.monotonic()
-        instance.process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
-        status, _, _ = await asyncio.to_thread(readyz, instance.port)
-        stopped["readyz"] = status
-        await asyncio.to_thread(instance.process.wait, 30)
-        stopped["exited"] = time.monotonic()
+        async def terminate():
+            await asyncio.sleep(0.3)
+            stopped["at"] = time.monotonic()
+            instance.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.2)
+            status, _, _ = await asyncio.to_thread(readyz, instance.port)
+            stopped["readyz"] = status
+            await asyncio.to_thread(instance.process.wait, 30)
+            stopped["exited"] = time.monotonic()
 
-    jobs = [f"t{user}" for user in range(8000)]
-    results, _ = await asyncio.gather(asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs)), terminate())
-    answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
-    refused = sum(1 for _, status, _ in answers if status == "ConnectionRefusedError")
-    dropped = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503", "ConnectionRefusedError"))
-    took = stopped["exited"] - stopped["at"]
-    print(f"  /readyz while draining: {stopped['readyz']}", flush=True)
-    if stopped["readyz"] != 503:
-        failures.append(f"SIGTERM: /readyz answered {stopped['readyz']} while draining, not 503")
-    print(f"  exited {took:.1f} s after SIGTERM with code {instance.process.returncode}; "
-          f"{refused} connections refused after it stopped accepting; {dropped} accepted requests without an answer", flush=True)
-    if dropped or took >= 10:  # the issue's bound on a graceful stop
-        failures.append(f"SIGTERM: {dropped} accepted requests unanswered, exit after {took:.1f} s")
-    audit("after SIGTERM", coupon, answers)
+        jobs = [f"t{user}" for user in range(8000)]
+        results, _ = await asyncio.gather(asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs)), terminate())
+        answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
+        refused = sum(1 for _, status, _ in answers if status == "ConnectionRefusedError")
+        dropped = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503", "ConnectionRefusedError"))
+        took = stopped["exited"] - stopped["at"]
+        print(f"  /readyz while draining: {stopped['readyz']}", flush=True)
+        if stopped["readyz"] != 503:
+            failures.append(f"SIGTERM: /readyz answered {stopped['readyz']} while draining, not 503")
+        print(f"  exited {took:.1f} s after SIGTERM with code {instance.process.returncode}; "
+              f"{refused} connections refused after it stopped accepting; {dropped} accepted requests without an answer", flush=True)
+        if dropped or took >= 10:  # the issue's bound on a graceful stop
+            failures.append(f"SIGTERM: {dropped} accepted requests unanswered, exit after {took:.1f} s")
+        audit("after SIGTERM", coupon, answers)
 
 
 async def slow_clients():
     print("slow and half-sent requests: 1 instance (--idle-timeout 2), 200 stalled connections, 300 ordinary requests",
           flush=True)
-    instance = start(1, extra=("--idle-timeout", "2"))[0]
-    try:
+    with running(1, extra=("--idle-timeout", "2")) as (instance,):
         coupon = create_coupon(instance.port, 100)
         body = json.dumps({"user_id": "slow"})
 
@@ -333,8 +324,6 @@ async def slow_clients():
         if stalled_holders:
             failures.append("slow clients: a half-sent request was issued a ticket")
         audit("after slow clients", coupon, answers, expect_sold_out=True)
-    finally:
-        instance.stop()
 
 
 async def soak(rounds, seed):
@@ -347,8 +336,7 @@ async def soak(rounds, seed):
         repeated = rng.uniform(0, 0.5)
         requests = int(quantity * oversubscription)
         distinct = max(1, int(requests * (1 - repeated)))
-        instances = start(count)
-        try:
+        with running(count) as instances:
             ports = [i.port for i in instances]
             coupon = create_coupon(ports[0], quantity)
             jobs = [(ports[rng.randrange(count)], f"s{round_number}-{rng.randrange(distinct)}") for _ in range(requests)]
@@ -362,9 +350,6 @@ async def soak(rounds, seed):
                 answers += [(user, status, body) for (port, user), (status, body, _) in zip(chunk, results)]
             users = len({user for _, user in jobs})
             audit(f"soak round {round_number + 1}", coupon, answers, expect_sold_out=users >= quantity)
-        finally:
-            for instance in instances:
-                instance.stop()
 
 
 def main():
