@@ -245,7 +245,7 @@ Machine: {machine(first_line(["swift", "--version"]), "client, server and databa
 
 Every issuance run is oversubscribed {OVERSUBSCRIBE}x (SQL) or sized not to sell out (HTTP), and ends with an
 audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user. "clean"
-means the audit held. Rates are issued tickets per second of the run. Each run starts right after a
+means the audit held. Rates are issued tickets per second of the run. Each issuance run starts right after a
 CHECKPOINT, so none pays for the setup's writes.
 
 ## SQL level (pgbench, {SQL_TICKETS} tickets per run; group: {GROUP_TICKETS})

@@ -37,10 +37,12 @@ public struct IssuanceStore: Sendable {
         return outcomes
     }
 
-    /// One READ COMMITTED transaction in two round trips: BEGIN goes out with the lock, COMMIT with
-    /// the issuance. The connection sends each statement as soon as the one before it is answered,
-    /// without waiting for this task to be scheduled again, so the coupon's row lock is not held
-    /// across a trip through a busy server.
+    /// One READ COMMITTED transaction for which this task wakes twice, not four times: BEGIN is
+    /// queued with the lock, and COMMIT with the issuance. postgres-nio sends each statement as soon
+    /// as the one before it is answered, from the event loop, so while the coupon's row lock is held
+    /// the task is scheduled once (to take the group and send `issue_tickets`), not twice. Rows are
+    /// decoded after COMMIT: a decoding failure answers 503 for tickets that are committed, which a
+    /// retry then returns (200).
     private func issueInTransaction(
         couponID: Int64, group: () -> [String], on connection: PostgresConnection
     ) async throws -> [(String, String, Int?, String?, Date?)] {

@@ -60,21 +60,35 @@ import Testing
     }
 
     @Test func aFailedStatementKeepsNothingAndFreesTheCoupon() async throws {
-        let client = try await TestDatabase.ready()
+        _ = try await TestDatabase.ready()
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
-        // PostgreSQL refuses a NUL in text, after BEGIN and the lock went out and with COMMIT queued
-        // behind the failing statement: the COMMIT is answered with ROLLBACK.
-        let store = IssuanceStore(client: client, logger: TestDatabase.logger)
-        await #expect(throws: (any Error).self) {
-            try await store.issue(couponID: couponID, userIDs: ["fail-1", "fail-\u{0}-2"])
+        // One pooled connection, so the issuance after the failure runs on the connection it left.
+        var configuration = try DatabaseURL(TestDatabase.url).clientConfiguration()
+        configuration.options.maximumConnections = 1
+        let client = PostgresClient(configuration: configuration, backgroundLogger: TestDatabase.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            let store = IssuanceStore(client: client, logger: TestDatabase.logger)
+            // PostgreSQL refuses a NUL in text once BEGIN and the lock have run, with COMMIT queued
+            // behind the failing statement: that COMMIT is answered with ROLLBACK.
+            await #expect(throws: (any Error).self) {
+                try await store.issue(couponID: couponID, userIDs: ["fail-1", "fail-\u{0}-2"])
+            }
+            let untouched = try await TestDatabase.audit(couponID: couponID)
+            #expect(untouched.issuedCount == 0 && untouched.ticketsHeld == 0)
+            // No transaction was left open holding the coupon's row lock...
+            try await TestDatabase.ready().withConnection { other in
+                try await other.query("BEGIN", logger: TestDatabase.logger)
+                try await other.query("SELECT FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE NOWAIT", logger: TestDatabase.logger)
+                try await other.query("ROLLBACK", logger: TestDatabase.logger)
+            }
+            // ...nor an aborted one: the same connection issues the next group.
+            let outcomes = try await store.issue(couponID: couponID, userIDs: ["fail-1", "after-1"])
+            #expect(outcomes.values.allSatisfy { if case .issued = $0 { true } else { false } })
+            #expect(try await TestDatabase.audit(couponID: couponID) == .init(
+                quantity: 5, issuedCount: 2, ticketRows: 5, ticketsHeld: 2, distinctUsers: 2))
         }
-        let untouched = try await TestDatabase.audit(couponID: couponID)
-        #expect(untouched.issuedCount == 0 && untouched.ticketsHeld == 0)
-        // The lock went with the transaction and the pooled connection is clean: the next group issues.
-        let outcomes = try await store.issue(couponID: couponID, userIDs: ["fail-1", "after-1"])
-        #expect(outcomes.values.allSatisfy { if case .issued = $0 { true } else { false } })
-        #expect(try await TestDatabase.audit(couponID: couponID) == .init(
-            quantity: 5, issuedCount: 2, ticketRows: 5, ticketsHeld: 2, distinctUsers: 2))
     }
 
     @Test func aLaterCouponDoesNotReadTheRowsOfAnEarlierOne() async throws {
@@ -83,25 +97,32 @@ import Testing
         // at a tenth of the speed of the first. Counted in buffers, not timed.
         try await TestDatabase.withScratchDatabase(migrated: true) { url in
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                var coupons: [Int64] = []
                 for _ in 1...2 {
-                    try await client.query(
-                        "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('rows', 50000) RETURNING id) SELECT FROM c, LATERAL add_coupon_tickets(c.id, 1, 50000)")
+                    let created = try await client.query(
+                        "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('rows', 50000) RETURNING id) SELECT c.id FROM c, LATERAL add_coupon_tickets(c.id, 1, 50000)")
+                    coupons.append(try #require(try await created.decode(Int64.self).first(where: { _ in true })))
                 }
-                try await client.query("SELECT FROM issue_tickets(1, ARRAY(SELECT 'first-' || g FROM generate_series(1, 100) AS g))")
+                let (earlier, later) = (coupons[0], coupons[1])
+                try await client.query("SELECT FROM issue_tickets(\(earlier), ARRAY(SELECT 'first-' || g FROM generate_series(1, 100) AS g))")
                 let pages = try await client.query("SELECT relpages FROM pg_class WHERE relname = 'coupon_tickets'")
                     .decode(Int.self).first(where: { _ in true }) ?? 0
                 // The second issuance of a session, so planning and catalogue reads are not counted;
                 // rolled back, as EXPLAIN ANALYZE really issues.
-                let plan = try await client.withConnection { connection in
+                let (plan, probeIssued) = try await client.withConnection { connection in
                     try await connection.query("BEGIN", logger: TestDatabase.logger)
-                    try await connection.query("SELECT FROM issue_tickets(2, ARRAY['warm-up'])", logger: TestDatabase.logger)
+                    try await connection.query("SELECT FROM issue_tickets(\(later), ARRAY['warm-up'])", logger: TestDatabase.logger)
                     let plan = try await connection.query(
-                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM issue_tickets(2, ARRAY['probe'])",
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM issue_tickets(\(later), ARRAY['probe'])",
                         logger: TestDatabase.logger
                     ).decode(String.self).first(where: { _ in true })
+                    let issued = try await connection.query(
+                        "SELECT count(*) FROM coupon_tickets WHERE coupon_id = \(later) AND user_id = 'probe'", logger: TestDatabase.logger
+                    ).decode(Int.self).first(where: { _ in true })
                     try await connection.query("ROLLBACK", logger: TestDatabase.logger)
-                    return plan ?? "[]"
+                    return (plan ?? "[]", issued == 1)
                 }
+                #expect(probeIssued, "the measured call issued a ticket of the later coupon")
                 let node = try #require(
                     (try JSONSerialization.jsonObject(with: Data(plan.utf8)) as? [[String: Any]])?.first?["Plan"] as? [String: Any])
                 let blocks = (node["Shared Hit Blocks"] as? Int ?? 0) + (node["Shared Read Blocks"] as? Int ?? 0)
