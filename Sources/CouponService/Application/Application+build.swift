@@ -71,7 +71,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
 
     return Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: .nanoseconds(arguments.idleTimeout.nanoseconds))),
+        server: .http1(configuration: .init(idleTimeout: TimeAmount(arguments.idleTimeout))),
         // A sale opens with thousands of connections in the same second. Those the accept queue has no
         // room for are dropped and retried by the client 1, 3, 7, 15... seconds later (10,000 at once:
         // the last answered after 15-42 s with Hummingbird's 256). The kernel caps it at

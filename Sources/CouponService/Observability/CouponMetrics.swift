@@ -63,9 +63,6 @@ public struct CouponMetrics: Sendable {
         }
         refusals[refusal]?.increment()
     }
-
-    /// The Prometheus text exposition of everything recorded.
-    public func exposition() -> String { registry.emitToString() }
 }
 
 /// Why an issue request got no ticket (the `reason` label).
