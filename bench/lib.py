@@ -1,7 +1,11 @@
-"""What the bench scripts share: psql against DATABASE_URL, and the machine line of a results file."""
+"""What the bench scripts share: psql against DATABASE_URL, the machine line of a results file, and
+the server's readiness and coupon creation over HTTP."""
+import json
 import os
 import platform
 import subprocess
+import time
+import urllib.request
 
 URL = os.environ["DATABASE_URL"]
 
@@ -27,3 +31,28 @@ def machine(*details):
 
 def first_line(command):
     return subprocess.run(command, capture_output=True, text=True).stdout.strip().splitlines()[0]
+
+
+def wait_ready(base, seconds=30, alive=lambda: True):
+    """Waits until `base`/readyz reports the catalogue listener connected; returns time.monotonic() then.
+    `alive` is asked on every try, so a server that died is reported at once."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {base} exited before it was ready")
+        try:
+            body = urllib.request.urlopen(f"{base}/readyz", timeout=1).read().decode()
+            if '"connected"' in body:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server at {base} was not ready within {seconds} s")
+
+
+def create_coupon_over_http(base, token, name, quantity):
+    """POST /v1/coupons with the admin token; returns the new coupon's id."""
+    request = urllib.request.Request(
+        f"{base}/v1/coupons", method="POST", data=json.dumps({"name": name, "quantity": quantity}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(request, timeout=60))["id"]

@@ -16,9 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from lib import URL, first_line, machine, psql
+from lib import URL, first_line, machine, psql, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ["COUPON_BIN"]
@@ -132,15 +131,7 @@ class Server:
         self.process = subprocess.Popen(
             [BIN, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", str(group_size)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/readyz", timeout=1).read().decode()
-                if '"connected"' in body:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the server did not become ready")
+        wait_ready(f"http://127.0.0.1:{HTTP_PORT}", alive=lambda: self.process.poll() is None)
 
     def stop(self):
         self.process.terminate()

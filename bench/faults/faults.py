@@ -21,7 +21,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from lib import URL, psql  # noqa: E402
+from lib import URL, create_coupon_over_http, psql, wait_ready  # noqa: E402
 
 BIN = os.environ["COUPON_BIN"]
 TOKEN = "faults-admin"
@@ -38,16 +38,7 @@ class Instance:
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_ready(self, seconds=30):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1).read().decode()
-                if '"connected"' in body:
-                    return time.monotonic()
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"instance on {self.port} not ready within {seconds} s")
+        return wait_ready(f"http://127.0.0.1:{self.port}", seconds, alive=lambda: self.process.poll() is None)
 
     def stop(self):
         if self.process.poll() is None:
@@ -72,11 +63,7 @@ def running(count, extra=()):
 
 
 def create_coupon(port, quantity):
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/coupons", method="POST",
-        data=json.dumps({"name": "faults", "quantity": quantity}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    return json.load(urllib.request.urlopen(request, timeout=60))["id"]
+    return create_coupon_over_http(f"http://127.0.0.1:{port}", TOKEN, "faults", quantity)
 
 
 def readyz(port):

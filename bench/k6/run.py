@@ -12,10 +12,9 @@ import resource
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import first_line, machine, psql  # noqa: E402
+from lib import create_coupon_over_http, first_line, machine, psql, wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = os.environ["K6_BASE_URL"]
@@ -28,29 +27,6 @@ SCRIPT = os.path.join(ROOT, "bench", "k6", "issue.js")
 TICKS = os.sysconf("SC_CLK_TCK")
 DISTURBED = 0.25   # other work above this share of one core during a profile is called out in the report
 QUIET_WAIT = float(os.environ.get("K6_QUIET_WAIT", "30"))   # longest wait for a quiet machine before a profile
-
-
-def wait_ready(seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{SERVER_PID}"):
-            raise RuntimeError("the server exited before it was ready")
-        try:
-            body = urllib.request.urlopen(f"{BASE}/readyz", timeout=1).read().decode()
-            if '"connected"' in body:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"the server was not ready within {seconds} s")
-
-
-def create_coupon():
-    request = urllib.request.Request(
-        f"{BASE}/v1/coupons", method="POST",
-        data=json.dumps({"name": "k6 profile", "quantity": QUANTITY}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    return json.load(urllib.request.urlopen(request, timeout=60))["id"]
 
 
 def _stat(pid):
@@ -280,11 +256,11 @@ Audit: **{"clean" if check["clean"] else "FAILED"}**.
 
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
-    wait_ready()
+    wait_ready(BASE, 60, alive=lambda: os.path.exists(f"/proc/{SERVER_PID}"))
     machine_line = machine(first_line(["k6", "version"]),
                            f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}",
                            "k6, one server instance and PostgreSQL share the machine")
-    coupon = create_coupon()
+    coupon = create_coupon_over_http(BASE, TOKEN, "k6 profile", QUANTITY)
     run_tag = f"k6-{started:%Y%m%d%H%M%S}"
     print(f"coupon {coupon}, {QUANTITY} tickets; user ids {run_tag}-VU-ITER", flush=True)
     results = {}
