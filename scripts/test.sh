@@ -33,7 +33,7 @@ recreate_database coupon_test
 
 DATABASE_URL="$(database_url coupon_test)"
 # Tests that restart or inspect the cluster need to know where it lives.
-export DATABASE_URL COUPON_PG_PORT COUPON_PG_DIR
+export DATABASE_URL COUPON_PG_PORT COUPON_PG_DIR COUPON_PG_TLS
 
 cd "$COUPON_ROOT"
 status=0

@@ -24,6 +24,8 @@ COUPON_PG_HOST=127.0.0.1
 COUPON_PG_DATA="$COUPON_PG_DIR/data"
 COUPON_PG_LOG="$COUPON_PG_DIR/postgres.log"
 COUPON_PG_RUN="$COUPON_PG_DIR/run"
+# A private CA and a server certificate for 127.0.0.1, so the tests can connect with every sslmode.
+COUPON_PG_TLS="$COUPON_PG_DIR/tls"
 
 _pg_log() { printf '[postgres] %s\n' "$*" >&2; }
 _pg_die() { printf '[postgres] error: %s\n' "$*" >&2; return 1; }
@@ -205,6 +207,29 @@ _pg_locale() {
     fi
 }
 
+# A CA that signs the server's certificate (for 127.0.0.1 and localhost), and a second CA that signs
+# nothing: the tests check that verify-ca and verify-full trust the first and refuse the second.
+_pg_write_tls() {
+    [ -f "$COUPON_PG_TLS/server.crt" ] && return 0
+    command -v openssl >/dev/null 2>&1 || { _pg_log "no openssl: the server runs without TLS"; return 0; }
+    mkdir -p "$COUPON_PG_TLS"
+    (
+        cd "$COUPON_PG_TLS"
+        for ca in ca other-ca; do
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=coupon-test-$ca" \
+                -addext basicConstraints=critical,CA:TRUE -keyout "$ca.key" -out "$ca.crt" 2>/dev/null
+        done
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.crt 2>/dev/null
+        chmod 0600 server.key
+    )
+    if _pg_is_root; then
+        chown -R postgres:postgres "$COUPON_PG_TLS"
+    fi
+}
+
 # Regenerated on every start so a changed COUPON_PG_PORT/COUPON_PG_DIR takes effect.
 _pg_write_conf() {
     local sockdir="$COUPON_PG_RUN"
@@ -227,6 +252,10 @@ synchronous_commit = on
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track_utility = on
 EOF
+    if [ -f "$COUPON_PG_TLS/server.crt" ]; then
+        printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" \
+            "$COUPON_PG_TLS/server.crt" "$COUPON_PG_TLS/server.key" >>"$conf"
+    fi
     if _pg_is_root; then
         chown postgres:postgres "$conf"
     fi
@@ -272,6 +301,7 @@ _pg_start_locked() {
     if [ ! -f "$COUPON_PG_DATA/PG_VERSION" ]; then
         _pg_initdb || return
     fi
+    _pg_write_tls
     _pg_write_conf
     _pg_log "starting server on $COUPON_PG_HOST:$COUPON_PG_PORT (log: $COUPON_PG_LOG)"
     if ! _pg_run "$PG_BIN/pg_ctl" start -D "$COUPON_PG_DATA" -l "$COUPON_PG_LOG" -w -t 30 >/dev/null; then

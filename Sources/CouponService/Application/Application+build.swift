@@ -52,7 +52,8 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let catalogue = CouponCatalogue()
     let listener = try CatalogueListener(
         databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
-        logger: logger, metrics: metrics)
+        client: client, logger: logger, metrics: metrics)
+    let tickets = TicketStore(client: client, logger: logger)
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
@@ -60,9 +61,9 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     MetricsController(metrics: metrics).addRoutes(to: router)
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
-        tickets: TicketStore(client: client, logger: logger),
+        tickets: tickets,
         issuer: TicketIssuer(
-            store: IssuanceStore(client: client, logger: logger, metrics: metrics), catalogue: catalogue,
+            store: IssuanceStore(client: client, logger: logger, metrics: metrics), tickets: tickets, catalogue: catalogue,
             maxGroupSize: arguments.maxGroupSize, timeout: arguments.databaseTimeout, metrics: metrics),
         catalogue: catalogue,
         admin: AdminGuard(token: arguments.adminToken),

@@ -34,7 +34,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         context.logger.info("coupon created", metadata: ["coupon_id": "\(coupon.id)", "quantity": "\(coupon.quantity)"])
         return EditedResponse(
             status: .created, headers: [.location: "/v1/coupons/\(coupon.id)"],
-            response: CouponResponse(coupon: coupon, now: Date()))
+            response: CouponResponse(coupon: coupon, now: catalogue.clock.reading().now))
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> CouponResponse {
@@ -42,7 +42,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         guard let coupon = try await database.short({ try await coupons.find(id: id) }) else {
             throw CouponProblem.couponNotFound
         }
-        return CouponResponse(coupon: coupon, now: Date())
+        return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
     }
 
     @Sendable func resize(_ request: Request, context: Context) async throws -> CouponResponse {
@@ -53,7 +53,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         case .resized(let coupon):
             catalogue.record(coupon)
             context.logger.info("coupon resized", metadata: ["coupon_id": "\(id)", "quantity": "\(quantity)"])
-            return CouponResponse(coupon: coupon, now: Date())
+            return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
         case .notFound: throw CouponProblem.couponNotFound
         case .belowIssued(let issued): throw CouponProblem.quantityBelowIssued(issued: issued)
         }

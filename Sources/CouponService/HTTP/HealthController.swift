@@ -11,6 +11,8 @@ struct HealthController<Context: RequestContext>: Sendable {
         var database: String?
         /// `connected` when rejects are answered from memory; otherwise they go to the database.
         var listener: String?
+        /// The database's clock minus this instance's, in seconds, as the catalogue last measured it.
+        var clock_offset_seconds: Double?
     }
 
     func addRoutes(to router: Router<Context>) {
@@ -19,20 +21,21 @@ struct HealthController<Context: RequestContext>: Sendable {
         router.refuseOtherMethods(on: "/readyz", allowed: [.get])
         router.get("/readyz") { _, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
+            let offset = catalogue.clock.offset
             if drain?.isDraining == true {
                 return EditedResponse(
                     status: .serviceUnavailable, headers: [.retryAfter: "1"],
-                    response: Health(status: "draining", database: nil, listener: listener))
+                    response: Health(status: "draining", database: nil, listener: listener, clock_offset_seconds: offset))
             }
             do {
                 try await database.ping()
-                return EditedResponse(status: .ok, response: Health(status: "ready", database: "up", listener: listener))
+                return EditedResponse(status: .ok, response: Health(status: "ready", database: "up", listener: listener, clock_offset_seconds: offset))
             } catch {
                 var headers: HTTPFields = [:]
                 headers[.retryAfter] = "1"
                 return EditedResponse(
                     status: .serviceUnavailable, headers: headers,
-                    response: Health(status: "unavailable", database: "down", listener: listener))
+                    response: Health(status: "unavailable", database: "down", listener: listener, clock_offset_seconds: offset))
             }
         }
     }

@@ -30,6 +30,8 @@ public struct IssuanceStore: Sendable {
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
             return try await issueInTransaction(couponID: couponID, group: group, on: connection)
         }
+        // Committed: counted whether or not the requests are still waiting for their answers.
+        metrics.ticketsIssued.increment(by: rows.count { $0.1 == "issued" })
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {
             outcomes[userID] = try Self.outcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)

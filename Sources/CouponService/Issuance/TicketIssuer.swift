@@ -15,23 +15,26 @@ public enum IssueOutcome: Sendable, Equatable {
 
 /// Issues tickets: the one place that decides who gets one.
 ///
-/// Refusals the catalogue can give (sold out, not started, ended, no such coupon, and a holder's
-/// retry after the sale) come from memory. The rest go to the database, grouped per coupon with the
-/// other requests that arrive while a transaction is in flight (`maxGroupSize` 1 turns grouping
-/// off: one transaction per request).
+/// Refusals the catalogue can give (sold out, not started, ended, no such coupon) come from memory. A
+/// request the catalogue would refuse unless the user holds a ticket (a likely holder of a final
+/// coupon, or one whose holders are not loaded yet) costs one indexed read of that ticket. The rest go
+/// to the database, grouped per coupon with the other requests that arrive while a transaction is in
+/// flight (`maxGroupSize` 1 turns grouping off: one transaction per request).
 public struct TicketIssuer: Sendable {
     let store: IssuanceStore
-    let catalogue: CouponCatalogue?
+    let tickets: TicketStore
+    let catalogue: CouponCatalogue
     let groups: IssuanceGroups?
     /// Longest wait for the database before the request gets 503.
     let timeout: Duration
     let metrics: CouponMetrics
 
-    public init(
-        store: IssuanceStore, catalogue: CouponCatalogue?, maxGroupSize: Int, timeout: Duration = .seconds(3),
-        metrics: CouponMetrics = CouponMetrics()
+    init(
+        store: IssuanceStore, tickets: TicketStore, catalogue: CouponCatalogue, maxGroupSize: Int, timeout: Duration,
+        metrics: CouponMetrics
     ) {
         self.store = store
+        self.tickets = tickets
         self.catalogue = catalogue
         self.timeout = timeout
         self.metrics = metrics
@@ -48,13 +51,25 @@ public struct TicketIssuer: Sendable {
 
     public func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
         let start = ContinuousClock.now
-        if let answer = catalogue?.answer(couponID: couponID, userID: userID, now: Date()) {
-            metrics.record(.success(answer), from: .cache, after: .now - start)
-            return answer
-        }
+        let source: CouponMetrics.Source
         let result: Result<IssueOutcome, any Error>
-        do { result = .success(try await issueInDatabase(couponID: couponID, userID: userID)) } catch { result = .failure(error) }
-        metrics.record(result, from: .database, after: .now - start)
+        switch catalogue.answer(couponID: couponID, userID: userID) {
+        case .refused(let outcome):
+            metrics.record(.success(outcome), from: .cache, after: .now - start)
+            return outcome
+        case .refusedUnlessHolder(let refusal):
+            source = .lookup
+            do {
+                let ticket = try await withDeadline(timeout) { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
+                result = .success(ticket.map { .held($0) } ?? refusal)
+            } catch {
+                result = .failure(error)
+            }
+        case nil:
+            source = .database
+            do { result = .success(try await issueInDatabase(couponID: couponID, userID: userID)) } catch { result = .failure(error) }
+        }
+        metrics.record(result, from: source, after: .now - start)
         return try result.get()
     }
 
@@ -67,7 +82,7 @@ public struct TicketIssuer: Sendable {
             guard let own = outcomes[userID] else { throw IssuanceError.userMissingFromResult(userID) }
             outcome = own
         }
-        if outcome == .couponNotFound { catalogue?.learnMissing(couponID: couponID) }
+        if outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
         return outcome
     }
 }

@@ -5,10 +5,13 @@ import Prometheus
 /// Prometheus registry (served at `GET /metrics`). Metrics made here never touch the global
 /// `MetricsSystem`, so each application, and each test, counts on its own.
 public struct CouponMetrics: Sendable {
-    /// Where an issue request's answer came from.
-    enum Source: String, CaseIterable { case cache, database }
+    /// Where an issue request's answer came from: memory, one read of the user's ticket (a likely
+    /// holder of a final coupon), or issuance.
+    enum Source: String, CaseIterable { case cache, lookup, database }
 
     public let registry: PrometheusCollectorRegistry
+    /// Tickets this instance's transactions committed, counted at COMMIT: a ticket whose request had
+    /// already been answered 503 at the deadline is counted too.
     let ticketsIssued: Metrics.Counter
     /// Requests of users who already held a ticket, answered 200 with it.
     let repeats: Metrics.Counter
@@ -20,6 +23,10 @@ public struct CouponMetrics: Sendable {
     let groupSize: Metrics.Recorder
     let poolWait: Metrics.Timer
     let listenerConnected: Metrics.Gauge
+    /// Holders of final coupons kept in memory (8 bytes each).
+    let holderHashes: Metrics.Gauge
+    /// The database's clock minus this instance's, as last measured.
+    let clockOffset: Metrics.Gauge
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -45,6 +52,8 @@ public struct CouponMetrics: Sendable {
         groupSize = Metrics.Recorder(label: "coupon_issue_group_size", factory: factory)
         poolWait = Metrics.Timer(label: "coupon_pool_wait_seconds", factory: factory)
         listenerConnected = Metrics.Gauge(label: "coupon_listener_connected", factory: factory)
+        holderHashes = Metrics.Gauge(label: "coupon_catalogue_holder_hashes", factory: factory)
+        clockOffset = Metrics.Gauge(label: "coupon_database_clock_offset_seconds", factory: factory)
     }
 
     /// One issue request answered.
@@ -53,7 +62,7 @@ public struct CouponMetrics: Sendable {
         issueDuration[source]?.recordNanoseconds(duration.nanoseconds)
         let refusal: IssueRefusal
         switch result {
-        case .success(.issued): ticketsIssued.increment(); return
+        case .success(.issued): return  // counted at COMMIT (`ticketsIssued`)
         case .success(.held): repeats.increment(); return
         case .success(.soldOut): refusal = .soldOut
         case .success(.notStarted): refusal = .notStarted

@@ -170,16 +170,15 @@ import Testing
             try await CouponStore(client: client, logger: TestDatabase.logger).resize(id: couponID, quantity: 300_000)
         }
         // The raise is writing its rows (a few seconds' work) once its statement shows as active.
-        var writing = false
-        while !writing {
+        let writing = try await waitUntil {
             let rows = try await client.query(
                 """
                 SELECT count(*)::int FROM pg_stat_activity
                 WHERE datname = current_database() AND state = 'active' AND query LIKE 'SELECT add_coupon_tickets(%last + 1%'
                 """)
-            writing = try await rows.decode(Int.self).first(where: { _ in true }) == 1
-            if !writing { try await Task.sleep(for: .milliseconds(5)) }
+            return try await rows.decode(Int.self).first(where: { _ in true }) == 1
         }
+        try #require(writing, "the raise was never seen writing its rows")
         let outcomes = try await IssuanceStore(client: client, logger: TestDatabase.logger)
             .issue(couponID: couponID, userIDs: ["during-raise"])
         let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity

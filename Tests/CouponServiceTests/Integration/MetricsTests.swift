@@ -25,11 +25,10 @@ import Testing
             #expect(metrics[#"coupon_requests_refused_total{reason="coupon_not_found"}"#] == 1)
             #expect(metrics[#"coupon_requests_refused_total{reason="unavailable"}"#] == 0)
             #expect(metrics["coupon_issue_repeats_total"] == 1)
-            let answers = (metrics[#"coupon_issue_answers_total{source="cache"}"#] ?? 0)
-                + (metrics[#"coupon_issue_answers_total{source="database"}"#] ?? 0)
+            let sources = ["cache", "lookup", "database"]
+            let answers = sources.map { metrics[#"coupon_issue_answers_total{source="\#($0)"}"#] ?? 0 }.reduce(0, +)
             #expect(answers == 7)
-            let timed = (metrics[#"coupon_issue_duration_seconds_count{source="cache"}"#] ?? 0)
-                + (metrics[#"coupon_issue_duration_seconds_count{source="database"}"#] ?? 0)
+            let timed = sources.map { metrics[#"coupon_issue_duration_seconds_count{source="\#($0)"}"#] ?? 0 }.reduce(0, +)
             #expect(timed == 7)
             // Every user who reached the database went in some group; each group took one pooled connection.
             let grouped = try #require(metrics["coupon_issue_group_size_sum"])

@@ -123,12 +123,16 @@ enum TestDatabase {
         throw TestSetupError("coupon \(couponID) not found")
     }
 
-    /// The code of the ticket a user holds, from the database.
-    static func heldCode(couponID: Int64, userID: String) async throws -> String? {
-        let rows = try await client.query(
-            "SELECT code FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id = \(userID)")
-        for try await code in rows.decode(String.self) { return code }
-        return nil
+    /// The code of the ticket a user holds, from the database (the test database unless another is named).
+    static func heldCode(couponID: Int64, userID: String, databaseURL: String? = nil) async throws -> String? {
+        func read(_ client: PostgresClient) async throws -> String? {
+            let rows = try await client.query(
+                "SELECT code FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id = \(userID)")
+            for try await code in rows.decode(String.self) { return code }
+            return nil
+        }
+        guard let databaseURL else { return try await read(client) }
+        return try await withPostgresClient(databaseURL: databaseURL, logger: logger) { try await read($0) }
     }
 }
 

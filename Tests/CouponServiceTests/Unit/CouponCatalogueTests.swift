@@ -5,64 +5,155 @@ import Testing
 @Suite struct CouponCatalogueTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func ticket(_ user: String) -> IssuedTicket {
-        IssuedTicket(couponID: 1, userID: user, number: 1, code: "c-\(user)", issuedAt: now)
+    /// The database's time as a well-measured clock reads it.
+    func at(_ date: Date, uncertainty: TimeInterval = 0.001) -> DatabaseClock.Reading {
+        DatabaseClock.Reading(now: date, uncertainty: uncertainty)
     }
 
-    func trusted(_ entries: [Int64: CouponCatalogue.Entry]) -> CouponCatalogue {
-        let catalogue = CouponCatalogue()
+    func holders(_ users: String...) -> HolderSet {
+        HolderSet(hashes: users.map(HolderSet.hash))
+    }
+
+    func trusted(_ entries: [Int64: CouponCatalogue.Entry], maxHolderHashes: Int = 1_000) -> CouponCatalogue {
+        let catalogue = CouponCatalogue(maxHolderHashes: maxHolderHashes)
         catalogue.replaceAll(with: entries)
         return catalogue
     }
 
     @Test func answersNothingUntilTheListenerHasLoadedIt() {
         let catalogue = CouponCatalogue()
-        catalogue.update(couponID: 1, with: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: [:]))
-        #expect(catalogue.answer(couponID: 1, userID: "u", now: now) == nil)
-        catalogue.replaceAll(with: [1: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: [:])])
-        #expect(catalogue.answer(couponID: 1, userID: "u", now: now) == .soldOut)
+        catalogue.update(couponID: 1, with: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: holders()))
+        #expect(catalogue.answer(couponID: 1, userID: "u", at: at(now)) == nil)
+        catalogue.replaceAll(with: [1: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: holders())])
+        #expect(catalogue.answer(couponID: 1, userID: "u", at: at(now)) == .refused(.soldOut))
         catalogue.distrust(.reconnecting)
-        #expect(catalogue.answer(couponID: 1, userID: "u", now: now) == nil)
+        #expect(catalogue.answer(couponID: 1, userID: "u", at: at(now)) == nil)
     }
 
-    @Test func soldOutRefusesAllButTheHolders() {
-        let catalogue = trusted([1: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: ["w": ticket("w")])])
-        #expect(catalogue.answer(couponID: 1, userID: "w", now: now) == .held(ticket("w")))
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now) == .soldOut)
+    @Test func soldOutRefusesFromMemoryAllButLikelyHolders() {
+        let catalogue = trusted([1: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, holders: holders("w"))])
+        #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now)) == .refusedUnlessHolder(.soldOut))
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut))
+    }
+
+    @Test func holdersNotLoadedYetAreCheckedOneByOneAndWanted() {
+        let catalogue = trusted([:])
+        catalogue.update(couponID: 1, with: .init(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10))
+        #expect(catalogue.takeHoldersWanted().map(\.couponID) == [1], "a sell-out asks for its holders at once")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut))
+        let wanted = catalogue.takeHoldersWanted()
+        #expect(wanted.map(\.couponID) == [1])
+        let loaded = CouponCatalogue.Entry(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10, holders: holders("a", "b"))
+        #expect(catalogue.install(couponID: 1, loaded: loaded, ifStillAt: wanted[0].generation))
+        #expect(catalogue.holderHashCount == 2)
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut))
+        #expect(catalogue.answer(couponID: 1, userID: "b", at: at(now)) == .refusedUnlessHolder(.soldOut))
+    }
+
+    @Test func aLoadThatRacedANewerReadIsDropped() {
+        let catalogue = trusted([1: .init(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10)])
+        _ = catalogue.answer(couponID: 1, userID: "x", at: at(now))
+        let wanted = catalogue.takeHoldersWanted()
+        // A raise was read meanwhile: the coupon is open again.
+        catalogue.update(couponID: 1, with: .init(quantity: 5, issued: 2, startsAt: nil, endsAt: nil, revision: 11))
+        let stale = CouponCatalogue.Entry(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10, holders: holders("a", "b"))
+        #expect(!catalogue.install(couponID: 1, loaded: stale, ifStillAt: wanted[0].generation))
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == nil, "open: issuance decides")
+        #expect(catalogue.holderHashCount == 0)
+    }
+
+    @Test func holdersSurviveAReloadOnlyWhileTheRowIsUnchanged() {
+        let loaded = CouponCatalogue.Entry(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, revision: 10, holders: holders("w"))
+        let catalogue = trusted([1: loaded, 2: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, revision: 20, holders: holders("v"))])
+        catalogue.replaceAll(with: [
+            1: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, revision: 10),
+            2: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, revision: 21),
+        ])
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut), "unchanged row: holders kept")
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut), "changed row: asked again")
+        #expect(catalogue.holderHashCount == 1)
+    }
+
+    @Test func holdersBeyondTheCapEvictTheLeastRecentlyAsked() {
+        let catalogue = trusted([
+            1: .init(quantity: 3, issued: 3, startsAt: nil, endsAt: nil, revision: 1),
+            2: .init(quantity: 3, issued: 3, startsAt: nil, endsAt: nil, revision: 2),
+        ], maxHolderHashes: 4)
+        func load(_ id: Int64, _ users: String...) {
+            _ = catalogue.answer(couponID: id, userID: "x", at: at(now))
+            let generation = catalogue.takeHoldersWanted().first { $0.couponID == id }!.generation
+            catalogue.install(
+                couponID: id, loaded: .init(quantity: 3, issued: 3, startsAt: nil, endsAt: nil, revision: id, holders: HolderSet(hashes: users.map(HolderSet.hash))),
+                ifStillAt: generation)
+        }
+        load(1, "a", "b", "c")
+        load(2, "d", "e", "f")
+        #expect(catalogue.holderHashCount == 3)
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refused(.soldOut), "the newest stays")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut), "the oldest went")
     }
 
     @Test func openCouponsGoToTheDatabase() {
         let catalogue = trusted([1: .init(quantity: 2, issued: 1, startsAt: nil, endsAt: nil)])
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now) == nil)
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == nil)
     }
 
-    @Test func theWindowIsReadFromTheClock() {
+    @Test func theWindowIsTheDatabaseClocksAndItsEdgesAreTheDatabases() {
         let catalogue = trusted([
             1: .init(quantity: 5, issued: 0, startsAt: now.addingTimeInterval(10), endsAt: nil),
             2: .init(quantity: 5, issued: 0, startsAt: nil, endsAt: now.addingTimeInterval(-1)),
+            3: .init(quantity: 5, issued: 0, startsAt: nil, endsAt: now.addingTimeInterval(0.1)),
         ])
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now) == .notStarted)
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now.addingTimeInterval(10)) == nil, "opens on time")
-        #expect(catalogue.answer(couponID: 2, userID: "x", now: now) == .ended)
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.notStarted))
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(9.9))) == nil, "close to opening: the database decides")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(10))) == nil, "opens on time")
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedUnlessHolder(.ended), "ended: holders wanted first")
+        #expect(catalogue.answer(couponID: 3, userID: "x", at: at(now)) == nil, "about to end: the database decides")
+        #expect(catalogue.answer(couponID: 3, userID: "x", at: at(now.addingTimeInterval(0.2))) == nil, "just ended: the database decides")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now, uncertainty: .infinity)) == nil, "no clock measured yet")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(9), uncertainty: 2)) == nil, "a poor measurement widens the margin")
     }
 
-    @Test func anEndedSaleWithHoldersWaitsForTheirList() {
-        let catalogue = trusted([1: .init(quantity: 5, issued: 2, startsAt: nil, endsAt: now)])
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now) == nil)
-        #expect(catalogue.takeHoldersWanted() == [1])
-        catalogue.update(couponID: 1, with: .init(quantity: 5, issued: 2, startsAt: nil, endsAt: now, holders: ["w": ticket("w")]))
-        #expect(catalogue.answer(couponID: 1, userID: "x", now: now) == .ended)
-        #expect(catalogue.answer(couponID: 1, userID: "w", now: now) == .held(ticket("w")))
+    @Test func anEndedSaleNeedsItsHoldersEvenWhenTheEntrySaysNoneWereIssued() {
+        // issued_count is read on notifications, which issuance sends only at sell-out: an open
+        // coupon's entry keeps the count it was created with.
+        let catalogue = trusted([1: .init(quantity: 5, issued: 0, startsAt: nil, endsAt: now, revision: 3)])
+        #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now.addingTimeInterval(1))) == .refusedUnlessHolder(.ended))
+        let wanted = catalogue.takeHoldersWanted()
+        #expect(wanted.map(\.couponID) == [1])
+        catalogue.install(
+            couponID: 1, loaded: .init(quantity: 5, issued: 2, startsAt: nil, endsAt: now, revision: 4, holders: holders("w", "v")),
+            ifStillAt: wanted[0].generation)
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(1))) == .refused(.ended))
+        #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now.addingTimeInterval(1))) == .refusedUnlessHolder(.ended))
     }
 
     @Test func missingCouponsAreRememberedUntilCreated() {
         let catalogue = trusted([:])
-        #expect(catalogue.answer(couponID: 7, userID: "x", now: now) == nil)
+        #expect(catalogue.answer(couponID: 7, userID: "x", at: at(now)) == nil)
         catalogue.learnMissing(couponID: 7)
-        #expect(catalogue.answer(couponID: 7, userID: "x", now: now) == .couponNotFound)
+        #expect(catalogue.answer(couponID: 7, userID: "x", at: at(now)) == .refused(.couponNotFound))
         catalogue.update(couponID: 7, with: .init(quantity: 1, issued: 0, startsAt: nil, endsAt: nil))
-        #expect(catalogue.answer(couponID: 7, userID: "x", now: now) == nil)
+        #expect(catalogue.answer(couponID: 7, userID: "x", at: at(now)) == nil)
         catalogue.learnMissing(couponID: 7)
-        #expect(catalogue.answer(couponID: 7, userID: "x", now: now) == nil, "a lookup that raced the creation loses")
+        #expect(catalogue.answer(couponID: 7, userID: "x", at: at(now)) == nil, "a lookup that raced the creation loses")
+    }
+
+    @Test func aHolderSetNeverMissesAMember() {
+        let users = (0..<10_000).map { "user-\($0)" }
+        let set = HolderSet(hashes: users.map(HolderSet.hash))
+        #expect(users.allSatisfy(set.mayContain))
+        let strangers = (0..<10_000).filter { set.mayContain("stranger-\($0)") }
+        #expect(strangers.count <= 1, "64-bit hashes: a collision among 10^8 pairs is unlikely")
+    }
+
+    @Test func theClockKeepsOnlyShortMeasurements() async throws {
+        let skewed = Date(timeIntervalSince1970: 1_000)
+        let clock = DatabaseClock(localClock: { skewed })
+        #expect(clock.offset == nil)
+        #expect(try await clock.measure { skewed.addingTimeInterval(3) })
+        #expect(clock.offset == 3)
+        #expect(clock.reading().now == skewed.addingTimeInterval(3))
+        #expect(clock.reading().uncertainty == 0)
     }
 }

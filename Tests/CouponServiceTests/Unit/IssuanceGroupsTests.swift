@@ -47,14 +47,17 @@ import Testing
 
         /// Lets the first transaction commit, once it is waiting.
         func release() async {
-            while true {
-                if let continuation = gate.withLock({ $0.take() }) { return continuation.resume() }
-                await Task.yield()
+            var continuation: CheckedContinuation<Void, Never>?
+            let waiting = await waitUntil {
+                continuation = gate.withLock { $0.take() }
+                return continuation != nil
             }
+            #expect(waiting, "the first transaction never waited")
+            continuation?.resume()
         }
 
         func waitForFirstGroup() async {
-            while groups.withLock({ $0.isEmpty }) { await Task.yield() }
+            #expect(await waitUntil { groups.withLock { !$0.isEmpty } }, "no group was taken")
         }
     }
 

@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The catalogue's SQL: coupons as the catalogue keeps them, the database's clock, and the holders of a
+/// final coupon. Each read runs on the connection it is given (the listener's own, or one from the pool).
+struct CatalogueStore: Sendable {
+    let logger: Logger
+
+    /// Every coupon, from one REPEATABLE READ snapshot.
+    func coupons(on connection: PostgresConnection) async throws -> [Int64: CouponCatalogue.Entry] {
+        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+        do {
+            let rows = try await connection.query(
+                "SELECT id, xmin::text::bigint, quantity, issued_count, starts_at, ends_at FROM coupons", logger: logger)
+            var entries: [Int64: CouponCatalogue.Entry] = [:]
+            for try await (id, revision, quantity, issued, startsAt, endsAt) in rows.decode((Int64, Int64, Int, Int, Date?, Date?).self) {
+                entries[id] = .init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision)
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return entries
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// One coupon; nil when it does not exist.
+    func coupon(id: Int64, on connection: PostgresConnection) async throws -> CouponCatalogue.Entry? {
+        let rows = try await connection.query(
+            "SELECT xmin::text::bigint, quantity, issued_count, starts_at, ends_at FROM coupons WHERE id = \(id)",
+            logger: logger)
+        for try await (revision, quantity, issued, startsAt, endsAt) in rows.decode((Int64, Int, Int, Date?, Date?).self) {
+            return .init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision)
+        }
+        return nil
+    }
+
+    func databaseTime(on connection: PostgresConnection) async throws -> Date {
+        let rows = try await connection.query("SELECT clock_timestamp()", logger: logger)
+        for try await now in rows.decode(Date.self) { return now }
+        throw CatalogueStoreError.noRowReturned
+    }
+
+    /// The coupon read again with its holders, if it is final: sold out, or outside its window on the
+    /// database's clock. Nil when it does not exist.
+    ///
+    /// `FOR SHARE` waits for every issuer that holds the coupon's row lock; `issue_tickets` judges the
+    /// window once it holds that lock (0005), so any issuer after this one issues nothing while the
+    /// coupon stays final. The holders, read after it, are then all there are until the row changes
+    /// (which moves `xmin` and notifies).
+    func final(id: Int64, on connection: PostgresConnection) async throws -> CouponCatalogue.Entry? {
+        let locked = try await connection.query(
+            """
+            SELECT xmin::text::bigint, quantity, issued_count, starts_at, ends_at,
+                   issued_count >= quantity OR clock_timestamp() < starts_at OR clock_timestamp() >= ends_at
+            FROM coupons WHERE id = \(id) FOR SHARE
+            """, logger: logger)
+        var read: (entry: CouponCatalogue.Entry, final: Bool?)?
+        for try await (revision, quantity, issued, startsAt, endsAt, final) in locked.decode(
+            (Int64, Int, Int, Date?, Date?, Bool?).self)
+        {
+            read = (.init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision), final)
+        }
+        guard let read else { return nil }
+        var entry = read.entry
+        guard read.final == true else { return entry }
+        let rows = try await connection.query(
+            "SELECT user_id FROM coupon_tickets WHERE coupon_id = \(id) AND user_id IS NOT NULL", logger: logger)
+        var hashes: [UInt64] = []
+        hashes.reserveCapacity(entry.issued)
+        for try await userID in rows.decode(String.self) { hashes.append(HolderSet.hash(userID)) }
+        entry.holders = HolderSet(hashes: hashes)
+        return entry
+    }
+}
+
+enum CatalogueStoreError: Error {
+    case noRowReturned
+}

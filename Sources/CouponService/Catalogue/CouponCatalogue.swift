@@ -1,0 +1,227 @@
+import Foundation
+import Synchronization
+
+/// What this instance knows about coupons without asking the database: each coupon's window, whether
+/// it is sold out, and, once nothing more can be issued and someone asked, who holds its tickets.
+///
+/// It only ever refuses; every ticket is issued by the database, so a stale entry can cost a wrong
+/// "sold out" for a moment but never one ticket too many. It is trusted only while the listener is
+/// connected and has reloaded it after connecting. Windows are judged on the database's clock
+/// (`DatabaseClock`); close to an edge the database decides.
+public final class CouponCatalogue: Sendable {
+    public enum ListenerState: String, Sendable {
+        case connecting, connected, reconnecting, stopped
+    }
+
+    /// What the catalogue can say about one request; nil from `answer` means only issuance can tell.
+    enum Answer: Sendable, Equatable {
+        /// Certain: no database needed.
+        case refused(IssueOutcome)
+        /// The refusal, unless this user holds a ticket: one indexed read of it tells.
+        case refusedUnlessHolder(IssueOutcome)
+    }
+
+    /// One coupon as last read from the database.
+    struct Entry: Sendable, Equatable {
+        var quantity: Int
+        var issued: Int
+        var startsAt: Date?
+        var endsAt: Date?
+        /// The version of the coupon row this was read from (`xmin`, which every issuance, resize and
+        /// window change moves); nil when this instance recorded its own change.
+        var revision: Int64?
+        /// The holders, once loaded for a final coupon; nil until then.
+        var holders: HolderSet?
+
+        init(quantity: Int, issued: Int, startsAt: Date?, endsAt: Date?, revision: Int64? = nil, holders: HolderSet? = nil) {
+            self.quantity = quantity
+            self.issued = issued
+            self.startsAt = startsAt
+            self.endsAt = endsAt
+            self.revision = revision
+            self.holders = holders
+        }
+
+        /// The refusal the database would give a user who holds no ticket; nil while it would issue,
+        /// or while the clock is too close to an edge of the window to tell.
+        func refusal(at clock: DatabaseClock.Reading) -> IssueOutcome? {
+            guard clock.uncertainty.isFinite else { return nil }
+            let margin = CouponCatalogue.edgeMargin + clock.uncertainty
+            if let startsAt {
+                if clock.now < startsAt.addingTimeInterval(-margin) { return .notStarted }
+                if clock.now < startsAt.addingTimeInterval(margin) { return nil }
+            }
+            if let endsAt {
+                if clock.now >= endsAt.addingTimeInterval(margin) { return .ended }
+                if clock.now >= endsAt.addingTimeInterval(-margin) { return nil }
+            }
+            return issued >= quantity ? .soldOut : nil
+        }
+    }
+
+    /// Within this much (plus the clock's uncertainty) of a window's edge, the database decides.
+    static let edgeMargin: TimeInterval = 0.25
+    /// Negative entries are capped, so probing random ids cannot grow memory without bound.
+    static let maxMissing = 100_000
+
+    private struct Stored {
+        var entry: Entry
+        /// Moves on every change, so a holder load that raced a newer read is dropped.
+        var generation: UInt64
+        /// When the holders were last asked, for evicting the least recently asked.
+        var lastAsked: UInt64 = 0
+    }
+
+    private struct State {
+        var listener = ListenerState.connecting
+        var coupons: [Int64: Stored] = [:]
+        var missing: Set<Int64> = []
+        var holdersWanted: Set<Int64> = []
+        var holderHashes = 0
+        var ticks: UInt64 = 0
+
+        mutating func tick() -> UInt64 {
+            ticks += 1
+            return ticks
+        }
+    }
+    private let state = Mutex(State())
+    /// Memory for holders is capped at 8 bytes times this; beyond it the least recently asked coupon's
+    /// holders are dropped (and read again if it is asked again).
+    let maxHolderHashes: Int
+    public let clock: DatabaseClock
+
+    public init(clock: DatabaseClock = DatabaseClock(), maxHolderHashes: Int = 4_000_000) {
+        self.clock = clock
+        self.maxHolderHashes = maxHolderHashes
+    }
+
+    public var listenerState: ListenerState { state.withLock { $0.listener } }
+
+    /// Hashes of holders held, over all coupons.
+    var holderHashCount: Int { state.withLock { $0.holderHashes } }
+
+    /// The answer from memory (or from one read of the user's ticket), or nil when only issuance can answer.
+    func answer(couponID: Int64, userID: String) -> Answer? {
+        answer(couponID: couponID, userID: userID, at: clock.reading())
+    }
+
+    func answer(couponID: Int64, userID: String, at clock: DatabaseClock.Reading) -> Answer? {
+        state.withLock { state in
+            guard state.listener == .connected else { return nil }
+            guard let stored = state.coupons[couponID] else {
+                return state.missing.contains(couponID) ? .refused(.couponNotFound) : nil
+            }
+            let entry = stored.entry
+            guard let refusal = entry.refusal(at: clock) else { return nil }
+            // Nobody is issued a ticket before the sale opens, and moving the window notifies.
+            if refusal == .notStarted, entry.issued == 0 { return .refused(refusal) }
+            guard let holders = entry.holders else {
+                // Too many to keep: every holder check reads the database.
+                if entry.issued <= maxHolderHashes { state.holdersWanted.insert(couponID) }
+                return .refusedUnlessHolder(refusal)
+            }
+            let now = state.tick()
+            state.coupons[couponID]?.lastAsked = now
+            return holders.mayContain(userID) ? .refusedUnlessHolder(refusal) : .refused(refusal)
+        }
+    }
+
+    /// The database said this coupon does not exist.
+    func learnMissing(couponID: Int64) {
+        state.withLock { state in
+            // A creation the listener already saw wins over a lookup that raced it.
+            guard state.listener == .connected, state.coupons[couponID] == nil else { return }
+            if state.missing.count >= Self.maxMissing { state.missing.removeAll() }
+            state.missing.insert(couponID)
+        }
+    }
+
+    /// This instance just created or resized the coupon: no need to wait for its notification.
+    func record(_ coupon: Coupon) {
+        update(
+            couponID: coupon.id,
+            with: Entry(quantity: coupon.quantity, issued: coupon.issued, startsAt: coupon.startsAt, endsAt: coupon.endsAt))
+    }
+
+    // MARK: Kept current by the listener
+
+    /// Everything, as read right after (re)connecting: from now on the catalogue is trusted. Holders
+    /// are kept for coupons whose row has not changed since they were loaded.
+    func replaceAll(with entries: [Int64: Entry]) {
+        state.withLock { state in
+            var coupons: [Int64: Stored] = [:]
+            coupons.reserveCapacity(entries.count)
+            var holderHashes = 0
+            for (id, var entry) in entries {
+                let old = state.coupons[id]
+                if let old, let revision = entry.revision, old.entry.revision == revision {
+                    entry.holders = old.entry.holders
+                    holderHashes += entry.holders?.count ?? 0
+                }
+                let generation = state.tick()
+                coupons[id] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)
+            }
+            state.coupons = coupons
+            state.holderHashes = holderHashes
+            state.missing.removeAll()
+            state.holdersWanted.removeAll()
+            state.listener = .connected
+        }
+    }
+
+    /// One coupon after a notification (nil: it no longer exists). A coupon that just sold out will
+    /// be asked by everyone who missed it, so its holders are wanted at once.
+    func update(couponID: Int64, with entry: Entry?) {
+        state.withLock { state in
+            let old = state.coupons.removeValue(forKey: couponID)
+            state.holderHashes -= old?.entry.holders?.count ?? 0
+            state.missing.remove(couponID)
+            state.holdersWanted.remove(couponID)
+            guard var entry else { return }
+            if let old, let revision = entry.revision, old.entry.revision == revision {
+                entry.holders = old.entry.holders
+                state.holderHashes += entry.holders?.count ?? 0
+            }
+            let generation = state.tick()
+            state.coupons[couponID] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)
+            if entry.holders == nil, entry.issued >= entry.quantity, entry.issued <= maxHolderHashes {
+                state.holdersWanted.insert(couponID)
+            }
+        }
+    }
+
+    /// Coupons whose holders are wanted, each with the generation of its entry then.
+    func takeHoldersWanted() -> [(couponID: Int64, generation: UInt64)] {
+        state.withLock { state in
+            defer { state.holdersWanted.removeAll() }
+            return state.holdersWanted.compactMap { id in state.coupons[id].map { (id, $0.generation) } }
+        }
+    }
+
+    /// A coupon read again together with its holders, once no issuer could still add one. Kept only if
+    /// nothing newer arrived since the load was asked for (`generation`); then the least recently
+    /// asked holders make room if needed.
+    @discardableResult
+    func install(couponID: Int64, loaded entry: Entry, ifStillAt generation: UInt64) -> Bool {
+        state.withLock { state in
+            guard let old = state.coupons[couponID], old.generation == generation else { return false }
+            state.holderHashes += (entry.holders?.count ?? 0) - (old.entry.holders?.count ?? 0)
+            let now = state.tick()
+            state.coupons[couponID] = Stored(entry: entry, generation: now, lastAsked: now)
+            while state.holderHashes > maxHolderHashes,
+                let (victim, stored) = state.coupons.filter({ $0.value.entry.holders != nil })
+                    .min(by: { $0.value.lastAsked < $1.value.lastAsked })
+            {
+                state.holderHashes -= stored.entry.holders?.count ?? 0
+                state.coupons[victim]?.entry.holders = nil
+            }
+            return true
+        }
+    }
+
+    /// The listener lost its connection: notifications may be missed from here on.
+    func distrust(_ listener: ListenerState) {
+        state.withLock { $0.listener = listener }
+    }
+}
