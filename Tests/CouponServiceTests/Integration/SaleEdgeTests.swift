@@ -24,16 +24,16 @@ import Testing
         try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { other in
             try await other.withConnection { connection in
                 try await connection.query("BEGIN", logger: TestDatabase.logger)
-                try await connection.query("SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: TestDatabase.logger)
+                let locked = try await connection.query(
+                    "SELECT pg_backend_pid() FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: TestDatabase.logger)
+                let holder = try #require(try await locked.decode(Int32.self).first(where: { _ in true }))
                 let issuance = Task {
                     try await IssuanceStore(client: client, logger: TestDatabase.logger).issue(couponID: couponID, userIDs: ["late"])
                 }
                 let waiting = try await waitUntil {
                     let rows = try await client.query(
                         """
-                        SELECT count(*)::int FROM pg_stat_activity
-                        WHERE datname = current_database() AND wait_event_type = 'Lock'
-                          AND query LIKE 'SELECT 1 FROM coupons WHERE id = %FOR NO KEY UPDATE'
+                        SELECT count(*)::int FROM pg_stat_activity WHERE \(holder) = ANY (pg_blocking_pids(pid))
                         """)
                     return try await rows.decode(Int.self).first(where: { _ in true }) == 1
                 }
@@ -43,8 +43,8 @@ import Testing
                 let ends = try await connection.query(
                     """
                     UPDATE coupons SET ends_at = clock_timestamp() + interval '300 milliseconds' WHERE id = \(couponID)
-                    RETURNING ends_at, (SELECT min(xact_start) FROM pg_stat_activity
-                                        WHERE datname = current_database() AND wait_event_type = 'Lock') < ends_at
+                    RETURNING ends_at, (SELECT max(xact_start) FROM pg_stat_activity
+                                        WHERE \(holder) = ANY (pg_blocking_pids(pid))) < ends_at
                     """, logger: TestDatabase.logger)
                 var endsAt = Date.distantFuture
                 for try await (end, begunBefore) in ends.decode((Date, Bool).self) {
