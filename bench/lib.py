@@ -50,9 +50,10 @@ def wait_ready(base, seconds=30, alive=lambda: True):
     raise RuntimeError(f"the server at {base} was not ready within {seconds} s")
 
 
-def create_coupon_over_http(base, token, name, quantity):
-    """POST /v1/coupons with the admin token; returns the new coupon's id."""
+def create_coupon_over_http(base, token, name, quantity, **window):
+    """POST /v1/coupons with the admin token (`window`: starts_at, ends_at in RFC 3339); returns the new
+    coupon's id."""
     request = urllib.request.Request(
-        f"{base}/v1/coupons", method="POST", data=json.dumps({"name": name, "quantity": quantity}).encode(),
+        f"{base}/v1/coupons", method="POST", data=json.dumps({"name": name, "quantity": quantity, **window}).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     return json.load(urllib.request.urlopen(request, timeout=60))["id"]

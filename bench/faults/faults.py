@@ -9,7 +9,11 @@ Loopback only; every loop bounded in count and time. Exits non-zero when an audi
 """
 import asyncio
 import contextlib
+import datetime
+import email.utils
+import glob
 import json
+import math
 import os
 import random
 import signal
@@ -30,9 +34,9 @@ failures = []
 
 
 class Instance:
-    def __init__(self, index, extra=()):
+    def __init__(self, index, extra=(), env=None):
         self.port = BASE_PORT + index
-        env = dict(os.environ, LOG_LEVEL="error", COUPON_ADMIN_TOKEN=TOKEN)
+        env = dict(os.environ, LOG_LEVEL="error", COUPON_ADMIN_TOKEN=TOKEN, **(env or {}))
         self.process = subprocess.Popen(
             [BIN, "serve", "--port", str(self.port), "--database-url", URL, "--database-timeout", "2", *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -50,9 +54,10 @@ class Instance:
 
 
 @contextlib.contextmanager
-def running(count, extra=()):
-    """`count` ready instances, stopped when the scenario is done, however it ends."""
-    instances = [Instance(i, extra) for i in range(count)]
+def running(count, extra=(), envs=()):
+    """`count` ready instances, stopped when the scenario is done, however it ends. `envs[i]`, when
+    given, is added to instance i's environment."""
+    instances = [Instance(i, extra, envs[i] if i < len(envs) else None) for i in range(count)]
     try:
         for instance in instances:
             instance.wait_ready()
@@ -62,8 +67,8 @@ def running(count, extra=()):
             instance.stop()
 
 
-def create_coupon(port, quantity):
-    return create_coupon_over_http(f"http://127.0.0.1:{port}", TOKEN, "faults", quantity)
+def create_coupon(port, quantity, **window):
+    return create_coupon_over_http(f"http://127.0.0.1:{port}", TOKEN, "faults", quantity, **window)
 
 
 def readyz(port):
@@ -313,6 +318,157 @@ async def slow_clients():
         audit("after slow clients", coupon, answers, expect_sold_out=True)
 
 
+FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+
+
+def skewed(seconds):
+    """Environment that moves a process's wall clock (CLOCK_REALTIME, which Foundation's Date() reads) by
+    `seconds` through libfaketime; monotonic clocks stay true, so timers and deadlines are unchanged.
+
+    FAKETIME_SHARED names a semaphore that does not exist, so libfaketime makes its own and overwrites
+    the variable in place. Left unset, libfaketime adds it, glibc moves `environ` off the stack, and the
+    Swift runtime, which finds argv by walking back from `environ`, sees no arguments at all."""
+    return {"LD_PRELOAD": FAKETIME_LIBS[0], "FAKETIME": f"{seconds:+d}s", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_SHARED": "/faketime_sem_none /faketime_shm_none"}
+
+
+def remove_faketime_objects(pid):
+    """libfaketime's semaphore and shared memory for `pid`, left behind when the process was killed."""
+    for path in (f"/dev/shm/sem.faketime_sem_{pid}", f"/dev/shm/faketime_shm_{pid}"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def http_clock(port, seconds=1.2):
+    """The instance's wall clock minus ours, from its `Date` headers over `seconds`. Hummingbird stamps
+    the header once a second in whole seconds, so the largest reading is up to a second behind: enough
+    to show a 3 s skew reached the process, not to measure it."""
+    best = -math.inf
+    deadline = time.time() + seconds
+    for _ in range(100):
+        if time.time() >= deadline:
+            break
+        response = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        received = time.time()
+        best = max(best, email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp() - received)
+        time.sleep(0.05)
+    return best
+
+
+def cache_answers(port):
+    """Issue requests this instance answered from its catalogue (`coupon_issue_answers_total`)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith('coupon_issue_answers_total{source="cache"}')), 0.0)
+
+
+async def skewed_clocks():
+    print("skewed clocks: 3 instances (clock true, 3 s behind, 3 s ahead of the database), a 5 s sale", flush=True)
+    if not FAKETIME_LIBS:
+        failures.append("clock: no libfaketime.so.1 (bench/faults/run.sh installs Debian's faketime)")
+        return
+    skews = (0, -3, 3)
+    pids = []
+    try:
+        with running(3, envs=[skewed(skew) if skew else {} for skew in skews]) as instances:
+            pids += [i.process.pid for i in instances]
+            await skewed_sale(instances, skews)
+    finally:
+        for pid in pids:
+            remove_faketime_objects(pid)
+
+
+async def skewed_sale(instances, skews):
+    """The sale itself, on instances whose clocks are off by `skews` seconds."""
+    ports = [i.port for i in instances]
+    names = {port: f"clock {skew:+d} s" for port, skew in zip(ports, skews)}
+    # Without the skew inside the process this scenario would pass on any code.
+    clocks = await asyncio.gather(*(asyncio.to_thread(http_clock, port) for port in ports))
+    for port, skew, clock in zip(ports, skews, clocks):
+        if not skew - 1.5 < clock <= skew + 0.2:
+            failures.append(f"clock: {names[port]} has a Date header {clock:+.1f} s off ours: the skew did not apply")
+            return
+    print("  Date headers against our clock: " + ", ".join(
+        f"{names[port]} {clock:+.1f} s" for port, clock in zip(ports, clocks)), flush=True)
+
+    # The database's clock is the truth; it runs on this machine, so ours is the same clock.
+    asked = time.time()
+    database_now = float(psql("SELECT extract(epoch FROM clock_timestamp())"))
+    if not asked <= database_now <= time.time():
+        failures.append(f"clock: the database's clock is not ours ({database_now - asked:+.3f} s)")
+        return
+    starts = math.ceil(database_now) + 5
+    ends = starts + 5
+
+    def rfc3339(seconds):
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    coupon = create_coupon(ports[0], 10000, starts_at=rfc3339(starts), ends_at=rfc3339(ends))  # never sold out
+    answers = []
+    # Until an instance's catalogue knows the coupon it asks the database, which is always right.
+    for port in ports:
+        deadline, known = time.monotonic() + 3, False
+        for n in range(60):
+            before = cache_answers(port)
+            status, body, _ = await issue(port, coupon, f"clock-probe-{port}-{n}", timeout=5)
+            answers.append((f"clock-probe-{port}-{n}", status, body))
+            known = cache_answers(port) > before
+            if known or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        if not known:
+            failures.append(f"clock: {names[port]} never answered from its catalogue: nothing to show")
+            return
+
+    async def timed(port, user):
+        sent = time.time()
+        status, body, _ = await issue(port, coupon, user, timeout=5)
+        return port, user, sent, time.time(), status, (body or {}).get("code") if status == "409" else None, body
+
+    # Every 50 ms, one new user on each instance, from 1.5 s before the sale to 1.5 s after it.
+    first = starts - 1.5
+    tasks = []
+    for tick in range(int((ends + 1.5 - first) / 0.05) + 1):
+        await asyncio.sleep(max(0.0, first + tick * 0.05 - time.time()))
+        tasks += [asyncio.create_task(timed(port, f"clock-{tick}-{port}")) for port in ports]
+    results = await asyncio.gather(*tasks)
+    answers += [(user, status, body) for _, user, _, _, status, _, body in results]
+
+    def ms(seconds):
+        return f"{seconds * 1000:+.0f} ms"
+
+    for port in ports:
+        mine = [r for r in results if r[0] == port]
+        # Sent after starts_at, the database saw it open; received before ends_at, it saw it not ended.
+        wrong = [  # (what, when, seconds from the edge)
+            ("not_started sent 50 ms or more after starts_at", "sent at starts_at", [
+                sent - starts for _, _, sent, received, _, code, _ in mine
+                if code == "not_started" and sent >= starts + 0.05 and received < ends]),
+            ("ended received 50 ms or more before ends_at", "received at ends_at", [
+                received - ends for _, _, _, received, _, code, _ in mine if code == "ended" and received < ends - 0.05]),
+            ("201 received before starts_at", "received at starts_at", [
+                received - starts for _, _, _, received, status, _, _ in mine if status == "201" and received < starts]),
+            ("201 sent 50 ms or more after ends_at", "sent at ends_at", [
+                sent - ends for _, _, sent, _, status, _, _ in mine if status == "201" and sent > ends + 0.05]),
+            ("answers other than 201, not_started, ended", "sent at starts_at", [
+                sent - starts for _, _, sent, _, status, code, _ in mine
+                if status != "201" and code not in ("not_started", "ended")]),
+        ]
+        issued = [sent - starts for _, _, sent, _, status, _, _ in mine if status == "201"]
+        ended = [sent - ends for _, _, sent, _, _, code, _ in mine if code == "ended"]
+        problems = [f"{len(times)} × {what} ({when} {ms(min(times))} to {ms(max(times))})"
+                    for what, when, times in wrong if times]
+        if not issued:
+            problems.append("no ticket issued")
+        print(f"  {names[port]}: first 201 sent at starts_at {ms(min(issued)) if issued else 'never'}, "
+              f"first ended sent at ends_at {ms(min(ended)) if ended else 'never'}; "
+              f"{len(issued)} × 201 of {len(mine)}: {'; '.join(problems) or 'as the database'}", flush=True)
+        if problems:
+            failures.append(f"clock: {names[port]}: {'; '.join(problems)}")
+    if any(status == "201" for _, status, _ in answers):
+        audit("after skewed clocks", coupon, answers)
+
+
 async def soak(rounds, seed):
     print(f"randomized soak: {rounds} rounds, seed {seed} (replay: FAULTS_SEED={seed})", flush=True)
     rng = random.Random(seed)
@@ -343,12 +499,13 @@ def main():
     import resource
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "clock", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
-        "sigterm": sigterm_under_load, "slow": slow_clients, "soak": lambda: soak(rounds, seed),
+        "sigterm": sigterm_under_load, "slow": slow_clients, "clock": skewed_clocks,
+        "soak": lambda: soak(rounds, seed),
     }
     failed = 0
     for name in chosen:

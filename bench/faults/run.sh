@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Fault scenarios against real server processes: several instances, SIGKILL, a PostgreSQL crash,
-# SIGTERM under load, a randomized soak. Each ends with the database audit.
-# Arguments pick scenarios (instances sigkill postgres sigterm soak); FAULTS_SEED replays a soak,
-# FAULTS_ROUNDS sets its rounds (20).
+# SIGTERM under load, slow clients, clocks skewed against the database, a randomized soak. Each ends
+# with the database audit. Arguments pick scenarios (instances sigkill postgres sigterm slow clock
+# soak); FAULTS_SEED replays a soak, FAULTS_ROUNDS sets its rounds (20).
+# clock: instances 3 s behind and 3 s ahead (libfaketime, Debian's faketime, installed here if
+# missing) must open and close a 5 s sale when the database does.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
@@ -13,6 +15,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The clock scenario shifts instances' wall clocks with libfaketime. apt needs root, or sudo without a password.
+ensure_faketime_installed() {
+    command -v faketime >/dev/null 2>&1 && return 0
+    echo "[faults] installing faketime (libfaketime) from apt" >&2
+    local as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+}
+
+case " ${*:-clock} " in *" clock "*) ensure_faketime_installed ;; esac
 ensure_postgres_installed
 start_local_postgres
 prepare_release_database coupon_faults
