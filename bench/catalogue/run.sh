@@ -10,14 +10,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
-cleanup() {
-    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
-}
-trap cleanup EXIT
-
-ensure_postgres_installed
-start_local_postgres
-prepare_release_database coupon_catalogue_bench
+start_bench coupon_catalogue_bench
 bin="$COUPON_BIN"
 url="$COUPON_DATABASE_URL"
 # A second fresh database for the sold-out coupon (and the empty-catalogue baseline), migrated the
@@ -25,6 +18,5 @@ url="$COUPON_DATABASE_URL"
 recreate_database coupon_catalogue_bench_one
 one_url="$(database_url coupon_catalogue_bench_one)"
 "$bin" migrate --database-url "$one_url" --migrations "$COUPON_ROOT/migrations" --log-level error
-cd "$COUPON_ROOT"
 
 DATABASE_URL="$url" ONE_DATABASE_URL="$one_url" COUPON_BIN="$bin" python3 "$COUPON_ROOT/bench/catalogue/run.py" "$@"

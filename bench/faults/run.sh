@@ -10,11 +10,6 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
-cleanup() {
-    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
-}
-trap cleanup EXIT
-
 # The clock scenario shifts instances' wall clocks with libfaketime. apt needs root, or sudo without a password.
 ensure_faketime_installed() {
     command -v faketime >/dev/null 2>&1 && return 0
@@ -26,11 +21,6 @@ ensure_faketime_installed() {
 }
 
 case " ${*:-clock} " in *" clock "*) ensure_faketime_installed ;; esac
-ensure_postgres_installed
-start_local_postgres
-prepare_release_database coupon_faults
-bin="$COUPON_BIN"
-url="$COUPON_DATABASE_URL"
-cd "$COUPON_ROOT"
+start_bench coupon_faults
 
-DATABASE_URL="$url" COUPON_BIN="$bin" python3 "$COUPON_ROOT/bench/faults/faults.py" "$@"
+DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/faults/faults.py" "$@"

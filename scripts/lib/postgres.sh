@@ -405,4 +405,26 @@ prepare_release_database() {
     (cd "$COUPON_ROOT" && swift build -c release --product coupon-server)
     COUPON_BIN="$(cd "$COUPON_ROOT" && swift build -c release --show-bin-path)/coupon-server"
     "$COUPON_BIN" migrate --database-url "$COUPON_DATABASE_URL" --migrations "$COUPON_ROOT/migrations" --log-level error
+    export COUPON_BIN COUPON_DATABASE_URL
+}
+
+# Stops the server unless COUPON_KEEP_PG=1 or another script still uses it: the EXIT trap of the
+# bench and fault scripts.
+release_unless_kept() {
+    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
+}
+
+ensure_wrk_installed() {
+    command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+}
+
+# The start of a bench or fault script: PostgreSQL running (released on exit), the release build,
+# database $1 recreated and migrated (COUPON_BIN, COUPON_DATABASE_URL), the checkout as the
+# working directory.
+start_bench() {
+    ensure_postgres_installed
+    trap release_unless_kept EXIT
+    start_local_postgres
+    prepare_release_database "$1"
+    cd "$COUPON_ROOT"
 }

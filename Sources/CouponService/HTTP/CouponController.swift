@@ -59,12 +59,12 @@ struct CouponController<Context: RequestContext>: Sendable {
         }
     }
 
-    @Sendable func issue(_ request: Request, context: Context) async throws -> EditedResponse<TicketResponse> {
+    @Sendable func issue(_ request: Request, context: Context) async throws -> TicketResponse {
         let id = try CouponRequests.couponID(context.parameters.get("id"))
         let userID = try CouponRequests.issueUser(from: try await request.jsonBody())
         switch try await issuer.issue(couponID: id, userID: userID) {
-        case .issued(let ticket): return EditedResponse(status: .created, response: TicketResponse(ticket))
-        case .held(let ticket): return EditedResponse(status: .ok, response: TicketResponse(ticket))
+        case .issued(let ticket): return TicketResponse(ticket, status: .created)
+        case .held(let ticket): return TicketResponse(ticket)
         case .soldOut: throw CouponProblem.soldOut
         case .notStarted: throw CouponProblem.notStarted
         case .ended: throw CouponProblem.ended

@@ -2,14 +2,19 @@ import Foundation
 import Hummingbird
 
 /// An RFC 9457 problem answer. `code` is the stable, machine-readable part; `detail` is for people.
+///
+/// The body is encoded once, when the problem is made: the refusals a sale answers thousands of times
+/// a second are static values, so each answer only copies bytes.
 public struct CouponProblem: Error, Equatable, HTTPResponseError {
-    public var status: HTTPResponse.Status
-    public var code: String
-    public var detail: String
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let detail: String
     /// Seconds, sent as `Retry-After` when the client should come back.
-    public var retryAfter: Int?
+    public let retryAfter: Int?
     /// The methods the path does serve, sent as `Allow` with 405.
-    public var allow: String?
+    public let allow: String?
+    private let headers: HTTPFields
+    private let body: ByteBuffer
 
     public init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
@@ -17,6 +22,14 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
         self.detail = detail
         self.retryAfter = retryAfter
         self.allow = allow
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if let allow { headers[.allow] = allow }
+        self.headers = headers
+        let fields = Body(type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
+        // Five strings and an integer always encode.
+        body = ByteBuffer(bytes: try! JSONEncoder.coupon.encode(fields))
     }
 
     public static func invalidRequest(_ detail: String) -> Self {
@@ -56,14 +69,7 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
         status: .internalServerError, code: "internal", detail: "The server failed to handle this request.")
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers: HTTPFields = [.contentType: "application/problem+json"]
-        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
-        if let allow { headers[.allow] = allow }
-        let body = Body(
-            type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
-        let data = try JSONEncoder.coupon.encode(body)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
     struct Body: Codable {

@@ -48,8 +48,22 @@ public enum CouponRequests {
 
     /// The body of `POST /v1/coupons/{id}/issue`: the user asking.
     public static func issueUser(from body: Data) throws(CouponProblem) -> String {
+        if let plain = plainUserID(in: body) { return plain }
         struct Body: Decodable { var user_id: String }
         return try userID(decode(Body.self, from: body).user_id, field: "field 'user_id'")
+    }
+
+    /// The body a sale receives thousands of times a second, `{"user_id":"..."}` with nothing else
+    /// (no spaces, a valid id, so no escapes), read without a JSON decoder; nil for any other body,
+    /// which the decoder then reads and judges.
+    static func plainUserID(in body: Data) -> String? {
+        let prefix = #"{"user_id":""#.utf8
+        let suffix = #""}"#.utf8
+        guard body.count > prefix.count + suffix.count, body.starts(with: prefix), body.suffix(suffix.count).elementsEqual(suffix)
+        else { return nil }
+        let id = body.dropFirst(prefix.count).dropLast(suffix.count)
+        guard id.count <= 64, id.allSatisfy(isUserIDByte) else { return nil }
+        return String(decoding: id, as: UTF8.self)
     }
 
     /// A coupon id from the path: a positive 64-bit integer in plain digits.
@@ -137,7 +151,7 @@ struct WholeNumber: Decodable {
 extension Request {
     /// The JSON body, at most 64 KiB; anything else is a problem answer.
     func jsonBody() async throws -> Data {
-        if let contentType = headers[.contentType] {
+        if let contentType = headers[.contentType], contentType != "application/json" {
             let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             guard mediaType == "application/json" || mediaType?.hasSuffix("+json") == true else {
                 throw CouponProblem.unsupportedMediaType

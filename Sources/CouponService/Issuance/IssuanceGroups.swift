@@ -22,6 +22,25 @@ final class IssuanceGroups: Sendable {
     private struct Queue {
         var waiting: [Waiter] = []
         var transactions = 0
+
+        /// Adds a waiter; true when a transaction should start for it.
+        mutating func enqueue(_ waiter: Waiter, maxTransactions: Int) -> Bool {
+            waiting.append(waiter)
+            guard transactions < maxTransactions else { return false }
+            transactions += 1
+            return true
+        }
+
+        /// Takes the first `limit` waiters (usually all of them, without copying any).
+        mutating func take(upTo limit: Int) -> [Waiter] {
+            guard waiting.count > limit else {
+                let all = waiting
+                waiting = []
+                return all
+            }
+            defer { waiting.removeFirst(limit) }
+            return Array(waiting.prefix(limit))
+        }
     }
 
     /// Largest group in one transaction.
@@ -44,13 +63,10 @@ final class IssuanceGroups: Sendable {
 
     func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
         try await withCheckedThrowingContinuation { continuation in
+            // Modified in place: a copy of the queue would copy every waiter on every request.
             let startTransaction = queues.withLock { queues in
-                var queue = queues[couponID, default: Queue()]
-                queue.waiting.append(Waiter(userID: userID, arrived: .now, continuation: continuation))
-                let start = queue.transactions < maxTransactions
-                if start { queue.transactions += 1 }
-                queues[couponID] = queue
-                return start
+                queues[couponID, default: Queue()].enqueue(
+                    Waiter(userID: userID, arrived: .now, continuation: continuation), maxTransactions: maxTransactions)
             }
             if startTransaction { Task { await runTransactions(couponID: couponID) } }
         }
@@ -61,13 +77,14 @@ final class IssuanceGroups: Sendable {
         repeat {
             await runTransaction(couponID: couponID)
         } while queues.withLock({ queues in
-            guard var queue = queues[couponID] else { return false }
-            if queue.waiting.isEmpty {
-                queue.transactions -= 1
-                queues[couponID] = queue.transactions == 0 ? nil : queue
-                return false
+            guard let queue = queues[couponID] else { return false }
+            guard queue.waiting.isEmpty else { return true }
+            if queue.transactions <= 1 {
+                queues[couponID] = nil
+            } else {
+                queues[couponID]?.transactions -= 1
             }
-            return true
+            return false
         })
     }
 
@@ -89,14 +106,7 @@ final class IssuanceGroups: Sendable {
 
     /// Removes the next group from the queue; answers those who waited too long.
     private func takeGroup(couponID: Int64) -> [Waiter] {
-        let taken = queues.withLock { queues -> [Waiter] in
-            guard var queue = queues[couponID] else { return [] }
-            let count = min(maxGroupSize, queue.waiting.count)
-            let taken = Array(queue.waiting.prefix(count))
-            queue.waiting.removeFirst(count)
-            queues[couponID] = queue
-            return taken
-        }
+        let taken = queues.withLock { queues in queues[couponID]?.take(upTo: maxGroupSize) ?? [] }
         let now = ContinuousClock.now
         let (late, current) = taken.partitioned { now - $0.arrived >= timeout }
         for waiter in late { waiter.continuation.resume(throwing: DeadlineExceeded()) }

@@ -24,7 +24,7 @@ public struct IssuanceStore: Sendable {
     /// Locks the coupon row first and only then asks `group` whom to issue to, so a group formed
     /// while the previous transaction held the lock takes everyone who arrived until it was free.
     /// An empty group commits nothing and returns no outcome.
-    public func issue(couponID: Int64, group: @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+    public func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
         let asked = ContinuousClock.now
         let rows = try await client.withConnection { connection in
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
@@ -39,32 +39,37 @@ public struct IssuanceStore: Sendable {
         return outcomes
     }
 
-    /// One READ COMMITTED transaction for which this task wakes twice, not four times: BEGIN is
-    /// queued with the lock, and COMMIT with the issuance. postgres-nio sends each statement as soon
-    /// as the one before it is answered, from the event loop, so while the coupon's row lock is held
-    /// the task is scheduled once (to take the group and send `issue_tickets`), not twice. Rows are
-    /// decoded after COMMIT: a decoding failure answers 503 for tickets that are committed, which a
-    /// retry then returns (200).
+    /// One READ COMMITTED transaction in two round trips, with no task switch while the coupon's row
+    /// lock is held. BEGIN is queued with the lock; the moment the lock is granted, on the
+    /// connection's event loop, the group is taken and `issue_tickets` sent with COMMIT queued right
+    /// behind it, so PostgreSQL runs the issuance and the commit back to back and the task wakes only
+    /// once it is all over. Rows are decoded after COMMIT: a decoding failure answers 503 for tickets
+    /// that are committed, which a retry then returns (200).
     private func issueInTransaction(
-        couponID: Int64, group: () -> [String], on connection: PostgresConnection
+        couponID: Int64, group: @escaping @Sendable () -> [String], on connection: PostgresConnection
     ) async throws -> [(String, String, Int?, String?, Date?)] {
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let lock: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
+        let sent = begin.and(lock).map { [logger] _ in
+            let userIDs = group()
+            let issue: EventLoopFuture<PostgresQueryResult>? = userIDs.isEmpty
+                ? nil
+                : connection.query(
+                    "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
+                    logger: logger)
+            // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
+            let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+            return (issue, commit)
+        }
+        let issue: EventLoopFuture<PostgresQueryResult>?
+        let commit: EventLoopFuture<PostgresQueryResult>
         do {
-            _ = try await begin.get()
-            _ = try await lock.get()
+            (issue, commit) = try await sent.get()
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
         }
-        let userIDs = group()
-        let issue: EventLoopFuture<PostgresQueryResult>? = userIDs.isEmpty
-            ? nil
-            : connection.query(
-                "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)
-        // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
-        let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
         let issued: Result<PostgresQueryResult?, any Error>
         do { issued = .success(try await issue?.get()) } catch { issued = .failure(error) }
         let committed: Result<PostgresQueryResult, any Error>

@@ -1,4 +1,4 @@
-import CouponService
+@testable import CouponService
 import Foundation
 import Testing
 
@@ -66,5 +66,26 @@ import Testing
     @Test func acceptsCouponIDs() throws {
         #expect(try CouponRequests.couponID("1") == 1)
         #expect(try CouponRequests.couponID("9223372036854775807") == Int64.max)
+    }
+
+    /// The decoder-free path answers only bodies it reads exactly as the decoder would.
+    @Test(arguments: [
+        #"{"user_id":"alice"}"#, #"{"user_id":"a.b_c:d@e-f"}"#, #"{ "user_id":"alice"}"#, #"{"user_id":"al\u0069ce"}"#,
+        #"{"user_id":"alice","pad":"x"}"#, #"{"user_id":""}"#, #"{"user_id":"a b"}"#, #"{"user_id":"é"}"#,
+        #"{"user_id":"\#(String(repeating: "x", count: 65))"}"#, #"{"user_id":"x"}}"#, #"{"user_id":"x""#,
+    ])
+    func theFastPathAgreesWithTheDecoder(_ body: String) {
+        let data = Data(body.utf8)
+        struct Body: Decodable { var user_id: String }
+        let decoded = (try? JSONDecoder().decode(Body.self, from: data)).flatMap { try? CouponRequests.userID($0.user_id) }
+        if let plain = CouponRequests.plainUserID(in: data) {
+            #expect(plain == decoded)
+        }
+        #expect((try? CouponRequests.issueUser(from: data)) == decoded)
+    }
+
+    @Test func theFastPathTakesThePlainBody() {
+        #expect(CouponRequests.plainUserID(in: Data(#"{"user_id":"alice"}"#.utf8)) == "alice")
+        #expect(CouponRequests.plainUserID(in: Data(#"{"user_id" :"alice"}"#.utf8)) == nil)
     }
 }

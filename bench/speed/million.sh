@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The million-ticket sale over HTTP (wrk, one thread, 256 connections): creation time, sell-out
+# time and the audit; adds a section to bench/results/million.md. MILLION_TICKETS changes the size.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
+
+ensure_wrk_installed
+start_bench coupon_million
+DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/speed/million.py"
