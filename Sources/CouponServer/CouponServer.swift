@@ -47,7 +47,7 @@ struct CommonOptions: ParsableArguments {
         switch logFormat.lowercased() {
         case "text":
             LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardOutput(label: label)
+                var handler = TextLogHandler(label: label)
                 handler.logLevel = level
                 return handler
             }
