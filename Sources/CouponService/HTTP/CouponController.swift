@@ -59,17 +59,21 @@ struct CouponController<Context: RequestContext>: Sendable {
         }
     }
 
-    @Sendable func issue(_ request: Request, context: Context) async throws -> TicketResponse {
+    /// Refusals are answered, not thrown: after a sell-out nearly every request is one, and the
+    /// problem's bytes are ready (`CouponProblem`).
+    @Sendable func issue(_ request: Request, context: Context) async throws -> Response {
         let id = try CouponRequests.couponID(context.parameters.get("id"))
         let userID = try CouponRequests.issueUser(from: try await request.jsonBody())
-        switch try await issuer.issue(couponID: id, userID: userID) {
-        case .issued(let ticket): return TicketResponse(ticket, status: .created)
-        case .held(let ticket): return TicketResponse(ticket)
-        case .soldOut: throw CouponProblem.soldOut
-        case .notStarted: throw CouponProblem.notStarted
-        case .ended: throw CouponProblem.ended
-        case .couponNotFound: throw CouponProblem.couponNotFound
-        }
+        let answer: any ResponseGenerator =
+            switch try await issuer.issue(couponID: id, userID: userID) {
+            case .issued(let ticket): TicketResponse(ticket, status: .created)
+            case .held(let ticket): TicketResponse(ticket)
+            case .soldOut: CouponProblem.soldOut
+            case .notStarted: CouponProblem.notStarted
+            case .ended: CouponProblem.ended
+            case .couponNotFound: CouponProblem.couponNotFound
+            }
+        return try answer.response(from: request, context: context)
     }
 
     @Sendable func ticket(_ request: Request, context: Context) async throws -> TicketResponse {

@@ -1,16 +1,16 @@
 import Foundation
 import Synchronization
 
-/// Group issuance: per coupon, the requests that arrive while a transaction holds the coupon's row
-/// lock go together in the next one.
+/// Group issuance: per coupon, the requests that arrive while a transaction runs go together in the
+/// next one.
 ///
-/// Every issuance of a coupon queues on that lock anyway; one transaction for a group pays the
-/// lock, the round trips and the commit flush once instead of once per ticket. Each transaction
-/// takes its group only once it holds the lock, so the group holds everyone who arrived until that
-/// moment. Nothing waits on purpose: an idle coupon starts a transaction at once. Each request
-/// still gets its own answer only after its group's COMMIT.
+/// Every issuance of a coupon queues on the coupon's row lock anyway; one transaction for a group
+/// pays the lock, the round trip and the commit flush once instead of once per ticket. Each
+/// transaction takes its group only once it holds a pooled connection, so the group holds everyone
+/// who arrived until that moment. Nothing waits on purpose: an idle coupon starts a transaction at
+/// once. Each request still gets its own answer only after its group's COMMIT.
 final class IssuanceGroups: Sendable {
-    /// Runs one transaction: lock the coupon, then call `group` for the users, then issue and commit.
+    /// Runs one transaction: once it has a connection, call `group` for the users, then issue and commit.
     typealias Issue = @Sendable (_ couponID: Int64, _ group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome]
 
     struct Waiter: Sendable {
@@ -45,8 +45,8 @@ final class IssuanceGroups: Sendable {
 
     /// Largest group in one transaction.
     let maxGroupSize: Int
-    /// Transactions per coupon: the next one waits on the row lock while the current one commits,
-    /// so the lock is never idle for a round trip.
+    /// Transactions per coupon: the next one is already waiting on the row lock, its statements sent,
+    /// while the current one commits, so the lock is never idle for a round trip.
     let maxTransactions: Int
     /// A request that waited this long before its group started is answered 503 without trying.
     let timeout: Duration
@@ -97,8 +97,8 @@ final class IssuanceGroups: Sendable {
             answer(group.abandon(), with: outcomes)
         } catch {
             var failed = group.abandon()
-            // It failed before it held the lock (database down, pool exhausted): the group it would
-            // have taken fails with it, or those requests would wait for a lock nobody can get.
+            // It failed before it took its group (database down, pool exhausted): the group it would
+            // have taken fails with it, or those requests would wait for a connection nobody can get.
             if failed.isEmpty { failed = takeGroup(couponID: couponID) }
             for waiter in failed { waiter.continuation.resume(throwing: error) }
         }
@@ -131,8 +131,8 @@ final class IssuanceGroups: Sendable {
 }
 
 /// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
-/// transaction failed or overran its deadline. A transaction that overran and only then got the
-/// lock takes nobody, so no request is left behind without an answer.
+/// transaction failed or overran its deadline. A transaction that overran and only then got a
+/// connection takes nobody, so no request is left behind without an answer.
 private final class TakenGroup: Sendable {
     private struct State {
         var waiters: [IssuanceGroups.Waiter] = []

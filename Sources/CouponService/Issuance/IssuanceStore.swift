@@ -21,9 +21,9 @@ public struct IssuanceStore: Sendable {
         try await issue(couponID: couponID) { userIDs }
     }
 
-    /// Locks the coupon row first and only then asks `group` whom to issue to, so a group formed
-    /// while the previous transaction held the lock takes everyone who arrived until it was free.
-    /// An empty group commits nothing and returns no outcome.
+    /// Asks `group` whom to issue to once it holds a pooled connection, so a group formed while the
+    /// previous transaction ran takes everyone who arrived until then (and a transaction that waited
+    /// past its deadline for a connection takes nobody). An empty group sends nothing.
     public func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
         let asked = ContinuousClock.now
         let rows = try await client.withConnection { connection in
@@ -39,45 +39,33 @@ public struct IssuanceStore: Sendable {
         return outcomes
     }
 
-    /// One READ COMMITTED transaction in two round trips, with no task switch while the coupon's row
-    /// lock is held. BEGIN is queued with the lock; the moment the lock is granted, on the
-    /// connection's event loop, the group is taken and `issue_tickets` sent with COMMIT queued right
-    /// behind it, so PostgreSQL runs the issuance and the commit back to back and the task wakes only
-    /// once it is all over. Rows are decoded after COMMIT: a decoding failure answers 503 for tickets
-    /// that are committed, which a retry then returns (200).
+    /// One READ COMMITTED transaction in one round trip: BEGIN, `issue_tickets` and COMMIT are sent
+    /// together, so the coupon's row lock, which `issue_tickets` takes first, is held for
+    /// PostgreSQL's own work and the commit, never across a round trip to this process. (Measured
+    /// against taking the group once the lock is granted: bench/results/speed.md.) Rows are decoded
+    /// after COMMIT: a decoding failure answers 503 for tickets that are committed, which a retry
+    /// then returns (200).
     private func issueInTransaction(
         couponID: Int64, group: @escaping @Sendable () -> [String], on connection: PostgresConnection
     ) async throws -> [(String, String, Int?, String?, Date?)] {
+        let userIDs = group()
+        guard !userIDs.isEmpty else { return [] }
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
-        let lock: EventLoopFuture<PostgresQueryResult> = connection.query(
-            "SELECT 1 FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: logger)
-        let sent = begin.and(lock).map { [logger] _ in
-            let userIDs = group()
-            let issue: EventLoopFuture<PostgresQueryResult>? = userIDs.isEmpty
-                ? nil
-                : connection.query(
-                    "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))",
-                    logger: logger)
-            // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
-            let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
-            return (issue, commit)
-        }
-        let issue: EventLoopFuture<PostgresQueryResult>?
-        let commit: EventLoopFuture<PostgresQueryResult>
-        do {
-            (issue, commit) = try await sent.get()
-        } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
-            throw error
-        }
-        let issued: Result<PostgresQueryResult?, any Error>
-        do { issued = .success(try await issue?.get()) } catch { issued = .failure(error) }
+        let issue: EventLoopFuture<PostgresQueryResult> = connection.query(
+            "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)
+        // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
+        let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+        let begun: Result<PostgresQueryResult, any Error>
+        do { begun = .success(try await begin.get()) } catch { begun = .failure(error) }
+        let issued: Result<PostgresQueryResult, any Error>
+        do { issued = .success(try await issue.get()) } catch { issued = .failure(error) }
         let committed: Result<PostgresQueryResult, any Error>
         do { committed = .success(try await commit.get()) } catch { committed = .failure(error) }
+        _ = try begun.get()
         let result = try issued.get()
         let command = try committed.get().metadata.command
         guard command == "COMMIT" else { throw IssuanceError.notCommitted(command) }
-        return try result?.rows.map { try $0.decode((String, String, Int?, String?, Date?).self) } ?? []
+        return try result.rows.map { try $0.decode((String, String, Int?, String?, Date?).self) }
     }
 
     static func outcome(
