@@ -38,6 +38,12 @@ struct TicketResponse: ResponseGenerator {
     }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: Self.headers, body: .init(byteBuffer: body))
+    }
+
+    private static let headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+
+    var body: ByteBuffer {
         var body = ByteBuffer()
         body.reserveCapacity(128 + ticket.userID.utf8.count + ticket.code.utf8.count)
         body.writeStaticString(#"{"coupon_id":"#)
@@ -51,8 +57,7 @@ struct TicketResponse: ResponseGenerator {
         body.writeStaticString(#"},"user_id":"#)
         body.writeJSONString(ticket.userID)
         body.writeStaticString("}")
-        return Response(
-            status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
+        return body
     }
 }
 
@@ -70,25 +75,26 @@ enum RFC3339 {
         var seconds = time_t(milliseconds.quotientFloorDiv(1000))
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func digits(_ value: Int32, _ width: Int, then separator: UInt8?) {
-            var divisor: Int32 = 1
-            for _ in 1..<width { divisor *= 10 }
+        let year = parts.tm_year + 1900
+        // Years beyond 9999 keep their extra digits in front.
+        if year > 9999 { buffer.writeString(String(year / 10000)) }
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ", filled in place and written at once.
+        var text: [UInt8] = Array("0000-00-00T00:00:00.000Z".utf8)
+        func put(_ value: Int32, at end: Int, width: Int) {
             var value = value
-            if value >= divisor * 10 { buffer.writeString(String(value / divisor / 10)); value %= divisor * 10 }
-            while divisor > 0 {
-                buffer.writeInteger(UInt8(ascii: "0") + UInt8(value / divisor))
-                value %= divisor
-                divisor /= 10
+            for index in stride(from: end, to: end - width, by: -1) {
+                text[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
             }
-            if let separator { buffer.writeInteger(separator) }
         }
-        digits(parts.tm_year + 1900, 4, then: UInt8(ascii: "-"))
-        digits(parts.tm_mon + 1, 2, then: UInt8(ascii: "-"))
-        digits(parts.tm_mday, 2, then: UInt8(ascii: "T"))
-        digits(parts.tm_hour, 2, then: UInt8(ascii: ":"))
-        digits(parts.tm_min, 2, then: UInt8(ascii: ":"))
-        digits(parts.tm_sec, 2, then: UInt8(ascii: "."))
-        digits(Int32(milliseconds - Int64(seconds) * 1000), 3, then: UInt8(ascii: "Z"))
+        put(year % 10000, at: 3, width: 4)
+        put(parts.tm_mon + 1, at: 6, width: 2)
+        put(parts.tm_mday, at: 9, width: 2)
+        put(parts.tm_hour, at: 12, width: 2)
+        put(parts.tm_min, at: 15, width: 2)
+        put(parts.tm_sec, at: 18, width: 2)
+        put(Int32(milliseconds - Int64(seconds) * 1000), at: 22, width: 3)
+        buffer.writeBytes(text)
     }
 }
 
@@ -163,14 +169,26 @@ extension Int64 {
 }
 
 extension ByteBuffer {
-    /// A JSON string literal: quotes, backslashes and control characters escaped, the rest as UTF-8.
+    /// A JSON string literal, escaped as `JSONEncoder` escapes it: quotes, backslashes and control
+    /// characters; the rest as UTF-8.
     mutating func writeJSONString(_ text: String) {
         writeInteger(UInt8(ascii: "\""))
+        defer { writeInteger(UInt8(ascii: "\"")) }
+        // Ids and codes never need escaping: one copy.
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            writeString(text)
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"):
                 writeInteger(UInt8(ascii: "\\"))
                 writeInteger(byte)
+            case UInt8(ascii: "\n"): writeStaticString("\\n")
+            case UInt8(ascii: "\r"): writeStaticString("\\r")
+            case UInt8(ascii: "\t"): writeStaticString("\\t")
+            case 0x08: writeStaticString("\\b")
+            case 0x0C: writeStaticString("\\f")
             case 0..<0x20:
                 writeStaticString("\\u00")
                 writeInteger(Self.hexDigits[Int(byte >> 4)])
@@ -179,7 +197,6 @@ extension ByteBuffer {
                 writeInteger(byte)
             }
         }
-        writeInteger(UInt8(ascii: "\""))
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
