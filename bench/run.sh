@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The issuance bench: SQL strategies with pgbench and HTTP with wrk, side by side in one run,
-# each run audited in the database. Writes bench/results/issuance.md. Takes about ten minutes.
+# each run audited in the database. Writes bench/results/issuance.md, then bench/speed (speed.md,
+# million.md). Takes about fifteen minutes.
 # BENCH_QUICK=1 runs a smaller matrix (a smoke test of the bench itself).
 set -euo pipefail
 
@@ -12,3 +13,7 @@ start_bench coupon_bench
 psql_local -q -d coupon_bench -f "$COUPON_ROOT/bench/sql/setup.sql"
 
 DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/run.py" "$@"
+# Where an issuance's CPU goes beside the framework's constant answers, PostgreSQL alone at the
+# server's group size, and the million-ticket sale (bench/results/speed.md, million.md).
+DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/speed/run.py"
+[ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/speed/million.py"
