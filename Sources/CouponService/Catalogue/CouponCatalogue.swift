@@ -47,15 +47,12 @@ public final class CouponCatalogue: Sendable {
         func refusal(at clock: DatabaseClock.Reading) -> IssueOutcome? {
             guard clock.uncertainty.isFinite else { return nil }
             let margin = CouponCatalogue.edgeMargin + clock.uncertainty
-            if let startsAt {
-                if clock.now < startsAt.addingTimeInterval(-margin) { return .notStarted }
-                if clock.now < startsAt.addingTimeInterval(margin) { return nil }
+            switch SaleWindow.position(of: clock.now, startsAt: startsAt, endsAt: endsAt, margin: margin) {
+            case .before: return .notStarted
+            case .after: return .ended
+            case .nearAnEdge: return nil
+            case .open: return issued >= quantity ? .soldOut : nil
             }
-            if let endsAt {
-                if clock.now >= endsAt.addingTimeInterval(margin) { return .ended }
-                if clock.now >= endsAt.addingTimeInterval(-margin) { return nil }
-            }
-            return issued >= quantity ? .soldOut : nil
         }
     }
 

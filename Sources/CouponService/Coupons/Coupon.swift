@@ -17,9 +17,11 @@ public struct Coupon: Sendable, Equatable {
     public var remaining: Int { quantity - issued }
 
     public func status(at now: Date) -> Status {
-        if let startsAt, now < startsAt { return .scheduled }
-        if let endsAt, now >= endsAt { return .ended }
-        return issued >= quantity ? .soldOut : .open
+        switch SaleWindow.position(of: now, startsAt: startsAt, endsAt: endsAt) {
+        case .before: .scheduled
+        case .after: .ended
+        case .open, .nearAnEdge: issued >= quantity ? .soldOut : .open
+        }
     }
 }
 

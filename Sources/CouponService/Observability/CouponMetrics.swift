@@ -83,10 +83,3 @@ enum IssueRefusal: String, CaseIterable {
     /// The database did not answer in time (503).
     case unavailable
 }
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

@@ -1,0 +1,109 @@
+import Foundation
+import NIOCore
+
+/// `2026-11-24T19:35:10.349Z`: UTC, milliseconds. Written by hand because it is on every answer,
+/// and `ISO8601FormatStyle` costs more than the rest of the answer's encoding.
+enum RFC3339 {
+    static func string(_ date: Date) -> String {
+        var buffer = ByteBuffer()
+        write(date, to: &buffer)
+        return String(buffer: buffer)
+    }
+
+    static func write(_ date: Date, to buffer: inout ByteBuffer) {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds.quotientFloorDiv(1000))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let year = parts.tm_year + 1900
+        // Years beyond 9999 keep their extra digits in front.
+        if year > 9999 { buffer.writeString(String(year / 10000)) }
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ", filled in place and written at once.
+        var text: [UInt8] = Array("0000-00-00T00:00:00.000Z".utf8)
+        func put(_ value: Int32, at end: Int, width: Int) {
+            var value = value
+            for index in stride(from: end, to: end - width, by: -1) {
+                text[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+        }
+        put(year % 10000, at: 3, width: 4)
+        put(parts.tm_mon + 1, at: 6, width: 2)
+        put(parts.tm_mday, at: 9, width: 2)
+        put(parts.tm_hour, at: 12, width: 2)
+        put(parts.tm_min, at: 15, width: 2)
+        put(parts.tm_sec, at: 18, width: 2)
+        put(Int32(milliseconds - Int64(seconds) * 1000), at: 22, width: 3)
+        buffer.writeBytes(text)
+    }
+}
+
+extension RFC3339 {
+    /// Reads RFC 3339 section 5.6 as written: `T` or `t`, `Z`, `z` or any offset up to ±23:59, any
+    /// number of fractional digits, and a leap second (:60, read as the next second). Foundation's
+    /// ISO 8601 parser turns down offsets beyond ±18:00, which the RFC allows.
+    static func date(_ text: String) -> Date? {
+        let bytes = Array(text.utf8)
+        var at = 0
+        func number(_ width: Int) -> Int? {
+            guard at + width <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[at..<at + width] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            at += width
+            return value
+        }
+        func expect(_ characters: String) -> Bool {
+            guard at < bytes.count, characters.utf8.contains(bytes[at]) else { return false }
+            at += 1
+            return true
+        }
+        guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2), expect("Tt"),
+            let hour = number(2), expect(":"), let minute = number(2), expect(":"), let second = number(2),
+            (1...12).contains(month), (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second)
+        else { return nil }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...monthDays[month - 1]).contains(day) else { return nil }
+        var fraction = 0.0
+        if expect(".") {
+            var scale = 0.1
+            let start = at
+            while at < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) {
+                fraction += Double(bytes[at] - UInt8(ascii: "0")) * scale
+                scale /= 10
+                at += 1
+            }
+            guard at > start else { return nil }
+        }
+        var offset = 0
+        if !expect("Zz") {
+            guard at < bytes.count else { return nil }
+            let sign = bytes[at] == UInt8(ascii: "-") ? -1 : 1
+            guard expect("+-"), let offsetHour = number(2), expect(":"), let offsetMinute = number(2),
+                (0...23).contains(offsetHour), (0...59).contains(offsetMinute)
+            else { return nil }
+            offset = sign * (offsetHour * 3600 + offsetMinute * 60)
+        }
+        guard at == bytes.count else { return nil }
+        // Days from 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}
+
+extension Int64 {
+    /// Division rounding toward negative infinity, so dates before 1970 format correctly too.
+    func quotientFloorDiv(_ divisor: Int64) -> Int64 {
+        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? quotient - 1 : quotient
+    }
+}
