@@ -29,8 +29,16 @@ bin="$(swift build -c release --show-bin-path)/coupon-server"
 
 "$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations"
 
-host="${HOST:-127.0.0.1}"
-port="${PORT:-8080}"
+# The server reads COUPON_HOST and COUPON_PORT itself, and --host/--port win over them: the banner
+# says what it will listen on.
+host="${COUPON_HOST:-127.0.0.1}"
+port="${COUPON_PORT:-8080}"
+previous=""
+for argument in "$@"; do
+    case "$previous" in --host) host="$argument" ;; --port) port="$argument" ;; esac
+    case "$argument" in --host=*) host="${argument#--host=}" ;; --port=*) port="${argument#--port=}" ;; esac
+    previous="$argument"
+done
 echo "coupon service: http://$host:$port"
 echo "admin token:    $COUPON_ADMIN_TOKEN"
 echo "database:       $url"
@@ -39,7 +47,7 @@ echo "database:       $url"
 # background child and we wait for it. Background children of a script start
 # with SIGINT ignored, so both Ctrl-C and TERM are forwarded as SIGTERM, the
 # signal a server always treats as "shut down gracefully".
-"$bin" serve --host "$host" --port "$port" --database-url "$url" "$@" &
+"$bin" serve --database-url "$url" "$@" &
 server_pid=$!
 trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
 
