@@ -35,12 +35,16 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
     public static func invalidRequest(_ detail: String) -> Self {
         .init(status: .badRequest, code: "invalid_request", detail: detail)
     }
-    public static let couponNotFound = Self(status: .notFound, code: "coupon_not_found", detail: "No coupon has this id.")
+    public static let couponNotFound = Self(
+        status: .notFound, code: IssueOutcome.Name.couponNotFound.rawValue, detail: "No coupon has this id.")
     public static let ticketNotFound = Self(
         status: .notFound, code: "ticket_not_found", detail: "This user holds no ticket of this coupon.")
-    public static let soldOut = Self(status: .conflict, code: "sold_out", detail: "Every ticket of this coupon has been issued.")
-    public static let notStarted = Self(status: .conflict, code: "not_started", detail: "The sale of this coupon has not started yet.")
-    public static let ended = Self(status: .conflict, code: "ended", detail: "The sale of this coupon has ended.")
+    public static let soldOut = Self(
+        status: .conflict, code: IssueOutcome.Name.soldOut.rawValue, detail: "Every ticket of this coupon has been issued.")
+    public static let notStarted = Self(
+        status: .conflict, code: IssueOutcome.Name.notStarted.rawValue, detail: "The sale of this coupon has not started yet.")
+    public static let ended = Self(
+        status: .conflict, code: IssueOutcome.Name.ended.rawValue, detail: "The sale of this coupon has ended.")
     public static func quantityBelowIssued(issued: Int) -> Self {
         .init(
             status: .conflict, code: "quantity_below_issued",

@@ -31,7 +31,7 @@ public struct IssuanceStore: Sendable {
             return try await issueInTransaction(couponID: couponID, group: group, on: connection)
         }
         // Committed: counted whether or not the requests are still waiting for their answers.
-        metrics.ticketsIssued.increment(by: rows.count { $0.1 == "issued" })
+        metrics.ticketsIssued.increment(by: rows.count { $0.1 == IssueOutcome.Name.issued.rawValue })
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {
             outcomes[userID] = try Self.outcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
@@ -75,14 +75,14 @@ public struct IssuanceStore: Sendable {
             guard let number, let code, let issuedAt else { throw IssuanceError.unknownOutcome(name) }
             return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
         }
-        switch name {
-        case "issued": return .issued(try ticket())
-        case "held": return .held(try ticket())
-        case "sold_out": return .soldOut
-        case "not_started": return .notStarted
-        case "ended": return .ended
-        case "coupon_not_found": return .couponNotFound
-        default: throw IssuanceError.unknownOutcome(name)
+        switch IssueOutcome.Name(rawValue: name) {
+        case .issued: return .issued(try ticket())
+        case .held: return .held(try ticket())
+        case .soldOut: return .soldOut
+        case .notStarted: return .notStarted
+        case .ended: return .ended
+        case .couponNotFound: return .couponNotFound
+        case nil: throw IssuanceError.unknownOutcome(name)
         }
     }
 }

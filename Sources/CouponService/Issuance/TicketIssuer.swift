@@ -1,18 +1,6 @@
 import Foundation
 import Logging
 
-/// What asking for a ticket led to.
-public enum IssueOutcome: Sendable, Equatable {
-    /// A ticket was issued now and is committed.
-    case issued(IssuedTicket)
-    /// The user already held this ticket: a retry, answered the same way.
-    case held(IssuedTicket)
-    case soldOut
-    case notStarted
-    case ended
-    case couponNotFound
-}
-
 /// Issues tickets: the one place that decides who gets one.
 ///
 /// Refusals the catalogue can give (sold out, not started, ended, no such coupon) come from memory. A

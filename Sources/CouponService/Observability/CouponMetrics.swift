@@ -16,7 +16,8 @@ public struct CouponMetrics: Sendable {
     /// Requests of users who already held a ticket, answered 200 with it.
     let repeats: Metrics.Counter
     /// Requests answered without a new ticket, by reason.
-    let refusals: [IssueRefusal: Metrics.Counter]
+    /// Keyed by the `reason` label: a refusal's outcome name, or `unavailable` (503).
+    let refusals: [String: Metrics.Counter]
     /// Issue requests answered from the in-memory catalogue or by the database.
     let answers: [Source: Metrics.Counter]
     let issueDuration: [Source: Metrics.Timer]
@@ -40,8 +41,8 @@ public struct CouponMetrics: Sendable {
         self.registry = registry
         ticketsIssued = Metrics.Counter(label: "coupon_tickets_issued_total", factory: factory)
         repeats = Metrics.Counter(label: "coupon_issue_repeats_total", factory: factory)
-        refusals = Dictionary(uniqueKeysWithValues: IssueRefusal.allCases.map { reason in
-            (reason, Metrics.Counter(label: "coupon_requests_refused_total", dimensions: [("reason", reason.rawValue)], factory: factory))
+        refusals = Dictionary(uniqueKeysWithValues: Self.refusalReasons.map { reason in
+            (reason, Metrics.Counter(label: "coupon_requests_refused_total", dimensions: [("reason", reason)], factory: factory))
         })
         answers = Dictionary(uniqueKeysWithValues: Source.allCases.map { source in
             (source, Metrics.Counter(label: "coupon_issue_answers_total", dimensions: [("source", source.rawValue)], factory: factory))
@@ -60,26 +61,16 @@ public struct CouponMetrics: Sendable {
     func record(_ result: Result<IssueOutcome, any Error>, from source: Source, after duration: Duration) {
         answers[source]?.increment()
         issueDuration[source]?.recordNanoseconds(duration.nanoseconds)
-        let refusal: IssueRefusal
         switch result {
-        case .success(.issued): return  // counted at COMMIT (`ticketsIssued`)
-        case .success(.held): repeats.increment(); return
-        case .success(.soldOut): refusal = .soldOut
-        case .success(.notStarted): refusal = .notStarted
-        case .success(.ended): refusal = .ended
-        case .success(.couponNotFound): refusal = .couponNotFound
-        case .failure: refusal = .unavailable
+        case .success(.issued): break  // counted at COMMIT (`ticketsIssued`)
+        case .success(.held): repeats.increment()
+        case .success(let refusal): refusals[refusal.name.rawValue]?.increment()
+        case .failure: refusals[Self.unavailable]?.increment()
         }
-        refusals[refusal]?.increment()
     }
-}
 
-/// Why an issue request got no ticket (the `reason` label).
-enum IssueRefusal: String, CaseIterable {
-    case soldOut = "sold_out"
-    case notStarted = "not_started"
-    case ended
-    case couponNotFound = "coupon_not_found"
-    /// The database did not answer in time (503).
-    case unavailable
+    /// The database failed or missed its deadline (503).
+    static let unavailable = "unavailable"
+    /// Why an issue request got no ticket (the `reason` label).
+    static let refusalReasons = IssueOutcome.Name.allCases.filter { $0 != .issued && $0 != .held }.map(\.rawValue) + [unavailable]
 }

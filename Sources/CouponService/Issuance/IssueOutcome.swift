@@ -1,0 +1,32 @@
+/// What asking for a ticket led to.
+public enum IssueOutcome: Sendable, Equatable {
+    /// A ticket was issued now and is committed.
+    case issued(IssuedTicket)
+    /// The user already held this ticket: a retry, answered the same way.
+    case held(IssuedTicket)
+    case soldOut
+    case notStarted
+    case ended
+    case couponNotFound
+
+    /// Every outcome's name, spelled once: `issue_tickets`' `outcome` column (migrations/0001), the
+    /// problem `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
+    public enum Name: String, Sendable, CaseIterable {
+        case issued, held
+        case soldOut = "sold_out"
+        case notStarted = "not_started"
+        case ended
+        case couponNotFound = "coupon_not_found"
+    }
+
+    public var name: Name {
+        switch self {
+        case .issued: .issued
+        case .held: .held
+        case .soldOut: .soldOut
+        case .notStarted: .notStarted
+        case .ended: .ended
+        case .couponNotFound: .couponNotFound
+        }
+    }
+}
