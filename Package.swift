@@ -41,10 +41,28 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(
-            name: "CouponServiceTests",
+        // What both test targets share: the test application's settings, HTTP helpers, bounded waits.
+        .target(
+            name: "CouponTestSupport",
             dependencies: [
                 "CouponService",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/CouponTestSupport"
+        ),
+        // No database: `swift test --filter CouponServiceUnitTests`, seconds.
+        .testTarget(
+            name: "CouponServiceUnitTests",
+            dependencies: [
+                "CouponService", "CouponTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        // Against the PostgreSQL that scripts/test.sh starts; each test audits database state.
+        .testTarget(
+            name: "CouponServiceIntegrationTests",
+            dependencies: [
+                "CouponService", "CouponTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

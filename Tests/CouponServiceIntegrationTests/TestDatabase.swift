@@ -1,4 +1,5 @@
 import CouponService
+import CouponTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -7,14 +8,14 @@ import PostgresNIO
 
 /// The PostgreSQL the test command started (scripts/test.sh exports DATABASE_URL), migrated once.
 enum TestDatabase {
-    static let url = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:54329/coupon_test"
+    static let url = TestArguments.testDatabaseURL
     static let logger: Logger = {
         var logger = Logger(label: "coupon-tests")
         logger.logLevel = .warning
         return logger
     }()
     static let migrationsFolder = URL(filePath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
         .appending(path: "migrations", directoryHint: .isDirectory)
 
     /// A pool the tests use to set up and audit, separate from the application's own pool.
@@ -134,55 +135,4 @@ enum TestDatabase {
         guard let databaseURL else { return try await read(client) }
         return try await withPostgresClient(databaseURL: databaseURL, logger: logger) { try await read($0) }
     }
-}
-
-struct TestSetupError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-struct TestArguments: AppArguments {
-    var host = "127.0.0.1"
-    var port = 0
-    var databaseURL = TestDatabase.url
-    var adminToken: String? = "test-admin-token"
-    var logLevel: Logger.Level = .warning
-    var databaseTimeout: Duration = .seconds(10)
-    var maxConnections = 20
-    var maxGroupSize = 512
-}
-
-extension TestClientProtocol {
-    /// Sends JSON, with the admin token when asked.
-    func send(
-        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, admin: Bool = false
-    ) async throws -> TestResponse {
-        var headers: HTTPFields = [:]
-        if json != nil { headers[.contentType] = "application/json" }
-        if admin { headers[.authorization] = "Bearer test-admin-token" }
-        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
-    }
-}
-
-extension TestResponse {
-    var problemCode: String? {
-        struct Problem: Decodable { var code: String }
-        return try? JSONDecoder().decode(Problem.self, from: Data(body.readableBytesView)).code
-    }
-
-    func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
-    }
-}
-
-/// The fields of an issue answer the tests compare.
-struct TicketBody: Decodable, Hashable {
-    struct Ticket: Decodable, Hashable {
-        var number: Int
-        var code: String
-    }
-    var coupon_id: Int64
-    var user_id: String
-    var ticket: Ticket
-    var issued_at: String
 }

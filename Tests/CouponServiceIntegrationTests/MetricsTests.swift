@@ -1,4 +1,5 @@
 import CouponService
+import CouponTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting

@@ -1,4 +1,5 @@
 @testable import CouponService
+import CouponTestSupport
 import Foundation
 import Testing
 

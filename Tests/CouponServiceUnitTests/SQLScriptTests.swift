@@ -1,4 +1,5 @@
 import CouponService
+import CouponTestSupport
 import Testing
 
 @Suite struct SQLScriptTests {
