@@ -75,7 +75,14 @@ import Testing
                 "0002_bad.sql": "CREATE TABLE half (x int); SELECT no_such_function();",
             ])
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
-                await #expect(throws: (any Error).self) { try await runner(folder).apply(on: client) }
+                let error = await #expect(throws: MigrationError.self) { try await runner(folder).apply(on: client) }
+                guard case .statementFailed(let file, let statement, let count, let message, let sqlState, _)? = error else {
+                    Issue.record("not a failed statement: \(String(describing: error))")
+                    return
+                }
+                #expect(file == "0002_bad.sql" && statement == 2 && count == 2 && sqlState == "42883")
+                #expect(message.contains("no_such_function"), "the database's own words: \(message)")
+                #expect(String(describing: error!).hasPrefix("0002_bad.sql, statement 2 of 2: "), "the error comes first")
                 let states = try await runner(folder).status(on: client).map(\.state)
                 #expect(states == [.applied, .pending])
                 let rows = try await client.query("SELECT to_regclass('half') IS NULL")

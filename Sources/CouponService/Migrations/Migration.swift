@@ -9,6 +9,9 @@ public struct Migration: Sendable, Equatable {
     /// SHA-256 of the file, hex: an applied migration whose file changes is refused.
     public var checksum: String
 
+    /// `NNNN_name.sql`, as in the folder.
+    public var fileName: String { String(format: "%04d", version) + "_\(name).sql" }
+
     public init(version: Int, name: String, sql: String) {
         self.version = version
         self.name = name
@@ -46,9 +49,13 @@ public enum MigrationError: Error, CustomStringConvertible, Equatable {
     case badFileName(String)
     case duplicateVersion(Int)
     case checksumChanged(version: Int, name: String, applied: String, file: String)
+    case statementFailed(file: String, statement: Int, of: Int, message: String, sqlState: String?, sql: String)
 
     public var description: String {
         switch self {
+        case .statementFailed(let file, let statement, let count, let message, let sqlState, let sql):
+            "\(file), statement \(statement) of \(count): \(message)\(sqlState.map { " (SQLSTATE \($0))" } ?? "")\n"
+                + sql.split(separator: "\n").prefix(3).map { "    " + $0 }.joined(separator: "\n")
         case .folderUnreadable(let path):
             "cannot read the migrations folder '\(path)' (set --migrations)"
         case .badFileName(let file):

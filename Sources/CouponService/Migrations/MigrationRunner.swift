@@ -39,19 +39,44 @@ public struct MigrationRunner: Sendable {
                 .compactMap { entry in migrations.first { $0.version == entry.version } }
             if dryRun { return pending }
             for migration in pending {
-                try await connection.withTransaction(logger: logger) { connection in
-                    for statement in SQLScript.statements(in: migration.sql) {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    }
-                    try await connection.query(
-                        """
-                        INSERT INTO schema_migrations (version, name, checksum)
-                        VALUES (\(migration.version), \(migration.name), \(migration.checksum))
-                        """, logger: logger)
-                }
+                try await Self.unwrappingFailedStatement { try await apply(migration, on: connection) }
                 logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
             }
             return pending
+        }
+    }
+
+    /// `withTransaction` wraps what fails in `PostgresTransactionError`; a failed statement is
+    /// reported as itself, the database's message first.
+    private static func unwrappingFailedStatement(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as PostgresTransactionError {
+            if let failed = error.closureError as? MigrationError { throw failed }
+            throw error
+        }
+    }
+
+    private func apply(_ migration: Migration, on connection: PostgresConnection) async throws {
+        try await connection.withTransaction(logger: logger) { connection in
+            let statements = SQLScript.statements(in: migration.sql)
+            for (index, statement) in statements.enumerated() {
+                do {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                } catch let error as PSQLError {
+                    // The database's words first, then where: postgres-nio's own description
+                    // starts by echoing the whole statement.
+                    throw MigrationError.statementFailed(
+                        file: migration.fileName, statement: index + 1, of: statements.count,
+                        message: error.serverInfo?[.message] ?? String(describing: error.code),
+                        sqlState: error.serverInfo?[.sqlState], sql: statement)
+                }
+            }
+            try await connection.query(
+                """
+                INSERT INTO schema_migrations (version, name, checksum)
+                VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                """, logger: logger)
         }
     }
 
