@@ -1,4 +1,4 @@
-import CouponService
+@testable import CouponService
 import CouponTestSupport
 import Foundation
 import Hummingbird

@@ -11,9 +11,9 @@ import ServiceLifecycle
 /// so after every (re)connect it listens first and then reloads every coupon; until that reload is
 /// done the catalogue is not trusted and requests go to the database. Holders are read from the pool,
 /// beside the listener's connection, so a coupon of a million holders never delays a notification.
-public struct CatalogueListener: Service {
-    public static let channel = "coupon_events"
-    public static let applicationName = "coupon-listener"
+struct CatalogueListener: Service {
+    static let channel = "coupon_events"
+    static let applicationName = "coupon-listener"
 
     let configuration: PostgresConnection.Configuration
     let catalogue: CouponCatalogue
@@ -41,7 +41,7 @@ public struct CatalogueListener: Service {
         self.metrics = metrics
     }
 
-    public func run() async throws {
+    func run() async throws {
         await cancelWhenGracefulShutdown {
             var backoff = minBackoff
             while !Task.isCancelled {

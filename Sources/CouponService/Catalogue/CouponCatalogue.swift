@@ -8,8 +8,8 @@ import Synchronization
 /// "sold out" for a moment but never one ticket too many. It is trusted only while the listener is
 /// connected and has reloaded it after connecting. Windows are judged on the database's clock
 /// (`DatabaseClock`); close to an edge the database decides.
-public final class CouponCatalogue: Sendable {
-    public enum ListenerState: String, Sendable {
+final class CouponCatalogue: Sendable {
+    enum ListenerState: String, Sendable {
         case connecting, connected, reconnecting, stopped
     }
 
@@ -86,14 +86,14 @@ public final class CouponCatalogue: Sendable {
     /// Memory for holders is capped at 8 bytes times this; beyond it the least recently asked coupon's
     /// holders are dropped (and read again if it is asked again).
     let maxHolderHashes: Int
-    public let clock: DatabaseClock
+    let clock: DatabaseClock
 
-    public init(clock: DatabaseClock = DatabaseClock(), maxHolderHashes: Int = 4_000_000) {
+    init(clock: DatabaseClock = DatabaseClock(), maxHolderHashes: Int = 4_000_000) {
         self.clock = clock
         self.maxHolderHashes = maxHolderHashes
     }
 
-    public var listenerState: ListenerState { state.withLock { $0.listener } }
+    var listenerState: ListenerState { state.withLock { $0.listener } }
 
     /// Hashes of holders held, over all coupons.
     var holderHashCount: Int { state.withLock { $0.holderHashes } }

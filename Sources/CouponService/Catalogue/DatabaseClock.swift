@@ -6,12 +6,12 @@ import Synchronization
 ///
 /// Sale windows are the database's: `issue_tickets` judges them with its own clock. An instance whose
 /// clock runs behind or ahead would otherwise refuse, from memory, a sale the database has opened.
-public final class DatabaseClock: Sendable {
+final class DatabaseClock: Sendable {
     /// What the clock says now, and how far from the database's time that may be.
-    public struct Reading: Sendable, Equatable {
-        public var now: Date
+    struct Reading: Sendable, Equatable {
+        var now: Date
         /// Half the round trip of the measurement behind the offset (infinite before the first one).
-        public var uncertainty: TimeInterval
+        var uncertainty: TimeInterval
     }
 
     /// A measurement slower than this round trip says too little about when the database read its
@@ -26,17 +26,17 @@ public final class DatabaseClock: Sendable {
     private let localClock: @Sendable () -> Date
 
     /// `localClock` is this machine's wall clock; tests pass a skewed one.
-    public init(localClock: @escaping @Sendable () -> Date = { Date() }) {
+    init(localClock: @escaping @Sendable () -> Date = { Date() }) {
         self.localClock = localClock
     }
 
-    public func reading() -> Reading {
+    func reading() -> Reading {
         let measured = measurement.withLock { $0 }
         return Reading(now: localClock().addingTimeInterval(measured.offset), uncertainty: measured.uncertainty)
     }
 
     /// Database time minus local time, in seconds; nil before the first usable measurement.
-    public var offset: TimeInterval? {
+    var offset: TimeInterval? {
         measurement.withLock { $0.uncertainty.isFinite ? $0.offset : nil }
     }
 

@@ -1,22 +1,22 @@
 import Foundation
 
 /// A coupon as stored: a fixed number of tickets, optionally sold within a window.
-public struct Coupon: Sendable, Equatable {
-    public enum Status: String, Sendable, Codable {
+struct Coupon: Sendable, Equatable {
+    enum Status: String, Sendable, Codable {
         case scheduled, open, soldOut = "sold_out", ended
     }
 
-    public var id: Int64
-    public var name: String
-    public var quantity: Int
-    public var issued: Int
-    public var startsAt: Date?
-    public var endsAt: Date?
-    public var createdAt: Date
+    var id: Int64
+    var name: String
+    var quantity: Int
+    var issued: Int
+    var startsAt: Date?
+    var endsAt: Date?
+    var createdAt: Date
 
-    public var remaining: Int { quantity - issued }
+    var remaining: Int { quantity - issued }
 
-    public func status(at now: Date) -> Status {
+    func status(at now: Date) -> Status {
         switch SaleWindow.position(of: now, startsAt: startsAt, endsAt: endsAt) {
         case .before: .scheduled
         case .after: .ended
@@ -26,10 +26,10 @@ public struct Coupon: Sendable, Equatable {
 }
 
 /// What a user holds: one ticket of one coupon.
-public struct IssuedTicket: Sendable, Equatable {
-    public var couponID: Int64
-    public var userID: String
-    public var number: Int
-    public var code: String
-    public var issuedAt: Date
+struct IssuedTicket: Sendable, Equatable {
+    var couponID: Int64
+    var userID: String
+    var number: Int
+    var code: String
+    var issuedAt: Date
 }

@@ -3,8 +3,8 @@ import Logging
 import PostgresNIO
 
 /// Creates, reads and resizes coupons. Ticket rows are made here, with the coupon, never on demand.
-public struct CouponStore: Sendable {
-    public enum Resize: Sendable, Equatable {
+struct CouponStore: Sendable {
+    enum Resize: Sendable, Equatable {
         case resized(Coupon)
         case notFound
         case belowIssued(issued: Int)
@@ -13,12 +13,12 @@ public struct CouponStore: Sendable {
     let client: PostgresClient
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
     }
 
-    public func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?) async throws -> Coupon {
+    func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?) async throws -> Coupon {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
@@ -32,7 +32,7 @@ public struct CouponStore: Sendable {
         }
     }
 
-    public func find(id: Int64) async throws -> Coupon? {
+    func find(id: Int64) async throws -> Coupon? {
         let rows = try await client.query(
             "SELECT id, name, quantity, issued_count, starts_at, ends_at, created_at FROM coupons WHERE id = \(id)",
             logger: logger)
@@ -45,7 +45,7 @@ public struct CouponStore: Sendable {
     /// writes its new rows before it locks the coupon row (issuance caps its claims at the quantity,
     /// so rows beyond it are never issued), and holds that lock only to set the quantity: issuance
     /// goes on while a large raise generates its rows.
-    public func resize(id: Int64, quantity: Int) async throws -> Resize {
+    func resize(id: Int64, quantity: Int) async throws -> Resize {
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
             let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)

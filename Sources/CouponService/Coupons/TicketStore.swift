@@ -3,16 +3,16 @@ import Logging
 import PostgresNIO
 
 /// Reads tickets users hold.
-public struct TicketStore: Sendable {
+struct TicketStore: Sendable {
     let client: PostgresClient
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
     }
 
-    public func ticket(couponID: Int64, userID: String) async throws -> IssuedTicket? {
+    func ticket(couponID: Int64, userID: String) async throws -> IssuedTicket? {
         let rows = try await client.query(
             """
             SELECT number, code, issued_at FROM coupon_tickets

@@ -10,22 +10,22 @@ import PostgresNIO
 /// a trusted CA signed it, `verify-full` also that it names the host. `sslrootcert` names the PEM file
 /// of the CA to trust (a private CA, as managed databases use); without it, the system's roots. As in
 /// libpq, `require` with an `sslrootcert` checks the chain like `verify-ca`.
-public struct DatabaseURL: Sendable {
-    public enum SSLMode: String, Sendable, CaseIterable {
+struct DatabaseURL: Sendable {
+    enum SSLMode: String, Sendable, CaseIterable {
         case disable, allow, prefer, require
         case verifyCA = "verify-ca"
         case verifyFull = "verify-full"
     }
 
-    public var host: String
-    public var port: Int
-    public var username: String
-    public var password: String?
-    public var database: String?
-    public var sslMode: SSLMode
-    public var sslRootCert: String?
+    var host: String
+    var port: Int
+    var username: String
+    var password: String?
+    var database: String?
+    var sslMode: SSLMode
+    var sslRootCert: String?
 
-    public init(_ text: String) throws {
+    init(_ text: String) throws {
         guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme ?? ""),
             let host = url.host, !host.isEmpty
         else {
@@ -64,7 +64,7 @@ public struct DatabaseURL: Sendable {
     private var plainTextAllowed: Bool { sslMode == .allow || sslMode == .prefer }
 
     /// For the pool; `applicationName` shows in `pg_stat_activity`.
-    public func clientConfiguration(applicationName: String = "coupon-server") -> PostgresClient.Configuration {
+    func clientConfiguration(applicationName: String = "coupon-server") -> PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS =
             switch tlsConfiguration {
             case nil: .disable
@@ -78,7 +78,7 @@ public struct DatabaseURL: Sendable {
     }
 
     /// For one dedicated connection, such as the listener's.
-    public func connectionConfiguration(applicationName: String) throws -> PostgresConnection.Configuration {
+    func connectionConfiguration(applicationName: String) throws -> PostgresConnection.Configuration {
         let tls: PostgresConnection.Configuration.TLS =
             switch tlsConfiguration {
             case nil: .disable
@@ -93,7 +93,7 @@ public struct DatabaseURL: Sendable {
 }
 
 /// A setting the server cannot start with.
-public struct ConfigurationError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+struct ConfigurationError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -5,18 +5,18 @@ import Hummingbird
 ///
 /// The body is encoded once, when the problem is made: the refusals a sale answers thousands of times
 /// a second are static values, so each answer only copies bytes.
-public struct CouponProblem: Error, Equatable, HTTPResponseError {
-    public let status: HTTPResponse.Status
-    public let code: String
-    public let detail: String
+struct CouponProblem: Error, Equatable, HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: String
+    let detail: String
     /// Seconds, sent as `Retry-After` when the client should come back.
-    public let retryAfter: Int?
+    let retryAfter: Int?
     /// The methods the path does serve, sent as `Allow` with 405.
-    public let allow: String?
+    let allow: String?
     private let headers: HTTPFields
     private let body: ByteBuffer
 
-    public init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
+    init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.detail = detail
@@ -32,47 +32,47 @@ public struct CouponProblem: Error, Equatable, HTTPResponseError {
         body = ByteBuffer(bytes: try! JSONEncoder.coupon.encode(fields))
     }
 
-    public static func invalidRequest(_ detail: String) -> Self {
+    static func invalidRequest(_ detail: String) -> Self {
         .init(status: .badRequest, code: "invalid_request", detail: detail)
     }
-    public static let couponNotFound = Self(
+    static let couponNotFound = Self(
         status: .notFound, code: IssueOutcome.Name.couponNotFound.rawValue, detail: "No coupon has this id.")
-    public static let ticketNotFound = Self(
+    static let ticketNotFound = Self(
         status: .notFound, code: "ticket_not_found", detail: "This user holds no ticket of this coupon.")
-    public static let soldOut = Self(
+    static let soldOut = Self(
         status: .conflict, code: IssueOutcome.Name.soldOut.rawValue, detail: "Every ticket of this coupon has been issued.")
-    public static let notStarted = Self(
+    static let notStarted = Self(
         status: .conflict, code: IssueOutcome.Name.notStarted.rawValue, detail: "The sale of this coupon has not started yet.")
-    public static let ended = Self(
+    static let ended = Self(
         status: .conflict, code: IssueOutcome.Name.ended.rawValue, detail: "The sale of this coupon has ended.")
-    public static func quantityBelowIssued(issued: Int) -> Self {
+    static func quantityBelowIssued(issued: Int) -> Self {
         .init(
             status: .conflict, code: "quantity_below_issued",
             detail: "The quantity cannot go below the \(issued) tickets already issued.")
     }
-    public static let unauthorized = Self(
+    static let unauthorized = Self(
         status: .unauthorized, code: "unauthorized", detail: "This route needs 'Authorization: Bearer <admin token>'.")
-    public static let adminDisabled = Self(
+    static let adminDisabled = Self(
         status: .forbidden, code: "admin_disabled",
         detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")
-    public static let unavailable = Self(
+    static let unavailable = Self(
         status: .serviceUnavailable, code: "unavailable", detail: "The database is unreachable; retry shortly.", retryAfter: 1)
-    public static let bodyTooLarge = Self(
+    static let bodyTooLarge = Self(
         status: .contentTooLarge, code: "body_too_large", detail: "The request body is larger than 64 KiB.")
-    public static let unsupportedMediaType = Self(
+    static let unsupportedMediaType = Self(
         status: .unsupportedMediaType, code: "unsupported_media_type", detail: "The request body must be application/json.")
-    public static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")
-    public static let methodNotAllowed = Self(
+    static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")
+    static let methodNotAllowed = Self(
         status: .methodNotAllowed, code: "method_not_allowed", detail: "This route does not accept this method.")
-    public static func methodNotAllowed(allow: [HTTPRequest.Method]) -> Self {
+    static func methodNotAllowed(allow: [HTTPRequest.Method]) -> Self {
         let names = allow.map(\.rawValue).joined(separator: ", ")
         return .init(
             status: .methodNotAllowed, code: "method_not_allowed", detail: "This route accepts \(names).", allow: names)
     }
-    public static let internalError = Self(
+    static let internalError = Self(
         status: .internalServerError, code: "internal", detail: "The server failed to handle this request.")
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
+    func response(from request: Request, context: some RequestContext) throws -> Response {
         Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 

@@ -2,20 +2,20 @@ import Foundation
 import Hummingbird
 
 /// A coupon to create, validated.
-public struct NewCoupon: Sendable, Equatable {
-    public var name: String
-    public var quantity: Int
-    public var startsAt: Date?
-    public var endsAt: Date?
+struct NewCoupon: Sendable, Equatable {
+    var name: String
+    var quantity: Int
+    var startsAt: Date?
+    var endsAt: Date?
 }
 
 /// Parses and validates request bodies and path parts. Every failure is a 400 that names the field.
-public enum CouponRequests {
-    public static let maxBodyBytes = 64 * 1024
-    public static let quantityRange = 1...1_000_000
-    public static let maxNameLength = 200
+enum CouponRequests {
+    static let maxBodyBytes = 64 * 1024
+    static let quantityRange = 1...1_000_000
+    static let maxNameLength = 200
 
-    public static func newCoupon(from body: Data) throws(CouponProblem) -> NewCoupon {
+    static func newCoupon(from body: Data) throws(CouponProblem) -> NewCoupon {
         struct Body: Decodable {
             var name: String
             var quantity: WholeNumber
@@ -41,13 +41,13 @@ public enum CouponRequests {
     }
 
     /// The body of `PATCH /v1/coupons/{id}`: the new quantity.
-    public static func newQuantity(from body: Data) throws(CouponProblem) -> Int {
+    static func newQuantity(from body: Data) throws(CouponProblem) -> Int {
         struct Body: Decodable { var quantity: WholeNumber }
         return try quantity(decode(Body.self, from: body).quantity.value)
     }
 
     /// The body of `POST /v1/coupons/{id}/issue`: the user asking.
-    public static func issueUser(from body: Data) throws(CouponProblem) -> String {
+    static func issueUser(from body: Data) throws(CouponProblem) -> String {
         if let plain = plainUserID(in: body) { return plain }
         struct Body: Decodable { var user_id: String }
         return try userID(decode(Body.self, from: body).user_id, field: "field 'user_id'")
@@ -67,7 +67,7 @@ public enum CouponRequests {
     }
 
     /// A coupon id from the path: a positive 64-bit integer in plain digits.
-    public static func couponID(_ text: String?) throws(CouponProblem) -> Int64 {
+    static func couponID(_ text: String?) throws(CouponProblem) -> Int64 {
         guard let text, (1...19).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }),
             let id = Int64(text), id > 0
         else { throw .invalidRequest("coupon id must be a positive 64-bit integer") }
@@ -75,7 +75,7 @@ public enum CouponRequests {
     }
 
     /// 1 to 64 characters of `[A-Za-z0-9._:@-]`.
-    public static func userID(_ text: String?, field: String = "user id") throws(CouponProblem) -> String {
+    static func userID(_ text: String?, field: String = "user id") throws(CouponProblem) -> String {
         guard let text, (1...64).contains(text.utf8.count), text.utf8.allSatisfy(isUserIDByte) else {
             throw .invalidRequest("\(field) must be 1 to 64 characters of A-Z a-z 0-9 . _ : @ -")
         }

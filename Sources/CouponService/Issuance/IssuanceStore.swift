@@ -5,26 +5,26 @@ import PostgresNIO
 /// The issuance SQL: `issue_tickets` (migrations/0001) for a group of users of one coupon, in its
 /// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
 /// before anyone hears of it.
-public struct IssuanceStore: Sendable {
+struct IssuanceStore: Sendable {
     let client: PostgresClient
     let logger: Logger
     let metrics: CouponMetrics
 
-    public init(client: PostgresClient, logger: Logger, metrics: CouponMetrics = CouponMetrics()) {
+    init(client: PostgresClient, logger: Logger, metrics: CouponMetrics = CouponMetrics()) {
         self.client = client
         self.logger = logger
         self.metrics = metrics
     }
 
     /// One outcome per distinct user.
-    public func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+    func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
         try await issue(couponID: couponID) { userIDs }
     }
 
     /// Asks `group` whom to issue to once it holds a pooled connection, so a group formed while the
     /// previous transaction ran takes everyone who arrived until then (and a transaction that waited
     /// past its deadline for a connection takes nobody). An empty group sends nothing.
-    public func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+    func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
         let asked = ContinuousClock.now
         let rows = try await client.withConnection { connection in
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)

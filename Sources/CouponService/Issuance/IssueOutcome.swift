@@ -1,5 +1,5 @@
 /// What asking for a ticket led to.
-public enum IssueOutcome: Sendable, Equatable {
+enum IssueOutcome: Sendable, Equatable {
     /// A ticket was issued now and is committed.
     case issued(IssuedTicket)
     /// The user already held this ticket: a retry, answered the same way.
@@ -11,7 +11,7 @@ public enum IssueOutcome: Sendable, Equatable {
 
     /// Every outcome's name, spelled once: `issue_tickets`' `outcome` column (migrations/0001), the
     /// problem `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
-    public enum Name: String, Sendable, CaseIterable {
+    enum Name: String, Sendable, CaseIterable {
         case issued, held
         case soldOut = "sold_out"
         case notStarted = "not_started"
@@ -19,7 +19,7 @@ public enum IssueOutcome: Sendable, Equatable {
         case couponNotFound = "coupon_not_found"
     }
 
-    public var name: Name {
+    var name: Name {
         switch self {
         case .issued: .issued
         case .held: .held

@@ -8,7 +8,7 @@ import Logging
 /// coupon, or one whose holders are not loaded yet) costs one indexed read of that ticket. The rest go
 /// to the database, grouped per coupon with the other requests that arrive while a transaction is in
 /// flight (`maxGroupSize` 1 turns grouping off: one transaction per request).
-public struct TicketIssuer: Sendable {
+struct TicketIssuer: Sendable {
     let store: IssuanceStore
     let tickets: TicketStore
     let catalogue: CouponCatalogue
@@ -37,7 +37,7 @@ public struct TicketIssuer: Sendable {
             : nil
     }
 
-    public func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
+    func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
         let start = ContinuousClock.now
         let source: CouponMetrics.Source
         let result: Result<IssueOutcome, any Error>

@@ -2,8 +2,8 @@
 ///
 /// Semicolons inside quotes, quoted identifiers, dollar-quoted bodies (`$$ ... $$`, `$tag$ ... $tag$`)
 /// and comments do not end a statement.
-public enum SQLScript {
-    public static func statements(in sql: String) -> [String] {
+enum SQLScript {
+    static func statements(in sql: String) -> [String] {
         let chars = Array(sql.unicodeScalars)
         var statements: [String] = []
         var start = 0

@@ -4,12 +4,12 @@ import Prometheus
 /// What an operator watches during a sale, through swift-metrics into the application's own
 /// Prometheus registry (served at `GET /metrics`). Metrics made here never touch the global
 /// `MetricsSystem`, so each application, and each test, counts on its own.
-public struct CouponMetrics: Sendable {
+struct CouponMetrics: Sendable {
     /// Where an issue request's answer came from: memory, one read of the user's ticket (a likely
     /// holder of a final coupon), or issuance.
     enum Source: String, CaseIterable { case cache, lookup, database }
 
-    public let registry: PrometheusCollectorRegistry
+    let registry: PrometheusCollectorRegistry
     /// Tickets this instance's transactions committed, counted at COMMIT: a ticket whose request had
     /// already been answered 503 at the deadline is counted too.
     let ticketsIssued: Metrics.Counter
@@ -29,7 +29,7 @@ public struct CouponMetrics: Sendable {
     /// The database's clock minus this instance's, as last measured.
     let clockOffset: Metrics.Gauge
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         var factory = PrometheusMetricsFactory(registry: registry)
         let fine: [Duration] = [
             .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
