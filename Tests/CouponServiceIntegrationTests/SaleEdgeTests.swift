@@ -67,7 +67,7 @@ import Testing
                 try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
                     let instances: [any TestClientProtocol] = [a, b]
                     for instance in instances { try await waitForListener(instance) }
-                    let endsAt = wholeSecond(after: 1.5)
+                    let endsAt = wholeSecond(after: 3)
                     let created = try await a.send(
                         .post, "/v1/coupons", json: #"{"name":"edge","quantity":10,"ends_at":"\#(endsAt.formatted(.iso8601))"}"#, admin: true)
                     let couponID = try created.decode(Created.self).id
@@ -133,11 +133,14 @@ import Testing
                 let offset = try #require(clock.offset)
                 #expect(abs(offset + skew) < 0.1, "measured \(offset) s for a clock \(skew) s off")
 
-                let startsAt = Date().addingTimeInterval(1.5)
+                // Far enough ahead that a loaded machine still learns of the coupon before it opens.
+                let startsAt = Date().addingTimeInterval(4)
                 let endsAt = startsAt.addingTimeInterval(1.5)
                 let couponID = try await CouponStore(client: client, logger: TestDatabase.logger)
                     .create(name: "skew", quantity: 5, startsAt: startsAt, endsAt: endsAt).id
-                try #require(await waitUntil { catalogue.answer(couponID: couponID, userID: "u") == .refused(.notStarted) })
+                try #require(
+                    await waitUntil { catalogue.answer(couponID: couponID, userID: "u") == .refused(.notStarted) },
+                    "the catalogue did not learn of the coupon before it opened")
                 var refusedEarly = 0, refusedLate = 0
                 while Date() < endsAt.addingTimeInterval(1) {
                     let answer = catalogue.answer(couponID: couponID, userID: "u")
