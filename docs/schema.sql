@@ -1,0 +1,278 @@
+-- schema.sh: the schema after every migration, written by scripts/schema.sh (pg_dump --schema-only).
+-- schema.sh: do not edit; add a migration, then run scripts/schema.sh.
+--
+-- PostgreSQL database dump
+--
+
+
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: add_coupon_tickets(bigint, bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO coupon_tickets (coupon_id, number, code)
+    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+    FROM generate_series(p_first_number, p_last_number) AS n;
+    ANALYZE coupon_tickets;
+END;
+$$;
+
+
+--
+-- Name: issue_tickets(bigint, text[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(user_id text, outcome text, number integer, code text, issued_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_coupon  coupons%ROWTYPE;
+    v_refusal text;
+    v_after   int;
+    v_now     timestamptz;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'issue_tickets needs READ COMMITTED, not %', current_setting('transaction_isolation');
+    END IF;
+
+    -- Every issuer of the coupon queues here; each later statement takes a new snapshot, so it sees
+    -- every ticket committed before this lock was granted.
+    SELECT * INTO v_coupon FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
+    -- The window is judged now that the lock is held, not when the transaction began (see the header).
+    v_now := clock_timestamp();
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT DISTINCT r.id, 'coupon_not_found', NULL::int, NULL::text, NULL::timestamptz
+                     FROM unnest(p_user_ids) AS r(id);
+        RETURN;
+    END IF;
+
+    v_refusal := CASE
+        WHEN v_coupon.starts_at IS NOT NULL AND v_now < v_coupon.starts_at THEN 'not_started'
+        WHEN v_coupon.ends_at IS NOT NULL AND v_now >= v_coupon.ends_at THEN 'ended'
+    END;
+
+    -- The first free ticket after the hint, in number order: the free-ticket index answers it with one
+    -- row, where a sequential scan would have to sort them all (see the header).
+    v_after := v_coupon.issued_through;
+    PERFORM 1 FROM coupon_tickets AS t
+    WHERE t.coupon_id = p_coupon_id AND t.issued_at IS NULL AND t.number > v_after
+    ORDER BY t.number
+    LIMIT 1;
+    IF NOT FOUND THEN
+        v_after := 0;
+    END IF;
+
+    RETURN QUERY
+        WITH asked AS (
+            SELECT r.id, min(r.position) AS position
+            FROM unnest(p_user_ids) WITH ORDINALITY AS r(id, position)
+            GROUP BY r.id
+        ), held AS (
+            SELECT t.user_id, t.number, t.code, t.issued_at
+            FROM coupon_tickets AS t
+            WHERE t.coupon_id = p_coupon_id AND t.user_id = ANY (p_user_ids)
+        ), waiting AS (
+            SELECT a.id, row_number() OVER (ORDER BY a.position) AS slot
+            FROM asked AS a
+            WHERE v_refusal IS NULL AND NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+        ), free AS (
+            SELECT f.number, row_number() OVER (ORDER BY f.number) AS slot
+            FROM (
+                SELECT t.number FROM coupon_tickets AS t
+                WHERE t.coupon_id = p_coupon_id AND t.issued_at IS NULL AND t.number > v_after
+                ORDER BY t.number
+                LIMIT least((SELECT count(*) FROM waiting), v_coupon.quantity - v_coupon.issued_count)
+                FOR UPDATE SKIP LOCKED
+            ) AS f
+        ), claimed AS (
+            UPDATE coupon_tickets AS t
+            SET user_id = w.id, issued_at = v_now
+            FROM free AS f JOIN waiting AS w ON w.slot = f.slot
+            WHERE t.coupon_id = p_coupon_id AND t.number = f.number
+            RETURNING t.user_id, t.number, t.code, t.issued_at
+        ), counted AS (
+            -- The counter moves by what was claimed, which SKIP LOCKED may make fewer than asked.
+            UPDATE coupons AS c
+            SET issued_count = c.issued_count + n.claimed,
+                issued_through = greatest(c.issued_through, n.highest)
+            FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
+            WHERE c.id = p_coupon_id AND n.claimed > 0
+        )
+        SELECT h.user_id, 'held', h.number, h.code, h.issued_at FROM held AS h
+        UNION ALL
+        SELECT c.user_id, 'issued', c.number, c.code, c.issued_at FROM claimed AS c
+        UNION ALL
+        SELECT a.id, coalesce(v_refusal, 'sold_out'), NULL::int, NULL::text, NULL::timestamptz
+        FROM asked AS a
+        WHERE NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+          AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.user_id = a.id);
+END;
+$$;
+
+
+--
+-- Name: notify_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_coupon_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('coupon_events', NEW.id::text);
+    RETURN NULL;
+END;
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: coupon_tickets; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.coupon_tickets (
+    coupon_id bigint NOT NULL,
+    number integer NOT NULL,
+    code text NOT NULL,
+    user_id text,
+    issued_at timestamp with time zone,
+    CONSTRAINT coupon_tickets_issued_together CHECK (((user_id IS NULL) = (issued_at IS NULL)))
+);
+
+
+--
+-- Name: coupons; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.coupons (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    quantity integer NOT NULL,
+    issued_count integer DEFAULT 0 NOT NULL,
+    starts_at timestamp with time zone,
+    ends_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    issued_through integer DEFAULT 0 NOT NULL,
+    CONSTRAINT coupons_issued_within_quantity CHECK (((0 <= issued_count) AND (issued_count <= quantity))),
+    CONSTRAINT coupons_window_ordered CHECK (((starts_at IS NULL) OR (ends_at IS NULL) OR (starts_at < ends_at)))
+);
+
+
+--
+-- Name: coupons_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.coupons ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.coupons_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: coupon_tickets coupon_tickets_code_unique; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.coupon_tickets
+    ADD CONSTRAINT coupon_tickets_code_unique UNIQUE (coupon_id, code);
+
+
+--
+-- Name: coupon_tickets coupon_tickets_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.coupon_tickets
+    ADD CONSTRAINT coupon_tickets_pkey PRIMARY KEY (coupon_id, number);
+
+
+--
+-- Name: coupon_tickets coupon_tickets_user_unique; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.coupon_tickets
+    ADD CONSTRAINT coupon_tickets_user_unique UNIQUE (coupon_id, user_id);
+
+
+--
+-- Name: coupons coupons_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.coupons
+    ADD CONSTRAINT coupons_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: coupon_tickets_free; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX coupon_tickets_free ON public.coupon_tickets USING btree (coupon_id, number) WHERE (issued_at IS NULL);
+
+
+--
+-- Name: coupons coupons_changed_notify; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER coupons_changed_notify AFTER UPDATE ON public.coupons FOR EACH ROW WHEN (((old.quantity IS DISTINCT FROM new.quantity) OR (old.starts_at IS DISTINCT FROM new.starts_at) OR (old.ends_at IS DISTINCT FROM new.ends_at) OR ((old.issued_count >= old.quantity) <> (new.issued_count >= new.quantity)))) EXECUTE FUNCTION public.notify_coupon_event();
+
+
+--
+-- Name: coupons coupons_created_notify; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER coupons_created_notify AFTER INSERT ON public.coupons FOR EACH ROW EXECUTE FUNCTION public.notify_coupon_event();
+
+
+--
+-- Name: coupon_tickets coupon_tickets_coupon_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.coupon_tickets
+    ADD CONSTRAINT coupon_tickets_coupon_id_fkey FOREIGN KEY (coupon_id) REFERENCES public.coupons(id);
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+
