@@ -9,7 +9,14 @@ public func withPostgresClient<T: Sendable>(
 ) async throws -> T {
     let client = PostgresClient(configuration: try DatabaseURL(databaseURL).clientConfiguration(), backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { await client.run() }
+        // The body waits until run() is being called, so its first lease does not log "run() hasn't
+        // been called yet" (run() marks the client running as its first step).
+        await withCheckedContinuation { started in
+            group.addTask {
+                started.resume()
+                await client.run()
+            }
+        }
         defer { group.cancelAll() }
         return try await body(client)
     }
