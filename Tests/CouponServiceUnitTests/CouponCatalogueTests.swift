@@ -129,6 +129,17 @@ import Testing
         #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now.addingTimeInterval(1))) == .refusedUnlessHolder(.ended))
     }
 
+    /// A sale that has not started opens without a notification: holders read before it would miss
+    /// everyone issued once it runs, so they are neither used nor asked for.
+    @Test func aSaleThatHasNotStartedNeverUsesAHolderList() {
+        let startsAt = now.addingTimeInterval(60)
+        let catalogue = trusted([
+            1: .init(quantity: 5, issued: 2, startsAt: startsAt, endsAt: nil, revision: 1, holders: holders("early")),
+        ])
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedUnlessHolder(.notStarted))
+        #expect(catalogue.takeHoldersWanted().isEmpty)
+    }
+
     @Test func missingCouponsAreRememberedUntilCreated() {
         let catalogue = trusted([:])
         #expect(catalogue.answer(couponID: 7, userID: "x", at: at(now)) == nil)

@@ -42,29 +42,30 @@ struct CatalogueStore: Sendable {
         throw CatalogueStoreError.noRowReturned
     }
 
-    /// The coupon read again with its holders, if it is final: sold out, or outside its window on the
-    /// database's clock. Nil when it does not exist.
+    /// The coupon read again with its holders, if it is final: sold out, or ended on the database's
+    /// clock. Nil when it does not exist.
     ///
     /// `FOR SHARE` waits for every issuer that holds the coupon's row lock; `issue_tickets` judges the
     /// window once it holds that lock (0005), so any issuer after this one issues nothing while the
     /// coupon stays final. The holders, read after it, are then all there are until the row changes
-    /// (which moves `xmin` and notifies).
+    /// (which moves `xmin` and notifies). The clock is read with the row, at the latest when the lock
+    /// is granted, so it can only make a coupon look less ended than it is.
     func final(id: Int64, on connection: PostgresConnection) async throws -> CouponCatalogue.Entry? {
         let locked = try await connection.query(
             """
-            SELECT xmin::text::bigint, quantity, issued_count, starts_at, ends_at,
-                   issued_count >= quantity OR clock_timestamp() < starts_at OR clock_timestamp() >= ends_at
+            SELECT xmin::text::bigint, quantity, issued_count, starts_at, ends_at, clock_timestamp()
             FROM coupons WHERE id = \(id) FOR SHARE
             """, logger: logger)
-        var read: (entry: CouponCatalogue.Entry, final: Bool?)?
-        for try await (revision, quantity, issued, startsAt, endsAt, final) in locked.decode(
-            (Int64, Int, Int, Date?, Date?, Bool?).self)
+        var read: (entry: CouponCatalogue.Entry, now: Date)?
+        for try await (revision, quantity, issued, startsAt, endsAt, now) in locked.decode(
+            (Int64, Int, Int, Date?, Date?, Date).self)
         {
-            read = (.init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision), final)
+            read = (.init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision), now)
         }
         guard let read else { return nil }
         var entry = read.entry
-        guard read.final == true else { return entry }
+        let ended = SaleWindow.position(of: read.now, startsAt: entry.startsAt, endsAt: entry.endsAt) == .after
+        guard ended || entry.issued >= entry.quantity else { return entry }
         let rows = try await connection.query(
             "SELECT user_id FROM coupon_tickets WHERE coupon_id = \(id) AND user_id IS NOT NULL", logger: logger)
         var hashes: [UInt64] = []

@@ -111,8 +111,10 @@ final class CouponCatalogue: Sendable {
             }
             let entry = stored.entry
             guard let refusal = entry.refusal(at: clock) else { return nil }
-            // Nobody is issued a ticket before the sale opens, and moving the window notifies.
-            if refusal == .notStarted, entry.issued == 0 { return .refused(refusal) }
+            // Nobody is issued a ticket before the sale opens, and moving the window notifies. Holders
+            // are only kept for coupons that stay final (sold out, ended): a sale that has not started
+            // opens without a notification, so a list read now would go stale when it does.
+            if refusal == .notStarted { return entry.issued == 0 ? .refused(refusal) : .refusedUnlessHolder(refusal) }
             guard let holders = entry.holders else {
                 // Too many to keep: every holder check reads the database.
                 if entry.issued <= maxHolderHashes { state.holdersWanted.insert(couponID) }
