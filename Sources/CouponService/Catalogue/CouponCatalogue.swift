@@ -42,6 +42,15 @@ final class CouponCatalogue: Sendable {
             self.holders = holders
         }
 
+        /// This entry with `old`'s holders when both were read from the same version of the row: nothing
+        /// was issued or returned in between.
+        func keepingHolders(of old: Entry?) -> Entry {
+            guard let old, let revision, old.revision == revision else { return self }
+            var entry = self
+            entry.holders = old.holders
+            return entry
+        }
+
         /// The refusal the database would give a user who holds no ticket; nil while it would issue,
         /// or while the clock is too close to an edge of the window to tell.
         func refusal(at clock: DatabaseClock.Reading) -> IssueOutcome? {
@@ -152,12 +161,10 @@ final class CouponCatalogue: Sendable {
             var coupons: [Int64: Stored] = [:]
             coupons.reserveCapacity(entries.count)
             var holderHashes = 0
-            for (id, var entry) in entries {
+            for (id, read) in entries {
                 let old = state.coupons[id]
-                if let old, let revision = entry.revision, old.entry.revision == revision {
-                    entry.holders = old.entry.holders
-                    holderHashes += entry.holders?.count ?? 0
-                }
+                let entry = read.keepingHolders(of: old?.entry)
+                holderHashes += entry.holders?.count ?? 0
                 let generation = state.tick()
                 coupons[id] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)
             }
@@ -177,11 +184,8 @@ final class CouponCatalogue: Sendable {
             state.holderHashes -= old?.entry.holders?.count ?? 0
             state.missing.remove(couponID)
             state.holdersWanted.remove(couponID)
-            guard var entry else { return }
-            if let old, let revision = entry.revision, old.entry.revision == revision {
-                entry.holders = old.entry.holders
-                state.holderHashes += entry.holders?.count ?? 0
-            }
+            guard let entry = entry?.keepingHolders(of: old?.entry) else { return }
+            state.holderHashes += entry.holders?.count ?? 0
             let generation = state.tick()
             state.coupons[couponID] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)
             if entry.holders == nil, entry.issued >= entry.quantity, entry.issued <= maxHolderHashes {
@@ -209,7 +213,7 @@ final class CouponCatalogue: Sendable {
             let now = state.tick()
             state.coupons[couponID] = Stored(entry: entry, generation: now, lastAsked: now)
             while state.holderHashes > maxHolderHashes,
-                let (victim, stored) = state.coupons.filter({ $0.value.entry.holders != nil })
+                let (victim, stored) = state.coupons.lazy.filter({ $0.value.entry.holders != nil })
                     .min(by: { $0.value.lastAsked < $1.value.lastAsked })
             {
                 state.holderHashes -= stored.entry.holders?.count ?? 0

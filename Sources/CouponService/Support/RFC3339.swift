@@ -18,12 +18,13 @@ enum RFC3339 {
         let year = parts.tm_year + 1900
         // Years beyond 9999 keep their extra digits in front.
         if year > 9999 { buffer.writeString(String(year / 10000)) }
-        // "YYYY-MM-DDTHH:MM:SS.mmmZ", filled in place and written at once.
-        var text: [UInt8] = Array("0000-00-00T00:00:00.000Z".utf8)
+        // "YYYY-MM-DDTHH:MM:SS.mmmZ": the separators written at once, the digits set in place.
+        let start = buffer.writerIndex
+        buffer.writeStaticString("0000-00-00T00:00:00.000Z")
         func put(_ value: Int32, at end: Int, width: Int) {
             var value = value
             for index in stride(from: end, to: end - width, by: -1) {
-                text[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                buffer.setInteger(UInt8(ascii: "0") + UInt8(value % 10), at: start + index)
                 value /= 10
             }
         }
@@ -34,7 +35,6 @@ enum RFC3339 {
         put(parts.tm_min, at: 15, width: 2)
         put(parts.tm_sec, at: 18, width: 2)
         put(Int32(milliseconds - Int64(seconds) * 1000), at: 22, width: 3)
-        buffer.writeBytes(text)
     }
 }
 
