@@ -34,13 +34,13 @@ def _postgres():
 
 
 def _server(pid):
-    stat = _stat(pid)
+    stat = _stat(pid) if pid is not None else None
     return stat[1] if stat else 0.0
 
 
-def run_measured(command, server_pid):
+def run_measured(command, server_pid=None):
     """Runs `command` (the load generator) to its end; returns (stdout, {"server", "postgres", "load"}
-    CPU seconds spent while it ran)."""
+    CPU seconds spent while it ran). Without a server (pgbench alone) its part is 0."""
     server, postgres = _server(server_pid), _postgres()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = process.stdout.read()

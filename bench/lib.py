@@ -10,8 +10,8 @@ import urllib.request
 URL = os.environ["DATABASE_URL"]
 
 
-def psql(sql):
-    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL, "-c", sql],
+def psql(sql, url=URL):
+    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
                           check=True, capture_output=True, text=True).stdout.strip()
 
 

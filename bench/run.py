@@ -126,10 +126,12 @@ def wrk(path_or_url, clients, script, *args):
 
 
 class Server:
-    def __init__(self, group_size):
+    """One release server on HTTP_PORT, ready when made; `binary` lets bench/speed compare builds."""
+
+    def __init__(self, group_size, binary=BIN):
         env = dict(os.environ, LOG_LEVEL="warning", COUPON_ADMIN_TOKEN="bench")
         self.process = subprocess.Popen(
-            [BIN, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", str(group_size)],
+            [binary, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", str(group_size)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(f"http://127.0.0.1:{HTTP_PORT}", alive=lambda: self.process.poll() is None)
 

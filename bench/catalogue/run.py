@@ -29,7 +29,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from lib import URL, first_line, machine, wait_ready  # noqa: E402
+from lib import URL, first_line, machine, psql, wait_ready  # noqa: E402
 
 BIN = os.environ["COUPON_BIN"]
 ONE_URL = os.environ["ONE_DATABASE_URL"]
@@ -77,14 +77,9 @@ BEFORE = {
 }
 
 
-def sql(url, text):
-    return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", text],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def timed(url, text):
     start = time.monotonic()
-    sql(url, text)
+    psql(text, url)
     return time.monotonic() - start
 
 
@@ -111,6 +106,13 @@ class Server:
             return wait_ready(BASE, READY_TIMEOUT, alive=lambda: self.process.poll() is None) - self.started, None
         except RuntimeError as error:
             return None, str(error)
+
+    def record_ready(self, result):
+        """Waits for the listener; puts the time to ready (or why not) and the RSS then into `result`."""
+        ready, problem = self.wait_ready()
+        result["ready"], result["ready_problem"] = ready, problem
+        result["rss_ready"] = self.rss_kib()
+        print(f"  ready: {f'{ready:.2f} s' if ready is not None else problem}; RSS {mib(result['rss_ready'])}", flush=True)
 
     def rss_kib(self):
         try:
@@ -176,7 +178,7 @@ STATEMENTS = ("SELECT queryid, calls, left(regexp_replace(query, '\\s+', ' ', 'g
 def statements(url):
     """Calls per statement in this database so far (not counting these look-ups)."""
     counts, texts = collections.Counter(), {}
-    for line in sql(url, STATEMENTS).splitlines():
+    for line in psql(STATEMENTS, url).splitlines():
         queryid, calls, query = line.split("|", 2)
         counts[queryid] += int(calls)
         texts[queryid] = query
@@ -185,9 +187,9 @@ def statements(url):
 
 def statements_available(url):
     try:
-        if "pg_stat_statements" not in sql(url, "SHOW shared_preload_libraries"):
+        if "pg_stat_statements" not in psql("SHOW shared_preload_libraries", url):
             return False, "pg_stat_statements is not in shared_preload_libraries"
-        sql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", url)
         return True, None
     except subprocess.CalledProcessError as error:
         return False, error.stderr.strip()
@@ -230,11 +232,11 @@ def many_coupons():
     # VACUUM too (sets hint bits and the visibility map, as on long-lived rows), then a checkpoint,
     # so neither runs under the server's start.
     settled = timed(URL, "VACUUM (ANALYZE) coupons, coupon_tickets") + timed(URL, "CHECKPOINT")
-    coupons, holders, tickets = sql(URL, "SELECT (SELECT count(*) FROM coupons), count(user_id), count(*) "
+    coupons, holders, tickets = psql("SELECT (SELECT count(*) FROM coupons), count(user_id), count(*) "
                                          "FROM coupon_tickets").split("|")
     print(f"  created {int(coupons):,} coupons, {int(tickets):,} tickets ({int(holders):,} holders) in {created:.1f} s; "
           f"VACUUM ANALYZE + CHECKPOINT {settled:.1f} s", flush=True)
-    samples = [line.split("|") for line in sql(URL, """
+    samples = [line.split("|") for line in psql("""
         WITH finished AS (SELECT min(id) AS first, max(id) AS last FROM coupons WHERE ends_at IS NOT NULL)
         SELECT t.coupon_id, t.user_id, t.number, t.code
         FROM finished AS f, coupon_tickets AS t
@@ -244,10 +246,7 @@ def many_coupons():
     result = {"created": created, "settled": settled, "holders": int(holders)}
     server = Server(URL)
     try:
-        ready, problem = server.wait_ready()
-        result["ready"], result["ready_problem"] = ready, problem
-        result["rss_ready"] = server.rss_kib()
-        print(f"  ready: {f'{ready:.2f} s' if ready is not None else problem}; RSS {mib(result['rss_ready'])}", flush=True)
+        server.record_ready(result)
         time.sleep(5)
         result["rss_idle"] = server.rss_kib()
         print(f"  RSS after 5 s idle: {mib(result['rss_idle'])}", flush=True)
@@ -305,7 +304,7 @@ def losers_at_once(coupon):
 def one_sold_out(empty):
     print(f"One sold-out coupon of {SOLD_OUT:,} holders", flush=True)
     start = time.monotonic()
-    coupon = int(sql(ONE_URL, f"""
+    coupon = int(psql(url=ONE_URL, sql=f"""
         WITH c AS (
             INSERT INTO coupons (name, quantity, issued_count, issued_through)
             VALUES ('catalogue-sold-out', {SOLD_OUT}, {SOLD_OUT}, {SOLD_OUT}) RETURNING id
@@ -318,18 +317,15 @@ def one_sold_out(empty):
     created = time.monotonic() - start
     settled = timed(ONE_URL, "VACUUM (ANALYZE) coupons, coupon_tickets") + timed(ONE_URL, "CHECKPOINT")
     winner = SOLD_OUT // 2
-    number, code = sql(ONE_URL, f"SELECT number, code FROM coupon_tickets "
-                                f"WHERE coupon_id = {coupon} AND user_id = 'u{winner}'").split("|")
+    number, code = psql(url=ONE_URL, sql=f"SELECT number, code FROM coupon_tickets "
+                                       f"WHERE coupon_id = {coupon} AND user_id = 'u{winner}'").split("|")
     print(f"  coupon {coupon} created in {created:.1f} s; VACUUM ANALYZE + CHECKPOINT {settled:.1f} s", flush=True)
     counting, why_not = statements_available(ONE_URL)
 
     result = {"created": created, "coupon": coupon, "counting": counting, "why_not": why_not}
     server = Server(ONE_URL)
     try:
-        ready, problem = server.wait_ready()
-        result["ready"], result["ready_problem"] = ready, problem
-        result["rss_ready"] = server.rss_kib()
-        print(f"  ready: {f'{ready:.2f} s' if ready is not None else problem}; RSS {mib(result['rss_ready'])}", flush=True)
+        server.record_ready(result)
 
         asked = time.monotonic()
         result["first_loser"] = outcome(*issue(coupon, "first-loser"))

@@ -16,7 +16,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cpu import run_measured  # noqa: E402
 from lib import URL, first_line, machine, psql  # noqa: E402,F401
-from run import HTTP_PORT, ROOT, audit, checkpoint, create_coupon, wait_ready  # noqa: E402
+from run import HTTP_PORT, ROOT, Server, audit, checkpoint, create_coupon  # noqa: E402
 
 CONNECTIONS = 256
 SECONDS = int(os.environ.get("SPEED_SECONDS", "8"))
@@ -24,19 +24,6 @@ LABEL = os.environ.get("SPEED_LABEL", "")
 # Binaries to compare in one run, `name=path` each (bench/speed/run.sh builds them); rounds alternate.
 SIDES = [tuple(side.split("=", 1)) for side in os.environ.get("SPEED_SIDES", f"head={os.environ['COUPON_BIN']}").split()]
 ROUNDS = int(os.environ.get("SPEED_ROUNDS", "1"))
-
-
-class Server:
-    def __init__(self, binary):
-        env = dict(os.environ, LOG_LEVEL="warning", COUPON_ADMIN_TOKEN="bench")
-        self.process = subprocess.Popen(
-            [binary, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", "512"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_ready(f"http://127.0.0.1:{HTTP_PORT}", alive=lambda: self.process.poll() is None)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=15)
 
 
 def wrk(path, script, *args):
@@ -69,10 +56,8 @@ def pgbench_groups(coupon, group, clients, transactions):
     """Group issuance without HTTP: `clients` connections each issuing `transactions` groups."""
     command = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients), "-t", str(transactions),
                "-f", os.path.join(ROOT, "bench", "sql", "group.sql"), "-D", f"coupon={coupon}", "-D", f"group={group}", URL]
-    server = type("NoServer", (), {"pid": os.getpid()})
-    out, cpu = run_measured(command, server.pid)
+    out, cpu = run_measured(command)
     tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
-    cpu["server"] = 0.0
     return tps, cpu
 
 
@@ -86,7 +71,7 @@ def http_rows(side, binary, tag):
     # first POST row of each server ran at two thirds of the later ones).
     psql("VACUUM coupon_tickets")
     checkpoint()
-    server = Server(binary)
+    server = Server(group_size=512, binary=binary)
     try:
         for label, command in [
             ("constant answer, GET /healthz", wrk("/healthz", "constant.lua")),
