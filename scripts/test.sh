@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test against a private PostgreSQL cluster.
-# Extra arguments go to `swift test`. COUPON_KEEP_PG=1 leaves PostgreSQL running.
+# Runs every test against a private PostgreSQL cluster: the Swift tests, then the fault scenarios,
+# then fuzzing.
+#   --quick   the Swift tests without the heavy ones, no faults, no fuzzing: about a minute.
+# Other arguments go to `swift test` (e.g. --filter IssuanceTests). COUPON_KEEP_PG=1 leaves
+# PostgreSQL running.
 set -euo pipefail
+
+if [ "${1:-}" = "--quick" ]; then
+    shift
+    export COUPON_QUICK=1 COUPON_SKIP_FAULTS=1 COUPON_SKIP_FUZZ=1
+fi
 
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
@@ -30,6 +38,8 @@ fi
 
 start_local_postgres
 recreate_database coupon_test
+# The catalogue tests count statements per database from here.
+psql_local -q -d coupon_test -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
 DATABASE_URL="$(database_url coupon_test)"
 # Tests that restart or inspect the cluster need to know where it lives.

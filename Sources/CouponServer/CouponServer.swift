@@ -10,55 +10,44 @@ struct CouponServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coupon-server",
         abstract: "First-come-first-served coupon issuance on PostgreSQL.",
+        version: couponServiceVersion,
         subcommands: [Serve.self, Migrate.self],
         defaultSubcommand: Serve.self)
 }
 
-let environment = ProcessInfo.processInfo.environment
-
 /// Options every subcommand shares: where the database is and how much to log.
 struct CommonOptions: ParsableArguments {
-    @Option(help: "postgres://user:password@host:port/database (env: DATABASE_URL).")
-    var databaseURL: String?
+    @Option(name: .customLong("database-url"), help: "postgres://user:password@host:port/database (env: DATABASE_URL).")
+    var givenDatabaseURL: String?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical; debug logs every request (env: LOG_LEVEL).")
-    var logLevel: String = environment["LOG_LEVEL"] ?? "info"
+    @Option(help: "How much to log; debug logs every request (env: LOG_LEVEL).")
+    var logLevel = Environment.value("LOG_LEVEL", or: Logger.Level.info)
 
-    @Option(help: "text, or json for one JSON object per line (env: LOG_FORMAT).")
-    var logFormat: String = environment["LOG_FORMAT"] ?? "text"
+    @Option(help: "json writes one JSON object per line (env: LOG_FORMAT).")
+    var logFormat = Environment.value("LOG_FORMAT", or: LogFormat.text)
 
-    func resolvedDatabaseURL() throws -> String {
-        guard let url = databaseURL ?? environment["DATABASE_URL"], !url.isEmpty else {
-            throw ValidationError("set --database-url or DATABASE_URL")
-        }
-        return url
-    }
+    var databaseURL: String { Environment.value(givenDatabaseURL, or: "DATABASE_URL") ?? "" }
 
-    func resolvedLogLevel() throws -> Logger.Level {
-        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
-            throw ValidationError("unknown log level '\(logLevel)'")
-        }
-        return level
+    func validate() throws {
+        guard !databaseURL.isEmpty else { throw ValidationError("set --database-url or DATABASE_URL") }
     }
 
     /// Sets the process-wide log format, then returns the command's logger.
-    func logger() throws -> Logger {
-        let level = try resolvedLogLevel()
-        switch logFormat.lowercased() {
-        case "text":
+    func logger() -> Logger {
+        let level = logLevel
+        switch logFormat {
+        case .text:
             LoggingSystem.bootstrap { label in
                 var handler = TextLogHandler(label: label)
                 handler.logLevel = level
                 return handler
             }
-        case "json":
+        case .json:
             LoggingSystem.bootstrap { label in
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
                 return handler
             }
-        default:
-            throw ValidationError("unknown log format '\(logFormat)': text or json")
         }
         var logger = Logger(label: "coupon-server")
         logger.logLevel = level
@@ -66,48 +55,59 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve the HTTP API.")
+enum LogFormat: String, CaseIterable, ExpressibleByArgument {
+    case text, json
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+
+/// `coupon-server serve`: the command line is the application's arguments, as in Hummingbird's
+/// examples; every default is stated here, once.
+struct Serve: AsyncParsableCommand, AppArguments {
+    static let configuration = CommandConfiguration(abstract: "Serve the HTTP API (the default).")
 
     @OptionGroup var common: CommonOptions
 
     @Option(help: "Address to listen on (env: COUPON_HOST).")
-    var host: String = environment["COUPON_HOST"] ?? "127.0.0.1"
+    var host = Environment.value("COUPON_HOST", or: "127.0.0.1")
 
     @Option(help: "Port to listen on (env: COUPON_PORT).")
-    var port: Int = environment["COUPON_PORT"].flatMap { Int($0) } ?? 8080
+    var port = Environment.value("COUPON_PORT", or: 8080)
 
-    @Option(help: "Bearer token for admin routes; none closes them (env: COUPON_ADMIN_TOKEN).")
-    var adminToken: String?
+    @Option(name: .customLong("admin-token"), help: "Bearer token for admin routes; none closes them (env: COUPON_ADMIN_TOKEN).")
+    var givenAdminToken: String?
 
     @Option(help: "Seconds a request waits for the database before it gets 503 (env: COUPON_DB_TIMEOUT).")
-    var databaseTimeout: Double = environment["COUPON_DB_TIMEOUT"].flatMap { Double($0) } ?? 3
+    var databaseTimeout = Environment.value("COUPON_DB_TIMEOUT", or: Duration.seconds(3))
 
     @Option(help: "Largest number of pooled database connections (env: COUPON_POOL_SIZE).")
-    var poolSize: Int = environment["COUPON_POOL_SIZE"].flatMap { Int($0) } ?? 20
+    var poolSize = Environment.value("COUPON_POOL_SIZE", or: 20)
 
     @Option(help: "Seconds to keep serving after SIGTERM, with /readyz at 503, before the server stops accepting (env: COUPON_SHUTDOWN_DRAIN).")
-    var shutdownDrain: Double = environment["COUPON_SHUTDOWN_DRAIN"].flatMap { Double($0) } ?? 2
+    var shutdownDrain = Environment.value("COUPON_SHUTDOWN_DRAIN", or: Duration.seconds(2))
 
     @Option(help: "Largest group of requests for one coupon issued in one transaction; 1 turns grouping off (env: COUPON_GROUP_SIZE).")
-    var groupSize: Int = environment["COUPON_GROUP_SIZE"].flatMap { Int($0) } ?? 512
+    var groupSize = Environment.value("COUPON_GROUP_SIZE", or: 512)
 
-    @Option(help: "Where the catalogue listener connects when not --database-url: LISTEN needs a session, not a transaction-mode pooler (env: COUPON_LISTENER_DATABASE_URL).")
-    var listenerDatabaseURL: String?
+    @Option(
+        name: .customLong("listener-database-url"),
+        help: "Where the catalogue listener connects when not --database-url: LISTEN needs a session, not a transaction-mode pooler (env: COUPON_LISTENER_DATABASE_URL).")
+    var givenListenerDatabaseURL: String?
 
     @Option(help: "Seconds a connection may send nothing, mid-request too, before it is closed (env: COUPON_IDLE_TIMEOUT).")
-    var idleTimeout: Double = environment["COUPON_IDLE_TIMEOUT"].flatMap { Double($0) } ?? 10
+    var idleTimeout = Environment.value("COUPON_IDLE_TIMEOUT", or: Duration.seconds(10))
+
+    var databaseURL: String { common.databaseURL }
+    var logLevel: Logger.Level { common.logLevel }
+    var adminToken: String? { Environment.value(givenAdminToken, or: "COUPON_ADMIN_TOKEN") }
+    var listenerDatabaseURL: String? { Environment.value(givenListenerDatabaseURL, or: "COUPON_LISTENER_DATABASE_URL") }
 
     func run() async throws {
-        let logger = try common.logger()
-        let settings = Settings(
-            host: host, port: port, databaseURL: try common.resolvedDatabaseURL(),
-            adminToken: (adminToken ?? environment["COUPON_ADMIN_TOKEN"]).flatMap { $0.isEmpty ? nil : $0 },
-            logLevel: try common.resolvedLogLevel(), databaseTimeout: .milliseconds(Int(databaseTimeout * 1000)),
-            maxConnections: poolSize, maxGroupSize: groupSize, idleTimeout: .milliseconds(Int(idleTimeout * 1000)),
-            listenerDatabaseURL: (listenerDatabaseURL ?? environment["COUPON_LISTENER_DATABASE_URL"]).flatMap { $0.isEmpty ? nil : $0 })
-        let drain = ShutdownDrain(duration: .milliseconds(Int(shutdownDrain * 1000)), logger: logger)
-        let app = try buildApplication(settings, drain: drain)
+        let logger = common.logger()
+        let drain = ShutdownDrain(duration: shutdownDrain, logger: logger)
+        let app = try buildApplication(self, drain: drain)
         // The drain comes after the application, so SIGTERM reaches it first.
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: app), .init(service: drain)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -116,45 +116,32 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0 to 65535") }
-        guard databaseTimeout > 0 else { throw ValidationError("--database-timeout must be positive") }
+        guard databaseTimeout > .zero else { throw ValidationError("--database-timeout must be positive") }
         guard poolSize > 0 else { throw ValidationError("--pool-size must be positive") }
-        guard shutdownDrain >= 0 else { throw ValidationError("--shutdown-drain must not be negative") }
+        guard shutdownDrain >= .zero else { throw ValidationError("--shutdown-drain must not be negative") }
         guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
-        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+        guard idleTimeout > .zero else { throw ValidationError("--idle-timeout must be positive") }
     }
-}
-
-struct Settings: AppArguments {
-    var host: String
-    var port: Int
-    var databaseURL: String
-    var adminToken: String?
-    var logLevel: Logger.Level
-    var databaseTimeout: Duration
-    var maxConnections: Int
-    var maxGroupSize: Int
-    var idleTimeout: Duration
-    var listenerDatabaseURL: String?
 }
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply the SQL migrations, or show their state.",
+        abstract: "Apply the SQL migrations (the default), or show their state.",
         subcommands: [Apply.self, Status.self],
         defaultSubcommand: Apply.self)
 
     struct Source: ParsableArguments {
-        @Option(help: "Folder of NNNN_name.sql files (env: COUPON_MIGRATIONS).")
-        var migrations: String = environment["COUPON_MIGRATIONS"] ?? "migrations"
+        @Option(help: "Folder of NNNN_name.sql files; by default the checkout's migrations/ folder, found from the binary (env: COUPON_MIGRATIONS).")
+        var migrations: String?
 
         func runner(logger: Logger) throws -> MigrationRunner {
-            MigrationRunner(
-                migrations: try Migration.load(from: URL(filePath: migrations, directoryHint: .isDirectory)), logger: logger)
+            let folder = Environment.value(migrations, or: "COUPON_MIGRATIONS").map { URL(filePath: $0, directoryHint: .isDirectory) }
+            return MigrationRunner(migrations: try Migration.load(from: folder ?? Migration.checkoutFolder()), logger: logger)
         }
     }
 
     struct Apply: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Apply pending migrations in order (the default).")
+        static let configuration = CommandConfiguration(abstract: "Apply pending migrations in order (the default; --dry-run lists them).")
 
         @OptionGroup var common: CommonOptions
         @OptionGroup var source: Source
@@ -162,9 +149,9 @@ struct Migrate: AsyncParsableCommand {
         var dryRun = false
 
         func run() async throws {
-            let logger = try common.logger()
+            let logger = common.logger()
             let runner = try source.runner(logger: logger)
-            let pending = try await withPostgresClient(databaseURL: common.resolvedDatabaseURL(), logger: logger) { client in
+            let pending = try await withPostgresClient(databaseURL: common.databaseURL, logger: logger) { client in
                 try await runner.apply(on: client, dryRun: dryRun)
             }
             if pending.isEmpty {
@@ -183,9 +170,9 @@ struct Migrate: AsyncParsableCommand {
         @OptionGroup var source: Source
 
         func run() async throws {
-            let logger = try common.logger()
+            let logger = common.logger()
             let runner = try source.runner(logger: logger)
-            let entries = try await withPostgresClient(databaseURL: common.resolvedDatabaseURL(), logger: logger) { client in
+            let entries = try await withPostgresClient(databaseURL: common.databaseURL, logger: logger) { client in
                 try await runner.status(on: client)
             }
             for entry in entries {

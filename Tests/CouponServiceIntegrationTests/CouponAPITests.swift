@@ -5,7 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-@Suite struct CouponAPITests {
+@Suite(.migratedDatabase) struct CouponAPITests {
     struct CouponBody: Decodable, Equatable {
         var id: Int64
         var name: String
@@ -18,7 +18,6 @@ import Testing
     }
 
     @Test func createShowAndResize() async throws {
-        _ = try await TestDatabase.ready()
         try await buildApplication(TestArguments()).test(.router) { client in
             let created = try await client.send(
                 .post, "/v1/coupons", json: #"{"name":"Launch","quantity":3,"starts_at":"2020-01-01T00:00:00Z"}"#, admin: true)
@@ -105,7 +104,7 @@ import Testing
     }
 
     func couponCount() async throws -> Int {
-        let rows = try await TestDatabase.ready().query("SELECT count(*)::int FROM coupons WHERE name = 'x'")
+        let rows = try await TestDatabase.client.query("SELECT count(*)::int FROM coupons WHERE name = 'x'")
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }

@@ -7,7 +7,7 @@ import Testing
 
 /// `sslmode` and `sslrootcert` against the test cluster, which scripts/lib/postgres.sh serves with a
 /// certificate from a private CA (`COUPON_PG_TLS/ca.crt`, for 127.0.0.1); `other-ca.crt` signed nothing.
-@Suite struct DatabaseTLSTests {
+@Suite(.migratedDatabase) struct DatabaseTLSTests {
     let folder = ProcessInfo.processInfo.environment["COUPON_PG_TLS"] ?? ""
 
     func url(_ query: String) -> String { "\(TestDatabase.url)?\(query)" }

@@ -6,7 +6,7 @@ import Testing
 
 /// The schema keeps the rules a distribution by coupon (Citus, docs/scaling.md) needs, read from the
 /// catalog so a new table or constraint cannot slip past them.
-@Suite struct DistributionRulesTests {
+@Suite(.migratedDatabase) struct DistributionRulesTests {
     /// Every table of the schema, with the column it would be distributed by; nil for tables that stay
     /// local (bookkeeping no request reads).
     static let distribution: [String: String?] = [
@@ -16,7 +16,7 @@ import Testing
     ]
 
     @Test func theSchemaCanBeDistributedByCoupon() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         #expect(try await Self.violations(on: client) == [])
     }
 

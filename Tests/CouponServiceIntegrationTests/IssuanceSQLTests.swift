@@ -6,13 +6,12 @@ import PostgresNIO
 import Testing
 
 /// The issuance SQL itself, from many connections at once, with no HTTP in between.
-@Suite struct IssuanceSQLTests {
-    @Test func manyConnectionsIssueExactlyTheQuantity() async throws {
-        _ = try await TestDatabase.ready()
+@Suite(.migratedDatabase) struct IssuanceSQLTests {
+    @Test(.heavy) func manyConnectionsIssueExactlyTheQuantity() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 700)
         // Groups of users, some repeated within a group and across groups, from 32 connections.
         let outcomes = try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { client in
-            let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+            let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
             return try await withThrowingTaskGroup(of: [String: IssueOutcome].self) { group in
                 for worker in 0..<32 {
                     group.addTask {
@@ -46,9 +45,9 @@ import Testing
     }
 
     @Test func aGroupAnswersEveryDistinctUserOnce() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 2)
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
         let first = try await issuer.issue(couponID: couponID, userIDs: ["a", "b", "a", "c"])
         #expect(first.count == 3)
         #expect(first.values.filter { if case .issued = $0 { true } else { false } }.count == 2)
@@ -61,7 +60,6 @@ import Testing
     }
 
     @Test func aFailedStatementKeepsNothingAndFreesTheCoupon() async throws {
-        _ = try await TestDatabase.ready()
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
         // One pooled connection, so the issuance after the failure runs on the connection it left.
         var configuration = try DatabaseURL(TestDatabase.url).clientConfiguration()
@@ -70,7 +68,7 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            let store = IssuanceStore(client: client, logger: TestDatabase.logger)
+            let store = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
             // PostgreSQL refuses a NUL in text once BEGIN and the lock have run, with COMMIT queued
             // behind the failing statement: that COMMIT is answered with ROLLBACK.
             await #expect(throws: (any Error).self) {
@@ -79,7 +77,7 @@ import Testing
             let untouched = try await TestDatabase.audit(couponID: couponID)
             #expect(untouched.issuedCount == 0 && untouched.ticketsHeld == 0)
             // No transaction was left open holding the coupon's row lock...
-            try await TestDatabase.ready().withConnection { other in
+            try await TestDatabase.client.withConnection { other in
                 try await other.query("BEGIN", logger: TestDatabase.logger)
                 try await other.query("SELECT FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE NOWAIT", logger: TestDatabase.logger)
                 try await other.query("ROLLBACK", logger: TestDatabase.logger)
@@ -134,11 +132,11 @@ import Testing
     }
 
     @Test func claimsStopAtTheQuantityWhenFreeRowsOutnumberIt() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 3)
         // What a raise leaves for a moment: its new rows are written before the quantity moves.
         try await client.query("SELECT add_coupon_tickets(\(couponID), 4, 10)")
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
         let outcomes = try await issuer.issue(couponID: couponID, userIDs: (1...6).map { "cap-\($0)" })
         #expect(outcomes.values.filter { if case .issued = $0 { true } else { false } }.count == 3)
         #expect(outcomes["cap-4"] == .soldOut && outcomes["cap-6"] == .soldOut)
@@ -147,9 +145,9 @@ import Testing
     }
 
     @Test func aFreeTicketBehindTheHintIsStillIssued() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 4)
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger)
+        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
         _ = try await issuer.issue(couponID: couponID, userIDs: ["hint-1"])
         // A hint that lies (as a ticket skipped while someone else held its row lock would leave):
         // tickets 2..4 are free and all behind it.
@@ -165,7 +163,7 @@ import Testing
     }
 
     @Test func issuanceGoesOnWhileARaiseWritesItsRows() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
         let raise = Task {
             try await CouponStore(client: client, logger: TestDatabase.logger).resize(id: couponID, quantity: 300_000)
@@ -180,7 +178,7 @@ import Testing
             return try await rows.decode(Int.self).first(where: { _ in true }) == 1
         }
         try #require(writing, "the raise was never seen writing its rows")
-        let outcomes = try await IssuanceStore(client: client, logger: TestDatabase.logger)
+        let outcomes = try await IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
             .issue(couponID: couponID, userIDs: ["during-raise"])
         let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity
         #expect(outcomes["during-raise"].map { if case .issued = $0 { true } else { false } } == true)
@@ -192,7 +190,7 @@ import Testing
     }
 
     @Test func theCounterCannotPassTheQuantity() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 1)
         await #expect(throws: PSQLError.self) {
             try await client.query("UPDATE coupons SET issued_count = 2 WHERE id = \(couponID)")

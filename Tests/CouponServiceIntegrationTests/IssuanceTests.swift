@@ -6,14 +6,14 @@ import HummingbirdTesting
 import Testing
 
 /// Issuance through the HTTP API against the real database, checked in the database.
-@Suite struct IssuanceTests {
+@Suite(.migratedDatabase) struct IssuanceTests {
     /// The original design's own test: 1000 tickets, 1500 users at once; grouped and one by one.
-    @Test(arguments: [512, 1])
-    func aBurstIssuesExactlyTheQuantity(maxGroupSize: Int) async throws {
+    @Test(.heavy, arguments: [512, 1])
+    func aBurstIssuesExactlyTheQuantity(groupSize: Int) async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 1000)
         // One transaction per request is slow on a busy machine (the other suites run alongside):
         // a deadline this long is a bound against hanging, not a claim about speed.
-        let arguments = TestArguments(databaseTimeout: .seconds(120), maxGroupSize: maxGroupSize)
+        let arguments = TestArguments(databaseTimeout: .seconds(120), groupSize: groupSize)
         try await buildApplication(arguments).test(.router) { client in
             let answers = try await withThrowingTaskGroup(of: (String, TestResponse).self) { group in
                 for user in 0..<1500 {
@@ -47,9 +47,9 @@ import Testing
     }
 
     @Test(arguments: [512, 1])
-    func theSameUserAtOnceGetsOneTicket(maxGroupSize: Int) async throws {
+    func theSameUserAtOnceGetsOneTicket(groupSize: Int) async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
-        try await buildApplication(TestArguments(maxGroupSize: maxGroupSize)).test(.router) { client in
+        try await buildApplication(TestArguments(groupSize: groupSize)).test(.router) { client in
             let answers = try await withThrowingTaskGroup(of: TestResponse.self) { group in
                 for _ in 0..<50 {
                     group.addTask { try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"same-user"}"#) }
@@ -67,7 +67,7 @@ import Testing
     }
 
     /// Issue 4's burst: 10,000 requests at once for 5,000 tickets, every one answered, none an error.
-    @Test func tenThousandAtOnceForFiveThousand() async throws {
+    @Test(.heavy) func tenThousandAtOnceForFiveThousand() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 5000)
         try await buildApplication(TestArguments()).test(.router) { client in
             let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
@@ -87,7 +87,7 @@ import Testing
 
     /// Two instances on one coupon, every user sent to both at once: still exact, one ticket each,
     /// and each instance answers a winner with the same code.
-    @Test func twoInstancesStayExact() async throws {
+    @Test(.heavy) func twoInstancesStayExact() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 600)
         try await buildApplication(TestArguments()).test(.router) { a in
             try await buildApplication(TestArguments()).test(.router) { b in

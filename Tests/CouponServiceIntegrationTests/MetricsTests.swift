@@ -6,7 +6,7 @@ import HummingbirdTesting
 import Testing
 
 /// `/metrics` counts what the database holds.
-@Suite struct MetricsTests {
+@Suite(.migratedDatabase) struct MetricsTests {
     @Test func aSaleCanBeWatchedFromMetrics() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 3)
         try await buildApplication(TestArguments()).test(.router) { client in

@@ -5,7 +5,7 @@ import PostgresNIO
 import Testing
 
 /// Each test runs the migration runner against a database of its own.
-@Suite struct MigrationTests {
+@Suite(.migratedDatabase) struct MigrationTests {
     func scratchFolder(_ files: [String: String]) throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appending(path: "migrations-\(UUID())", directoryHint: .isDirectory)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -9,7 +9,7 @@ import Testing
 
 /// The edges of a sale window: judged on the database's clock, under the coupon's lock, and the
 /// holders of an ended sale read only once no issuer is still in flight.
-@Suite struct SaleEdgeTests {
+@Suite(.migratedDatabase, .heavy) struct SaleEdgeTests {
     /// A whole second at least `seconds` from now: RFC 3339 on the wire here has whole seconds.
     func wholeSecond(after seconds: TimeInterval) -> Date {
         Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + seconds).rounded(.up))
@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func aLockGrantedAtTheEndIssuesNothing() async throws {
-        let client = try await TestDatabase.ready()
+        let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 5, endsAt: Date().addingTimeInterval(3600))
         try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { other in
             try await other.withConnection { connection in
@@ -29,7 +29,7 @@ import Testing
                     "SELECT pg_backend_pid() FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: TestDatabase.logger)
                 let holder = try #require(try await locked.decode(Int32.self).first(where: { _ in true }))
                 let issuance = Task {
-                    try await IssuanceStore(client: client, logger: TestDatabase.logger).issue(couponID: couponID, userIDs: ["late"])
+                    try await IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics()).issue(couponID: couponID, userIDs: ["late"])
                 }
                 let waiting = try await waitUntil {
                     let rows = try await client.query(
@@ -61,125 +61,104 @@ import Testing
             quantity: 5, issuedCount: 0, ticketRows: 5, ticketsHeld: 0, distinctUsers: 0))
     }
 
-    @Test func aWinnerWhoseGroupCommitsAfterTheEndIsServedByEveryInstance() async throws {
-        try await TestDatabase.withScratchDatabase(migrated: true) { url in
-            try await buildApplication(TestArguments(databaseURL: url)).test(.router) { a in
-                try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
-                    let instances: [any TestClientProtocol] = [a, b]
-                    for instance in instances { try await waitForListener(instance) }
-                    let endsAt = wholeSecond(after: 3)
-                    let created = try await a.send(
-                        .post, "/v1/coupons", json: #"{"name":"edge","quantity":10,"ends_at":"\#(endsAt.formatted(.iso8601))"}"#, admin: true)
-                    let couponID = try created.decode(Created.self).id
-                    let winners = ["w1", "w2", "w3"]
+    @Test(.migratedDatabase) func aWinnerWhoseGroupCommitsAfterTheEndIsServedByEveryInstance() async throws {
+        let url = TestDatabase.url
+        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { a in
+            try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
+                let instances: [any TestClientProtocol] = [a, b]
+                for instance in instances { try #require(try await instance.waitForListener()) }
+                let endsAt = wholeSecond(after: 3)
+                let couponID = try await a.createCoupon(quantity: 10, endsAt: endsAt)
+                let winners = ["w1", "w2", "w3"]
 
-                    // A group that holds the coupon's lock across the end: issued before it, committed after.
-                    try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { other in
-                        try await other.withConnection { connection in
-                            try await connection.query("BEGIN", logger: TestDatabase.logger)
-                            let rows = try await connection.query(
-                                "SELECT outcome FROM issue_tickets(\(couponID), \(winners))", logger: TestDatabase.logger)
-                            var outcomes: [String] = []
-                            for try await outcome in rows.decode(String.self) { outcomes.append(outcome) }
-                            #expect(outcomes == ["issued", "issued", "issued"])
-                            try await sleep(until: endsAt.addingTimeInterval(1))
-                            // Every instance now knows the sale ended and wants its holders.
-                            for instance in instances {
-                                #expect(try await issue(instance, couponID, "loser").problemCode == "ended")
-                            }
-                            try await Task.sleep(for: .milliseconds(300))
-                            try await connection.query("COMMIT", logger: TestDatabase.logger)
+                // A group that holds the coupon's lock across the end: issued before it, committed after.
+                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { other in
+                    try await other.withConnection { connection in
+                        try await connection.query("BEGIN", logger: TestDatabase.logger)
+                        let rows = try await connection.query(
+                            "SELECT outcome FROM issue_tickets(\(couponID), \(winners))", logger: TestDatabase.logger)
+                        var outcomes: [String] = []
+                        for try await outcome in rows.decode(String.self) { outcomes.append(outcome) }
+                        #expect(outcomes == ["issued", "issued", "issued"])
+                        try await sleep(until: endsAt.addingTimeInterval(1))
+                        // Every instance now knows the sale ended and wants its holders.
+                        for instance in instances {
+                            #expect(try await instance.issue(couponID, "loser").problemCode == "ended")
                         }
-                    }
-
-                    for instance in instances {
-                        #expect(await waitUntil { await holderHashes(instance) == 3 }, "the holders are loaded once the group committed")
-                        for winner in winners {
-                            let response = try await issue(instance, couponID, winner)
-                            #expect(response.status == .ok, "\(winner)'s retry")
-                            let held = try await TestDatabase.heldCode(couponID: couponID, userID: winner, databaseURL: url)
-                            #expect(try response.decode(TicketBody.self).ticket.code == held)
+                        // Both instances' holder loads wait on the coupon's row lock before this group commits.
+                        let waiting = try await waitUntil {
+                            let rows = try await other.query(
+                                "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+                            for try await count in rows.decode(Int.self) { return count >= instances.count }
+                            return false
                         }
+                        #expect(waiting, "the holder loads did not wait for the group")
+                        try await connection.query("COMMIT", logger: TestDatabase.logger)
                     }
-                    let before = try await TestDatabase.statementsRun(databaseURL: url)
-                    for user in 0..<200 {
-                        let instance = instances[user % 2]
-                        let response = try await issue(instance, couponID, "l\(user)")
-                        #expect(response.problemCode == "ended")
-                    }
-                    let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
-                    #expect(spent < 20, "\(spent) statements for 200 losers answered from memory")
-                    let audit = try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) {
-                        try await TestDatabase.audit(couponID: couponID, on: $0)
-                    }
-                    #expect(audit == .init(quantity: 10, issuedCount: 3, ticketRows: 10, ticketsHeld: 3, distinctUsers: 3))
                 }
+
+                for instance in instances {
+                    #expect(await waitUntil { (try? await instance.holderHashes()) == 3 }, "the holders are loaded once the group committed")
+                    for winner in winners {
+                        let response = try await instance.issue(couponID, winner)
+                        #expect(response.status == .ok, "\(winner)'s retry")
+                        let held = try await TestDatabase.heldCode(couponID: couponID, userID: winner, databaseURL: url)
+                        #expect(try response.decode(TicketBody.self).ticket.code == held)
+                    }
+                }
+                let before = try await TestDatabase.statementsRun(databaseURL: url)
+                for user in 0..<200 {
+                    let instance = instances[user % 2]
+                    let response = try await instance.issue(couponID, "l\(user)")
+                    #expect(response.problemCode == "ended")
+                }
+                let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
+                #expect(spent < 20, "\(spent) statements for 200 losers answered from memory")
+                let audit = try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) {
+                    try await TestDatabase.audit(couponID: couponID, on: $0)
+                }
+                #expect(audit == .init(quantity: 10, issuedCount: 3, ticketRows: 10, ticketsHeld: 3, distinctUsers: 3))
             }
         }
     }
 
-    @Test(arguments: [-3.0, 3.0])
+    @Test(.migratedDatabase, arguments: [-3.0, 3.0])
     func aSkewedInstanceOpensAndClosesWithTheDatabase(skew: TimeInterval) async throws {
-        try await TestDatabase.withScratchDatabase(migrated: true) { url in
-            let clock = DatabaseClock(localClock: { Date().addingTimeInterval(skew) })
-            let catalogue = CouponCatalogue(clock: clock)
-            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
-                let listener = try CatalogueListener(
-                    databaseURL: DatabaseURL(url), catalogue: catalogue, client: client, logger: TestDatabase.logger,
-                    metrics: CouponMetrics())
-                let running = Task { try await listener.run() }
-                defer { running.cancel() }
-                try #require(await waitUntil { catalogue.listenerState == .connected })
-                let offset = try #require(clock.offset)
-                #expect(abs(offset + skew) < 0.1, "measured \(offset) s for a clock \(skew) s off")
+        let url = TestDatabase.url
+        let clock = DatabaseClock(localClock: { Date().addingTimeInterval(skew) })
+        let catalogue = CouponCatalogue(clock: clock)
+        try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+            let listener = try CatalogueListener(
+                databaseURL: DatabaseURL(url), catalogue: catalogue, client: client, logger: TestDatabase.logger,
+                metrics: CouponMetrics())
+            let running = Task { try await listener.run() }
+            defer { running.cancel() }
+            try #require(await waitUntil { catalogue.listenerState == .connected })
+            let offset = try #require(clock.offset)
+            #expect(abs(offset + skew) < 0.1, "measured \(offset) s for a clock \(skew) s off")
 
-                // Far enough ahead that a loaded machine still learns of the coupon before it opens.
-                let startsAt = Date().addingTimeInterval(4)
-                let endsAt = startsAt.addingTimeInterval(1.5)
-                let couponID = try await CouponStore(client: client, logger: TestDatabase.logger)
-                    .create(name: "skew", quantity: 5, startsAt: startsAt, endsAt: endsAt).id
-                try #require(
-                    await waitUntil { catalogue.answer(couponID: couponID, userID: "u") == .refused(.notStarted) },
-                    "the catalogue did not learn of the coupon before it opened")
-                var refusedEarly = 0, refusedLate = 0
-                while Date() < endsAt.addingTimeInterval(1) {
-                    let answer = catalogue.answer(couponID: couponID, userID: "u")
-                    let now = Date()  // this machine's clock is the database's
-                    if now >= startsAt, now < endsAt {
-                        #expect(answer == nil, "refused \(answer.map { "\($0)" } ?? "") from memory while the database would issue")
-                    }
-                    if now < startsAt.addingTimeInterval(-0.5), answer == .refused(.notStarted) { refusedEarly += 1 }
-                    if now > endsAt.addingTimeInterval(0.5), [.refused(.ended), .refusedUnlessHolder(.ended)].contains(answer) {
-                        refusedLate += 1
-                    }
-                    try await Task.sleep(for: .milliseconds(10))
+            // Far enough ahead that a loaded machine still learns of the coupon before it opens.
+            let startsAt = Date().addingTimeInterval(4)
+            let endsAt = startsAt.addingTimeInterval(1.5)
+            let couponID = try await CouponStore(client: client, logger: TestDatabase.logger)
+                .create(name: "skew", quantity: 5, startsAt: startsAt, endsAt: endsAt).id
+            try #require(
+                await waitUntil { catalogue.answer(couponID: couponID, userID: "u") == .refused(.notStarted) },
+                "the catalogue did not learn of the coupon before it opened")
+            var refusedEarly = 0, refusedLate = 0
+            while Date() < endsAt.addingTimeInterval(1) {
+                let answer = catalogue.answer(couponID: couponID, userID: "u")
+                let now = Date()  // this machine's clock is the database's
+                if now >= startsAt, now < endsAt {
+                    #expect(answer == nil, "refused \(answer.map { "\($0)" } ?? "") from memory while the database would issue")
                 }
-                #expect(refusedEarly > 0 && refusedLate > 0, "outside the window it still refuses from memory")
+                if now < startsAt.addingTimeInterval(-0.5), answer == .refused(.notStarted) { refusedEarly += 1 }
+                if now > endsAt.addingTimeInterval(0.5), [.refused(.ended), .refusedUnlessHolder(.ended)].contains(answer) {
+                    refusedLate += 1
+                }
+                try await Task.sleep(for: .milliseconds(10))
             }
+            #expect(refusedEarly > 0 && refusedLate > 0, "outside the window it still refuses from memory")
         }
-    }
-
-    // MARK: Helpers
-
-    private struct Created: Decodable { var id: Int64 }
-    private struct Ready: Decodable { var listener: String? }
-
-    func issue(_ client: some TestClientProtocol, _ couponID: Int64, _ user: String) async throws -> TestResponse {
-        try await client.send(.post, "/v1/coupons/\(couponID)/issue", json: #"{"user_id":"\#(user)"}"#)
-    }
-
-    func waitForListener(_ client: some TestClientProtocol) async throws {
-        let connected = try await waitUntil(.seconds(5), every: .milliseconds(50)) {
-            try await client.send(.get, "/readyz").decode(Ready.self).listener == "connected"
-        }
-        try #require(connected, "the listener did not connect within 5 s")
-    }
-
-    /// `coupon_catalogue_holder_hashes` from the instance's /metrics.
-    func holderHashes(_ client: some TestClientProtocol) async -> Int? {
-        guard let response = try? await client.send(.get, "/metrics") else { return nil }
-        let text = String(buffer: response.body)
-        let line = text.split(separator: "\n").first { $0.hasPrefix("coupon_catalogue_holder_hashes ") }
-        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) }
     }
 }

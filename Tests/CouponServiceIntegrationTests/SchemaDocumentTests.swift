@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// docs/schema.sql is the schema a fresh database has after every migration (scripts/schema.sh).
-@Suite struct SchemaDocumentTests {
+@Suite(.migratedDatabase) struct SchemaDocumentTests {
     static let document = TestDatabase.migrationsFolder.deletingLastPathComponent().appending(path: "docs/schema.sql")
 
     /// What differs between two dumps of the same schema: the script's header, pg_dump's version lines

@@ -5,10 +5,26 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Testing
 
-/// The PostgreSQL the test command started (scripts/test.sh exports DATABASE_URL), migrated once.
-enum TestDatabase {
-    static let url = TestArguments.testDatabaseURL
+/// The database a suite runs in: a migrated database of its own, made by the suite's
+/// `.migratedDatabase` trait and dropped when the suite is done, so suites never see each other's
+/// coupons or counters.
+struct TestDatabase: Sendable {
+    let url: String
+    /// A pool the tests use to set up and audit, separate from the application's own pool.
+    let client: PostgresClient
+
+    @TaskLocal fileprivate static var scoped: TestDatabase?
+
+    /// The running suite's database.
+    static var current: TestDatabase {
+        guard let scoped else { preconditionFailure("the suite needs the .migratedDatabase trait") }
+        return scoped
+    }
+    static var url: String { current.url }
+    static var client: PostgresClient { current.client }
+
     static let logger: Logger = {
         var logger = Logger(label: "coupon-tests")
         logger.logLevel = .warning
@@ -18,38 +34,14 @@ enum TestDatabase {
         .deletingLastPathComponent().deletingLastPathComponent()
         .appending(path: "migrations", directoryHint: .isDirectory)
 
-    /// A pool the tests use to set up and audit, separate from the application's own pool.
-    static let client: PostgresClient = {
-        var configuration = try! DatabaseURL(url).clientConfiguration(applicationName: "coupon-tests")
-        configuration.options.maximumConnections = 40
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        Task { await client.run() }
-        return client
-    }()
-
-    private static let migrated = Task {
-        try await MigrationRunner(migrations: try Migration.load(from: migrationsFolder), logger: logger).apply(on: client)
-    }
-
-    /// The migrated database; fails with a hint when none is running.
-    static func ready() async throws -> PostgresClient {
-        do {
-            _ = try await migrated.value
-        } catch {
-            throw TestSetupError(
-                "cannot migrate \(url): \(String(reflecting: error)). Run the tests with scripts/test.sh, which starts PostgreSQL.")
-        }
-        return client
-    }
-
-    /// Runs `body` with the URL of a new, empty database of its own, dropped afterwards: for tests that
-    /// migrate from scratch or count transactions (`pg_stat_database` counts per database).
+    /// Runs `body` with the URL of a new database of its own on the test command's PostgreSQL
+    /// (migrated when asked), dropped afterwards: for suites, and for tests that migrate from scratch
+    /// or count statements (pg_stat_statements counts per database).
     static func withScratchDatabase(migrated: Bool = false, _ body: (String) async throws -> Void) async throws {
-        let client = try await ready()
         let name = "coupon_scratch_\(UInt32.random(in: 0...UInt32.max))"
-        try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        var url = URLComponents(string: TestDatabase.url)!
+        var url = URLComponents(string: TestDatabaseURL.server)!
         url.path = "/\(name)"
+        try await onServer("CREATE DATABASE \(name)")
         do {
             if migrated {
                 _ = try await withPostgresClient(databaseURL: url.string!, logger: logger) { scratch in
@@ -59,37 +51,49 @@ enum TestDatabase {
             }
             try await body(url.string!)
         } catch {
-            try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+            try await onServer("DROP DATABASE \(name) WITH (FORCE)")
             throw error
         }
-        try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"))
+        try await onServer("DROP DATABASE \(name) WITH (FORCE)")
+    }
+
+    /// One statement on the test command's database; fails with a hint when no server is running.
+    private static func onServer(_ sql: String) async throws {
+        do {
+            try await withPostgresClient(databaseURL: TestDatabaseURL.server, logger: logger) { server in
+                _ = try await server.query(PostgresQuery(unsafeSQL: sql))
+            }
+        } catch {
+            throw TestSetupError(
+                "\(sql) on \(TestDatabaseURL.server): \(String(reflecting: error)). Run the tests with scripts/test.sh, which starts PostgreSQL.")
+        }
     }
 
     /// Statements every session has run in one database so far, counted by pg_stat_statements as
-    /// each finishes (pg_stat_database lags by up to ten seconds). Asked from the test database, so the
-    /// question is not counted in a scratch database's answer.
+    /// each finishes (pg_stat_database lags by up to ten seconds). Asked from the test command's own
+    /// database, so the question is not counted in the answer.
     static func statementsRun(databaseURL: String) async throws -> Int {
         let name = String(URLComponents(string: databaseURL)!.path.dropFirst())
-        let client = try await ready()
         do {
-            try await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            let rows = try await client.query(
-                """
-                SELECT coalesce(sum(s.calls), 0)::int FROM pg_stat_statements s
-                JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = \(name)
-                """)
-            for try await count in rows.decode(Int.self) { return count }
+            return try await withPostgresClient(databaseURL: TestDatabaseURL.server, logger: logger) { server in
+                try await server.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                let rows = try await server.query(
+                    """
+                    SELECT coalesce(sum(s.calls), 0)::int FROM pg_stat_statements s
+                    JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = \(name)
+                    """)
+                for try await count in rows.decode(Int.self) { return count }
+                return 0
+            }
         } catch {
             throw TestSetupError(
                 "pg_stat_statements is not available (\(String(reflecting: error))); scripts/test.sh preloads it")
         }
-        return 0
     }
 
     /// Creates a coupon straight in the database (the API has its own tests).
     static func makeCoupon(quantity: Int, startsAt: Date? = nil, endsAt: Date? = nil) async throws -> Int64 {
-        let client = try await ready()
-        return try await CouponStore(client: client, logger: logger)
+        try await CouponStore(client: client, logger: logger)
             .create(name: "test coupon", quantity: quantity, startsAt: startsAt, endsAt: endsAt).id
     }
 
@@ -135,4 +139,24 @@ enum TestDatabase {
         guard let databaseURL else { return try await read(client) }
         return try await withPostgresClient(databaseURL: databaseURL, logger: logger) { try await read($0) }
     }
+}
+
+/// Gives a suite (or a test) a migrated database of its own: `@Suite(.migratedDatabase)`. Its tests
+/// reach it as `TestDatabase.current`, and `TestArguments()` points the application at it.
+struct MigratedDatabase: SuiteTrait, TestTrait, TestScoping {
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        try await TestDatabase.withScratchDatabase(migrated: true) { url in
+            try await withPostgresClient(databaseURL: url, maximumConnections: 40, logger: TestDatabase.logger) { client in
+                try await TestDatabase.$scoped.withValue(TestDatabase(url: url, client: client)) {
+                    try await TestDatabaseURL.$current.withValue(url, operation: function)
+                }
+            }
+        }
+    }
+}
+
+extension Trait where Self == MigratedDatabase {
+    static var migratedDatabase: Self { MigratedDatabase() }
 }

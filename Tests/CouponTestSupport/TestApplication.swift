@@ -10,25 +10,35 @@ package struct TestSetupError: Error, CustomStringConvertible {
     package init(_ description: String) { self.description = description }
 }
 
+/// Where the tests' databases are.
+package enum TestDatabaseURL {
+    /// The PostgreSQL the test command started (scripts/test.sh exports DATABASE_URL); each suite makes
+    /// a database of its own there.
+    package static let server =
+        ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:54329/coupon_test"
+    /// The running suite's own database (set by its scoping trait).
+    @TaskLocal package static var current: String?
+}
+
 /// The settings every test application starts with; tests change what they are about.
 package struct TestArguments: AppArguments {
-    /// The PostgreSQL the test command started (scripts/test.sh exports DATABASE_URL).
-    package static let testDatabaseURL =
-        ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:54329/coupon_test"
 
     package var host = "127.0.0.1"
     package var port = 0
-    package var databaseURL = TestArguments.testDatabaseURL
+    package var databaseURL: String
     package var adminToken: String? = "test-admin-token"
     package var logLevel: Logger.Level = .warning
     package var databaseTimeout: Duration = .seconds(10)
-    package var maxConnections = 20
-    package var maxGroupSize = 512
+    package var poolSize = 20
+    package var groupSize = 512
+    package var idleTimeout: Duration = .seconds(10)
+    package var listenerDatabaseURL: String? = nil
 
-    package init(databaseURL: String = TestArguments.testDatabaseURL, databaseTimeout: Duration = .seconds(10), maxGroupSize: Int = 512) {
-        self.databaseURL = databaseURL
+    /// The application on the running suite's database, unless another is named.
+    package init(databaseURL: String? = nil, databaseTimeout: Duration = .seconds(10), groupSize: Int = 512) {
+        self.databaseURL = databaseURL ?? TestDatabaseURL.current ?? TestDatabaseURL.server
         self.databaseTimeout = databaseTimeout
-        self.maxGroupSize = maxGroupSize
+        self.groupSize = groupSize
     }
 }
 

@@ -11,9 +11,10 @@ public protocol AppArguments: Sendable {
     var logLevel: Logger.Level { get }
     /// How long a request waits for the database before it gets 503.
     var databaseTimeout: Duration { get }
-    var maxConnections: Int { get }
+    /// Largest number of pooled database connections.
+    var poolSize: Int { get }
     /// Largest group of requests issued in one transaction; 1 issues each request on its own.
-    var maxGroupSize: Int { get }
+    var groupSize: Int { get }
     /// A connection that sends nothing for this long (mid-request too) is closed.
     var idleTimeout: Duration { get }
     /// Where the catalogue listener connects, when not `databaseURL`: LISTEN needs a session, so
@@ -21,10 +22,8 @@ public protocol AppArguments: Sendable {
     var listenerDatabaseURL: String? { get }
 }
 
-extension AppArguments {
-    public var idleTimeout: Duration { .seconds(10) }
-    public var listenerDatabaseURL: String? { nil }
-}
+/// This build's version (`coupon-server --version`).
+public let couponServiceVersion = "0.13.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
@@ -35,14 +34,14 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
 
     let databaseURL = try DatabaseURL(arguments.databaseURL)
     var configuration = databaseURL.clientConfiguration()
-    configuration.options.maximumConnections = arguments.maxConnections
+    configuration.options.maximumConnections = arguments.poolSize
     configuration.options.connectTimeout = arguments.databaseTimeout
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     let metrics = CouponMetrics()
     logger.info(
         "database", metadata: [
             "host": "\(databaseURL.host):\(databaseURL.port)", "database": "\(databaseURL.database ?? databaseURL.username)",
-            "user": "\(databaseURL.username)", "pool_size": "\(arguments.maxConnections)", "group_size": "\(arguments.maxGroupSize)",
+            "user": "\(databaseURL.username)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
         ])
 
     if arguments.adminToken == nil {
@@ -63,8 +62,11 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         coupons: CouponStore(client: client, logger: logger),
         tickets: tickets,
         issuer: TicketIssuer(
-            store: IssuanceStore(client: client, logger: logger, metrics: metrics), tickets: tickets, catalogue: catalogue,
-            maxGroupSize: arguments.maxGroupSize, timeout: arguments.databaseTimeout, metrics: metrics),
+            catalogue: catalogue,
+            queue: IssuanceQueue(
+                database: IssuanceStore(client: client, logger: logger, metrics: metrics),
+                maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics),
+            tickets: tickets, database: database, metrics: metrics),
         catalogue: catalogue,
         admin: AdminGuard(token: arguments.adminToken),
         database: database

@@ -5,9 +5,11 @@ import PostgresNIO
 /// For commands and tests; the server runs its pool as a service instead.
 @discardableResult
 public func withPostgresClient<T: Sendable>(
-    databaseURL: String, logger: Logger, _ body: (PostgresClient) async throws -> T
+    databaseURL: String, maximumConnections: Int = 20, logger: Logger, _ body: (PostgresClient) async throws -> T
 ) async throws -> T {
-    let client = PostgresClient(configuration: try DatabaseURL(databaseURL).clientConfiguration(), backgroundLogger: logger)
+    var configuration = try DatabaseURL(databaseURL).clientConfiguration()
+    configuration.options.maximumConnections = maximumConnections
+    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         // The body waits until run() is being called, so its first lease does not log "run() hasn't
         // been called yet" (run() marks the client running as its first step).

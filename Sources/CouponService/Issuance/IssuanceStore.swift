@@ -5,50 +5,39 @@ import PostgresNIO
 /// The issuance SQL: `issue_tickets` (migrations/0001) for a group of users of one coupon, in its
 /// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
 /// before anyone hears of it.
-struct IssuanceStore: Sendable {
+struct IssuanceStore: IssuanceDatabase {
     let client: PostgresClient
     let logger: Logger
     let metrics: CouponMetrics
-
-    init(client: PostgresClient, logger: Logger, metrics: CouponMetrics = CouponMetrics()) {
-        self.client = client
-        self.logger = logger
-        self.metrics = metrics
-    }
 
     /// One outcome per distinct user.
     func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
         try await issue(couponID: couponID) { userIDs }
     }
 
-    /// Asks `group` whom to issue to once it holds a pooled connection, so a group formed while the
-    /// previous transaction ran takes everyone who arrived until then (and a transaction that waited
-    /// past its deadline for a connection takes nobody). An empty group sends nothing.
-    func issue(couponID: Int64, group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+    func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
         let asked = ContinuousClock.now
         let rows = try await client.withConnection { connection in
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
-            return try await issueInTransaction(couponID: couponID, group: group, on: connection)
+            return try await issueInTransaction(couponID: couponID, userIDs: takeGroup(), on: connection)
         }
         // Committed: counted whether or not the requests are still waiting for their answers.
         metrics.ticketsIssued.increment(by: rows.count { $0.1 == IssueOutcome.Name.issued.rawValue })
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {
-            outcomes[userID] = try Self.outcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
+            outcomes[userID] = try IssueOutcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
         }
         return outcomes
     }
 
     /// One READ COMMITTED transaction in one round trip: BEGIN, `issue_tickets` and COMMIT are sent
     /// together, so the coupon's row lock, which `issue_tickets` takes first, is held for
-    /// PostgreSQL's own work and the commit, never across a round trip to this process. (Measured
-    /// against taking the group once the lock is granted: bench/results/speed.md.) Rows are decoded
-    /// after COMMIT: a decoding failure answers 503 for tickets that are committed, which a retry
-    /// then returns (200).
+    /// PostgreSQL's own work and the commit, never across a round trip to this process
+    /// (bench/results/speed-attempts.md). Rows are decoded after COMMIT: a decoding failure answers
+    /// 503 for tickets that are committed, which a retry then returns (200).
     private func issueInTransaction(
-        couponID: Int64, group: @escaping @Sendable () -> [String], on connection: PostgresConnection
+        couponID: Int64, userIDs: [String], on connection: PostgresConnection
     ) async throws -> [(String, String, Int?, String?, Date?)] {
-        let userIDs = group()
         guard !userIDs.isEmpty else { return [] }
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let issue: EventLoopFuture<PostgresQueryResult> = connection.query(
@@ -66,24 +55,6 @@ struct IssuanceStore: Sendable {
         let command = try committed.get().metadata.command
         guard command == "COMMIT" else { throw IssuanceError.notCommitted(command) }
         return try result.rows.map { try $0.decode((String, String, Int?, String?, Date?).self) }
-    }
-
-    static func outcome(
-        _ name: String, couponID: Int64, userID: String, _ number: Int?, _ code: String?, _ issuedAt: Date?
-    ) throws -> IssueOutcome {
-        func ticket() throws -> IssuedTicket {
-            guard let number, let code, let issuedAt else { throw IssuanceError.unknownOutcome(name) }
-            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-        }
-        switch IssueOutcome.Name(rawValue: name) {
-        case .issued: return .issued(try ticket())
-        case .held: return .held(try ticket())
-        case .soldOut: return .soldOut
-        case .notStarted: return .notStarted
-        case .ended: return .ended
-        case .couponNotFound: return .couponNotFound
-        case nil: throw IssuanceError.unknownOutcome(name)
-        }
     }
 }
 

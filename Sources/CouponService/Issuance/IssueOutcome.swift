@@ -1,3 +1,5 @@
+import Foundation
+
 /// What asking for a ticket led to.
 enum IssueOutcome: Sendable, Equatable {
     /// A ticket was issued now and is committed.
@@ -27,6 +29,23 @@ enum IssueOutcome: Sendable, Equatable {
         case .notStarted: .notStarted
         case .ended: .ended
         case .couponNotFound: .couponNotFound
+        }
+    }
+
+    /// A row of `issue_tickets`: the outcome's name, and the ticket when there is one.
+    init(_ name: String, couponID: Int64, userID: String, _ number: Int?, _ code: String?, _ issuedAt: Date?) throws {
+        func ticket() throws -> IssuedTicket {
+            guard let number, let code, let issuedAt else { throw IssuanceError.unknownOutcome(name) }
+            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+        }
+        switch Name(rawValue: name) {
+        case .issued: self = .issued(try ticket())
+        case .held: self = .held(try ticket())
+        case .soldOut: self = .soldOut
+        case .notStarted: self = .notStarted
+        case .ended: self = .ended
+        case .couponNotFound: self = .couponNotFound
+        case nil: throw IssuanceError.unknownOutcome(name)
         }
     }
 }

@@ -1,41 +1,17 @@
 import Foundation
-import Logging
 
 /// Issues tickets: the one place that decides who gets one.
 ///
-/// Refusals the catalogue can give (sold out, not started, ended, no such coupon) come from memory. A
-/// request the catalogue would refuse unless the user holds a ticket (a likely holder of a final
-/// coupon, or one whose holders are not loaded yet) costs one indexed read of that ticket. The rest go
-/// to the database, grouped per coupon with the other requests that arrive while a transaction is in
-/// flight (`maxGroupSize` 1 turns grouping off: one transaction per request).
+/// First the catalogue: refusals it can give (sold out, not started, ended, no such coupon) come
+/// from memory, and a request it would refuse unless the user holds a ticket (a likely holder of a
+/// final coupon) costs one indexed read of that ticket. Then the queue: everyone else is issued in
+/// the database, grouped per coupon. Then the metrics: every answer counted by where it came from.
 struct TicketIssuer: Sendable {
-    let store: IssuanceStore
-    let tickets: TicketStore
     let catalogue: CouponCatalogue
-    let groups: IssuanceGroups?
-    /// Longest wait for the database before the request gets 503.
-    let timeout: Duration
+    let queue: IssuanceQueue
+    let tickets: TicketStore
+    let database: DatabaseGate
     let metrics: CouponMetrics
-
-    init(
-        store: IssuanceStore, tickets: TicketStore, catalogue: CouponCatalogue, maxGroupSize: Int, timeout: Duration,
-        metrics: CouponMetrics
-    ) {
-        self.store = store
-        self.tickets = tickets
-        self.catalogue = catalogue
-        self.timeout = timeout
-        self.metrics = metrics
-        self.groups = maxGroupSize > 1
-            ? IssuanceGroups(maxGroupSize: maxGroupSize, timeout: timeout) { [store, metrics] couponID, group in
-                try await store.issue(couponID: couponID) {
-                    let users = group()
-                    if !users.isEmpty { metrics.groupSize.record(users.count) }
-                    return users
-                }
-            }
-            : nil
-    }
 
     func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
         let start = ContinuousClock.now
@@ -47,30 +23,16 @@ struct TicketIssuer: Sendable {
             return outcome
         case .refusedUnlessHolder(let refusal):
             source = .lookup
-            do {
-                let ticket = try await withDeadline(timeout) { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
-                result = .success(ticket.map { .held($0) } ?? refusal)
-            } catch {
-                result = .failure(error)
-            }
+            result = await Result(catching: {
+                try await database.short { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
+                    .map { .held($0) } ?? refusal
+            })
         case nil:
             source = .database
-            do { result = .success(try await issueInDatabase(couponID: couponID, userID: userID)) } catch { result = .failure(error) }
+            result = await Result(catching: { try await queue.issue(couponID: couponID, userID: userID) })
+            if case .success(.couponNotFound) = result { catalogue.learnMissing(couponID: couponID) }
         }
         metrics.record(result, from: source, after: .now - start)
         return try result.get()
-    }
-
-    private func issueInDatabase(couponID: Int64, userID: String) async throws -> IssueOutcome {
-        let outcome: IssueOutcome
-        if let groups {
-            outcome = try await groups.issue(couponID: couponID, userID: userID)
-        } else {
-            let outcomes = try await withDeadline(timeout) { [store] in try await store.issue(couponID: couponID, userIDs: [userID]) }
-            guard let own = outcomes[userID] else { throw IssuanceError.userMissingFromResult(userID) }
-            outcome = own
-        }
-        if outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
-        return outcome
     }
 }

@@ -19,6 +19,18 @@ public struct Migration: Sendable, Equatable {
         self.checksum = SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The `migrations/` folder of the checkout this binary was built in (it lives under
+    /// `.build/<platform>/<configuration>/`), whatever the working directory; else `./migrations`.
+    public static func checkoutFolder(executable: URL? = Bundle.main.executableURL) -> URL {
+        var folder = executable?.resolvingSymlinksInPath().deletingLastPathComponent()
+        while let current = folder, current.path != "/" {
+            let candidate = current.appending(path: "migrations", directoryHint: .isDirectory)
+            if FileManager.default.fileExists(atPath: candidate.appending(path: "0001_coupons.sql").path) { return candidate }
+            folder = current.deletingLastPathComponent()
+        }
+        return URL(filePath: "migrations", directoryHint: .isDirectory)
+    }
+
     /// Loads every `NNNN_name.sql` of a folder, in version order.
     public static func load(from directory: URL) throws -> [Migration] {
         let files: [String]

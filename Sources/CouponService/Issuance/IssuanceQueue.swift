@@ -1,19 +1,26 @@
 import Foundation
 import Synchronization
 
-/// Group issuance: per coupon, the requests that arrive while a transaction runs go together in the
-/// next one.
+/// The database side of issuance: one transaction for a group of users of one coupon.
+///
+/// `IssuanceStore` is the PostgreSQL implementation, the only place that knows how the transaction
+/// is sent; the queue's tests use a stand-in.
+protocol IssuanceDatabase: Sendable {
+    /// Runs one transaction. Once it holds a connection it calls `takeGroup` for the users to issue to
+    /// (an empty group sends nothing); it returns one outcome per distinct user, only after COMMIT.
+    func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome]
+}
+
+/// The per-coupon queue in front of the database: group issuance and the issuance deadline.
 ///
 /// Every issuance of a coupon queues on the coupon's row lock anyway; one transaction for a group
 /// pays the lock, the round trip and the commit flush once instead of once per ticket. Each
 /// transaction takes its group only once it holds a pooled connection, so the group holds everyone
 /// who arrived until that moment. Nothing waits on purpose: an idle coupon starts a transaction at
-/// once. Each request still gets its own answer only after its group's COMMIT.
-final class IssuanceGroups: Sendable {
-    /// Runs one transaction: once it has a connection, call `group` for the users, then issue and commit.
-    typealias Issue = @Sendable (_ couponID: Int64, _ group: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome]
-
-    struct Waiter: Sendable {
+/// once. Each request gets its own answer only after its group's COMMIT, or 503 (`DeadlineExceeded`)
+/// once it has waited `timeout`, whichever comes first.
+final class IssuanceQueue: Sendable {
+    private struct Waiter: Sendable {
         var userID: String
         var arrived: ContinuousClock.Instant
         var continuation: CheckedContinuation<IssueOutcome, any Error>
@@ -43,22 +50,28 @@ final class IssuanceGroups: Sendable {
         }
     }
 
-    /// Largest group in one transaction.
+    /// Largest group in one transaction; 1 turns grouping off (one transaction per request).
     let maxGroupSize: Int
-    /// Transactions per coupon: the next one is already waiting on the row lock, its statements sent,
-    /// while the current one commits, so the lock is never idle for a round trip.
+    /// Transactions per coupon: with groups, the next one is already waiting on the row lock, its
+    /// statements sent, while the current one commits, so the lock is never idle for a round trip.
+    /// Without groups, as many as there are requests (the pool bounds them).
     let maxTransactions: Int
     /// A request that waited this long before its group started is answered 503 without trying.
     let timeout: Duration
-    private let issue: Issue
+    private let database: any IssuanceDatabase
+    private let metrics: CouponMetrics
     private let queues = Mutex<[Int64: Queue]>([:])
 
-    init(maxGroupSize: Int, maxTransactions: Int = 2, timeout: Duration, issue: @escaping Issue) {
-        precondition(maxGroupSize > 0 && maxTransactions > 0)
+    init(
+        database: any IssuanceDatabase, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration,
+        metrics: CouponMetrics
+    ) {
+        precondition(maxGroupSize > 0 && (maxTransactions ?? 1) > 0)
+        self.database = database
         self.maxGroupSize = maxGroupSize
-        self.maxTransactions = maxTransactions
+        self.maxTransactions = maxTransactions ?? (maxGroupSize == 1 ? .max : 2)
         self.timeout = timeout
-        self.issue = issue
+        self.metrics = metrics
     }
 
     func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
@@ -70,6 +83,11 @@ final class IssuanceGroups: Sendable {
             }
             if startTransaction { Task { await runTransactions(couponID: couponID) } }
         }
+    }
+
+    /// Requests for the coupon waiting for a transaction to take them.
+    func waitingCount(couponID: Int64) -> Int {
+        queues.withLock { $0[couponID]?.waiting.count ?? 0 }
     }
 
     /// Runs transactions for one coupon until nobody is waiting.
@@ -91,8 +109,8 @@ final class IssuanceGroups: Sendable {
     private func runTransaction(couponID: Int64) async {
         let group = TakenGroup()
         do {
-            let outcomes = try await withDeadline(timeout) { [issue] in
-                try await issue(couponID) { group.take { self.takeGroup(couponID: couponID) } }
+            let outcomes = try await withDeadline(timeout) { [database] in
+                try await database.issue(couponID: couponID) { group.take { self.takeGroup(couponID: couponID) } }
             }
             answer(group.abandon(), with: outcomes)
         } catch {
@@ -110,6 +128,7 @@ final class IssuanceGroups: Sendable {
         let now = ContinuousClock.now
         let (late, current) = taken.partitioned { now - $0.arrived >= timeout }
         for waiter in late { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+        if !current.isEmpty { metrics.groupSize.record(current.count) }
         return current
     }
 
@@ -128,31 +147,31 @@ final class IssuanceGroups: Sendable {
             }
         }
     }
-}
 
-/// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
-/// transaction failed or overran its deadline. A transaction that overran and only then got a
-/// connection takes nobody, so no request is left behind without an answer.
-private final class TakenGroup: Sendable {
-    private struct State {
-        var waiters: [IssuanceGroups.Waiter] = []
-        var abandoned = false
-    }
-    private let state = Mutex(State())
-
-    func take(_ takeGroup: () -> [IssuanceGroups.Waiter]) -> [String] {
-        state.withLock { state in
-            guard !state.abandoned else { return [] }
-            state.waiters = takeGroup()
-            return state.waiters.map(\.userID)
+    /// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
+    /// transaction failed or overran its deadline. A transaction that overran and only then got a
+    /// connection takes nobody, so no request is left behind without an answer.
+    private final class TakenGroup: Sendable {
+        private struct State {
+            var waiters: [Waiter] = []
+            var abandoned = false
         }
-    }
+        private let state = Mutex(State())
 
-    func abandon() -> [IssuanceGroups.Waiter] {
-        state.withLock { state in
-            state.abandoned = true
-            defer { state.waiters = [] }
-            return state.waiters
+        func take(_ takeGroup: () -> [Waiter]) -> [String] {
+            state.withLock { state in
+                guard !state.abandoned else { return [] }
+                state.waiters = takeGroup()
+                return state.waiters.map(\.userID)
+            }
+        }
+
+        func abandon() -> [Waiter] {
+            state.withLock { state in
+                state.abandoned = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
         }
     }
 }

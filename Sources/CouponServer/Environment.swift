@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+
+/// Every option can also be set in the environment, under the name its help gives. This is the one
+/// place the environment is read. A value that does not parse stops the command, as a bad option does.
+enum Environment {
+    private static let variables = ProcessInfo.processInfo.environment
+
+    /// The variable's value, parsed as the option's own value is, or `fallback` when it is not set.
+    static func value<Value: ExpressibleByArgument>(_ name: String, or fallback: Value) -> Value {
+        guard let text = variables[name], !text.isEmpty else { return fallback }
+        guard let value = Value(argument: text) else {
+            FileHandle.standardError.write(Data("coupon-server: \(name)='\(text)' is not a valid value\n".utf8))
+            exit(64)  // EX_USAGE, as for a bad option
+        }
+        return value
+    }
+
+    /// The option given on the command line, else the variable; nil when neither is set or both are
+    /// empty. For URLs and secrets, which `--help` must not print as defaults.
+    static func value(_ given: String?, or name: String) -> String? {
+        guard let value = given ?? variables[name], !value.isEmpty else { return nil }
+        return value
+    }
+}
+
+/// Durations are given in seconds, fractions allowed.
+extension Duration: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let seconds = Double(argument), seconds.isFinite else { return nil }
+        self = .nanoseconds(Int64((seconds * 1e9).rounded()))
+    }
+
+    public var defaultValueDescription: String {
+        let (seconds, attoseconds) = components
+        return attoseconds == 0 ? "\(seconds)" : "\(Double(seconds) + Double(attoseconds) / 1e18)"
+    }
+}
