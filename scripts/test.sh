@@ -50,7 +50,8 @@ status=0
 swift test "$@" || status=$?
 
 # Fault scenarios against real server processes (several instances, SIGKILL, a PostgreSQL crash,
-# SIGTERM under load, a 20-round randomized soak), about four minutes, after the tests pass.
+# SIGTERM under load, slow clients, skewed clocks, a 20-round randomized soak), about five minutes,
+# after the tests pass.
 if [ "$status" -eq 0 ] && [ "${COUPON_SKIP_FAULTS:-0}" != 1 ]; then
     bash "$COUPON_ROOT/bench/faults/run.sh" || status=$?
 fi
