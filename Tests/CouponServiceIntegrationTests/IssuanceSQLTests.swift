@@ -62,12 +62,7 @@ import Testing
     @Test func aFailedStatementKeepsNothingAndFreesTheCoupon() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
         // One pooled connection, so the issuance after the failure runs on the connection it left.
-        var configuration = try DatabaseURL(TestDatabase.url).clientConfiguration()
-        configuration.options.maximumConnections = 1
-        let client = PostgresClient(configuration: configuration, backgroundLogger: TestDatabase.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
+        try await withPostgresClient(databaseURL: TestDatabase.url, maximumConnections: 1, logger: TestDatabase.logger) { client in
             let store = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
             // PostgreSQL refuses a NUL in text once BEGIN and the lock have run, with COMMIT queued
             // behind the failing statement: that COMMIT is answered with ROLLBACK.
