@@ -140,6 +140,104 @@ END;
 $$;
 
 
+--
+-- Name: redeem_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_order_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket coupon_tickets%ROWTYPE;
+    v_until  timestamptz;
+    v_now    timestamptz;
+BEGIN
+    SELECT * INTO v_ticket FROM coupon_tickets AS t
+    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                                 THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
+                            NULL::int, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::text;
+        RETURN;
+    END IF;
+    IF v_ticket.redeemed_at IS NOT NULL THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.order_id = p_order_id THEN 'redeemed_before' ELSE 'already_redeemed' END,
+                            v_ticket.number, v_ticket.code, v_ticket.issued_at, v_ticket.redeemed_at, v_ticket.order_id;
+        RETURN;
+    END IF;
+    SELECT c.redeem_until INTO v_until FROM coupons AS c WHERE c.id = p_coupon_id;
+    v_now := clock_timestamp();
+    IF v_until IS NOT NULL AND v_now >= v_until THEN
+        RETURN QUERY SELECT 'redemption_closed', v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            NULL::timestamptz, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        UPDATE coupon_tickets AS t SET redeemed_at = v_now, order_id = p_order_id
+        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
+        RETURNING 'redeemed'::text, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id;
+END;
+$$;
+
+
+--
+-- Name: restore_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
+        WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+        RETURNING 'restored'::text, t.number, t.code, t.issued_at;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                                 THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
+                            NULL::int, NULL::text, NULL::timestamptz;
+    END IF;
+END;
+$$;
+
+
+--
+-- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_number   int;
+    v_redeemed timestamptz;
+BEGIN
+    -- Issuers of the coupon queue here too: the free tickets and the counter move together.
+    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'coupon_not_found';
+    END IF;
+    SELECT t.number, t.redeemed_at INTO v_number, v_redeemed FROM coupon_tickets AS t
+    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'ticket_not_found';
+    END IF;
+    IF v_redeemed IS NOT NULL THEN
+        RETURN 'ticket_redeemed';
+    END IF;
+    UPDATE coupon_tickets AS t
+    SET user_id = NULL, issued_at = NULL, code = replace(gen_random_uuid()::text, '-', '')
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
+    UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
+    RETURN 'returned';
+END;
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -154,7 +252,11 @@ CREATE TABLE public.coupon_tickets (
     code text NOT NULL,
     user_id text,
     issued_at timestamp with time zone,
-    CONSTRAINT coupon_tickets_issued_together CHECK (((user_id IS NULL) = (issued_at IS NULL)))
+    redeemed_at timestamp with time zone,
+    order_id text,
+    CONSTRAINT coupon_tickets_issued_together CHECK (((user_id IS NULL) = (issued_at IS NULL))),
+    CONSTRAINT coupon_tickets_redeemed_together CHECK (((redeemed_at IS NULL) = (order_id IS NULL))),
+    CONSTRAINT coupon_tickets_redeemed_when_held CHECK (((redeemed_at IS NULL) OR (user_id IS NOT NULL)))
 );
 
 
@@ -171,6 +273,7 @@ CREATE TABLE public.coupons (
     ends_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     issued_through integer DEFAULT 0 NOT NULL,
+    redeem_until timestamp with time zone,
     CONSTRAINT coupons_issued_within_quantity CHECK (((0 <= issued_count) AND (issued_count <= quantity))),
     CONSTRAINT coupons_window_ordered CHECK (((starts_at IS NULL) OR (ends_at IS NULL) OR (starts_at < ends_at)))
 );
@@ -240,6 +343,13 @@ ALTER TABLE ONLY public.coupons
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: coupon_tickets_by_user; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX coupon_tickets_by_user ON public.coupon_tickets USING btree (user_id, issued_at, coupon_id) WHERE (user_id IS NOT NULL);
 
 
 --

@@ -161,7 +161,7 @@ import Testing
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
         let raise = Task {
-            try await CouponStore(client: client, logger: TestDatabase.logger).resize(id: couponID, quantity: 300_000)
+            try await CouponStore(client: client, logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 300_000))
         }
         // The raise is writing its rows (a few seconds' work) once its statement shows as active.
         let writing = try await waitUntil {
@@ -178,7 +178,7 @@ import Testing
         let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity
         #expect(outcomes["during-raise"].map { if case .issued = $0 { true } else { false } } == true)
         #expect(quantityMeanwhile == 10, "issued while the raise was still writing, not after it")
-        guard case .resized(let coupon) = try await raise.value else { Issue.record("raise failed"); return }
+        guard case .changed(let coupon) = try await raise.value else { Issue.record("raise failed"); return }
         #expect(coupon.quantity == 300_000 && coupon.issued == 1)
         #expect(try await TestDatabase.audit(couponID: couponID) == .init(
             quantity: 300_000, issuedCount: 1, ticketRows: 300_000, ticketsHeld: 1, distinctUsers: 1))

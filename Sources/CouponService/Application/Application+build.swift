@@ -53,23 +53,27 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
         client: client, logger: logger, metrics: metrics)
     let tickets = TicketStore(client: client, logger: logger)
+    let admin = AdminGuard(token: arguments.adminToken)
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
     MetricsController(metrics: metrics).addRoutes(to: router)
+    let issuance = IssuanceStore(client: client, logger: logger, metrics: metrics)
     CouponController(
         coupons: CouponStore(client: client, logger: logger),
-        tickets: tickets,
         issuer: TicketIssuer(
             catalogue: catalogue,
             queue: IssuanceQueue(
-                database: IssuanceStore(client: client, logger: logger, metrics: metrics),
-                maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics),
-            tickets: tickets, database: database, metrics: metrics),
+                database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics),
+            store: issuance, tickets: tickets, database: database, metrics: metrics),
         catalogue: catalogue,
-        admin: AdminGuard(token: arguments.adminToken),
+        admin: admin,
         database: database
+    ).addRoutes(to: router)
+    TicketController(
+        tickets: tickets, redemptions: RedemptionStore(client: client, logger: logger), admin: admin, database: database,
+        metrics: metrics
     ).addRoutes(to: router)
 
     return Application(

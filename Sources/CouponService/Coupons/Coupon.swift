@@ -12,6 +12,8 @@ struct Coupon: Sendable, Equatable {
     var issued: Int
     var startsAt: Date?
     var endsAt: Date?
+    /// Tickets can be redeemed until then (always, when nil).
+    var redeemUntil: Date?
     var createdAt: Date
 
     var remaining: Int { quantity - issued }
@@ -32,4 +34,16 @@ struct IssuedTicket: Sendable, Equatable {
     var number: Int
     var code: String
     var issuedAt: Date
+}
+
+/// A ticket as its holder sees it after the sale: redeemed for an order, or not yet.
+struct HeldTicket: Sendable, Equatable {
+    var ticket: IssuedTicket
+    var redemption: Redemption?
+}
+
+/// A ticket used at checkout.
+struct Redemption: Sendable, Equatable {
+    var orderID: String
+    var redeemedAt: Date
 }

@@ -2,10 +2,10 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Creates, reads and resizes coupons. Ticket rows are made here, with the coupon, never on demand.
+/// Creates, reads and changes coupons. Ticket rows are made here, with the coupon, never on demand.
 struct CouponStore: Sendable {
-    enum Resize: Sendable, Equatable {
-        case resized(Coupon)
+    enum Change: Sendable, Equatable {
+        case changed(Coupon)
         case notFound
         case belowIssued(issued: Int)
     }
@@ -18,13 +18,13 @@ struct CouponStore: Sendable {
         self.logger = logger
     }
 
-    func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?) async throws -> Coupon {
+    func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?, redeemUntil: Date? = nil) async throws -> Coupon {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                INSERT INTO coupons (name, quantity, starts_at, ends_at)
-                VALUES (\(name), \(quantity), \(startsAt), \(endsAt))
-                RETURNING id, name, quantity, issued_count, starts_at, ends_at, created_at
+                INSERT INTO coupons (name, quantity, starts_at, ends_at, redeem_until)
+                VALUES (\(name), \(quantity), \(startsAt), \(endsAt), \(redeemUntil))
+                RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
             guard let coupon = try await Self.coupons(in: rows).first else { throw CouponStoreError.noRowReturned }
             try await connection.query("SELECT add_coupon_tickets(\(coupon.id), 1, \(quantity))", logger: logger)
@@ -34,24 +34,25 @@ struct CouponStore: Sendable {
 
     func find(id: Int64) async throws -> Coupon? {
         let rows = try await client.query(
-            "SELECT id, name, quantity, issued_count, starts_at, ends_at, created_at FROM coupons WHERE id = \(id)",
-            logger: logger)
+            "SELECT \(unescaped: Self.columns) FROM coupons WHERE id = \(id)", logger: logger)
         return try await Self.coupons(in: rows).first
     }
 
-    /// Sets the quantity: adds ticket rows when raised, drops free ones (highest numbers) when lowered.
+    /// Sets what the change names. A new quantity adds ticket rows when raised and drops free ones
+    /// (highest numbers) when lowered; `redeemUntil` `.some(nil)` clears the redemption deadline.
     ///
-    /// Resizes of one coupon take turns on an advisory lock, which issuance never takes. A raise
+    /// Changes of one coupon take turns on an advisory lock, which issuance never takes. A raise
     /// writes its new rows before it locks the coupon row (issuance caps its claims at the quantity,
     /// so rows beyond it are never issued), and holds that lock only to set the quantity: issuance
     /// goes on while a large raise generates its rows.
-    func resize(id: Int64, quantity: Int) async throws -> Resize {
+    func change(id: Int64, _ change: CouponChange) async throws -> Change {
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
             let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
             guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
                 return .notFound
             }
+            let quantity = change.quantity ?? currentQuantity
             if quantity > currentQuantity {
                 try await connection.query(
                     """
@@ -73,11 +74,13 @@ struct CouponStore: Sendable {
             }
             let rows = try await connection.query(
                 """
-                UPDATE coupons SET quantity = \(quantity) WHERE id = \(id)
-                RETURNING id, name, quantity, issued_count, starts_at, ends_at, created_at
+                UPDATE coupons SET quantity = \(quantity),
+                    redeem_until = CASE WHEN \(change.redeemUntil != nil) THEN \(change.redeemUntil ?? nil) ELSE redeem_until END
+                WHERE id = \(id)
+                RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
             guard let coupon = try await Self.coupons(in: rows).first else { throw CouponStoreError.noRowReturned }
-            return .resized(coupon)
+            return .changed(coupon)
         }
     }
 
@@ -85,18 +88,28 @@ struct CouponStore: Sendable {
     /// one of them wait.
     static let resizeLockSpace: Int64 = 0x636F_7570_6F6E_0000  // "coupon\0\0"
 
+    /// What every query returns of a coupon, in the order `coupons(in:)` reads.
+    static let columns = "id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at"
+
     static func coupons(in rows: PostgresRowSequence) async throws -> [Coupon] {
         var coupons: [Coupon] = []
-        for try await (id, name, quantity, issued, startsAt, endsAt, createdAt) in rows.decode(
-            (Int64, String, Int, Int, Date?, Date?, Date).self)
+        for try await (id, name, quantity, issued, startsAt, endsAt, redeemUntil, createdAt) in rows.decode(
+            (Int64, String, Int, Int, Date?, Date?, Date?, Date).self)
         {
             coupons.append(
                 Coupon(
                     id: id, name: name, quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt,
-                    createdAt: createdAt))
+                    redeemUntil: redeemUntil, createdAt: createdAt))
         }
         return coupons
     }
+}
+
+/// What `PATCH /v1/coupons/{id}` changes: the quantity, the redemption deadline (`.some(nil)`
+/// clears it), or both.
+struct CouponChange: Sendable, Equatable {
+    var quantity: Int?
+    var redeemUntil: Date??
 }
 
 enum CouponStoreError: Error {

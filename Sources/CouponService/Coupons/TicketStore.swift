@@ -2,16 +2,53 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Reads tickets users hold.
+/// Tickets users hold: one user's ticket, a user's tickets across coupons, a coupon's winners, and
+/// a ticket returned to the pool (`return_ticket`, migrations/0006).
 struct TicketStore: Sendable {
+    /// What returning a ticket to the pool led to; raw values are `return_ticket`'s outcomes.
+    enum Return: String, Sendable {
+        case returned
+        case redeemed = "ticket_redeemed"
+        case ticketNotFound = "ticket_not_found"
+        case couponNotFound = "coupon_not_found"
+    }
+
+    /// One page of a user's tickets, newest first; `next` continues after the last one.
+    struct UserPage: Sendable, Equatable {
+        var tickets: [(couponName: String, held: HeldTicket)]
+        var next: UserCursor?
+
+        static func == (a: Self, b: Self) -> Bool {
+            a.next == b.next && a.tickets.elementsEqual(b.tickets) { $0.couponName == $1.couponName && $0.held == $1.held }
+        }
+    }
+
+    /// Where a page of a user's tickets ends: the last ticket's `issued_at` in microseconds since
+    /// 1970 (exact, as PostgreSQL stores it) and its coupon. Written `MICROS-COUPON`.
+    struct UserCursor: Sendable, Equatable, LosslessStringConvertible {
+        var issuedAtMicros: Int64
+        var couponID: Int64
+
+        init(issuedAtMicros: Int64, couponID: Int64) {
+            self.issuedAtMicros = issuedAtMicros
+            self.couponID = couponID
+        }
+
+        init?(_ text: String) {
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { (48...57).contains($0) } }),
+                let micros = Int64(parts[0]), let couponID = Int64(parts[1])
+            else { return nil }
+            self.init(issuedAtMicros: micros, couponID: couponID)
+        }
+
+        var description: String { "\(issuedAtMicros)-\(couponID)" }
+    }
+
     let client: PostgresClient
     let logger: Logger
 
-    init(client: PostgresClient, logger: Logger) {
-        self.client = client
-        self.logger = logger
-    }
-
+    /// The user's ticket, for the issuance path's one indexed read.
     func ticket(couponID: Int64, userID: String) async throws -> IssuedTicket? {
         let rows = try await client.query(
             """
@@ -23,4 +60,99 @@ struct TicketStore: Sendable {
         }
         return nil
     }
+
+    /// The user's ticket with its redemption.
+    func heldTicket(couponID: Int64, userID: String) async throws -> HeldTicket? {
+        let rows = try await client.query(
+            """
+            SELECT user_id, number, code, issued_at, redeemed_at, order_id FROM coupon_tickets
+            WHERE coupon_id = \(couponID) AND user_id = \(userID)
+            """, logger: logger)
+        return try await Self.heldTickets(couponID: couponID, in: rows).first
+    }
+
+    /// The user's tickets of every coupon, newest first, from the `coupon_tickets_by_user` index.
+    func tickets(ofUser userID: String, after cursor: UserCursor?, limit: Int) async throws -> UserPage {
+        let rows = try await client.query(
+            """
+            SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id,
+                   (extract(epoch FROM t.issued_at) * 1000000)::bigint
+            FROM coupon_tickets AS t JOIN coupons AS c ON c.id = t.coupon_id
+            WHERE t.user_id = \(userID)
+              AND (t.issued_at, t.coupon_id) < (
+                  coalesce(timestamptz 'epoch' + \(cursor?.issuedAtMicros) * interval '1 microsecond', 'infinity'),
+                  \(cursor?.couponID ?? .max))
+            ORDER BY t.issued_at DESC, t.coupon_id DESC
+            LIMIT \(limit)
+            """, logger: logger)
+        var page = UserPage(tickets: [], next: nil)
+        var last: UserCursor?
+        for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, micros) in rows.decode(
+            (Int64, String, Int, String, Date, Date?, String?, Int64).self)
+        {
+            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+            page.tickets.append((name, HeldTicket(ticket: ticket, redemption: Self.redemption(orderID, redeemedAt))))
+            last = UserCursor(issuedAtMicros: micros, couponID: couponID)
+        }
+        if page.tickets.count == limit { page.next = last }
+        return page
+    }
+
+    /// The coupon's held tickets in number order after `number`; nil when there is no such coupon.
+    func winners(couponID: Int64, after number: Int, limit: Int) async throws -> [HeldTicket]? {
+        let rows = try await client.query(
+            """
+            SELECT t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id
+            FROM coupons AS c LEFT JOIN LATERAL (
+                SELECT * FROM coupon_tickets AS t
+                WHERE t.coupon_id = c.id AND t.number > \(number) AND t.user_id IS NOT NULL
+                ORDER BY t.number LIMIT \(limit)
+            ) AS t ON true
+            WHERE c.id = \(couponID)
+            ORDER BY t.number
+            """, logger: logger)
+        var found = false
+        var winners: [HeldTicket] = []
+        for try await (userID, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
+            (String?, Int?, String?, Date?, Date?, String?).self)
+        {
+            found = true
+            guard let userID, let number, let code, let issuedAt else { continue }
+            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+            winners.append(HeldTicket(ticket: ticket, redemption: Self.redemption(orderID, redeemedAt)))
+        }
+        return found ? winners : nil
+    }
+
+    /// Frees the user's ticket with a fresh code and moves the counter down, in one transaction.
+    func returnToPool(couponID: Int64, userID: String) async throws -> Return {
+        let rows = try await client.query("SELECT return_ticket(\(couponID), \(userID))", logger: logger)
+        for try await outcome in rows.decode(String.self) {
+            guard let known = Return(rawValue: outcome) else { throw TicketStoreError.unknownOutcome(outcome) }
+            return known
+        }
+        throw TicketStoreError.noRowReturned
+    }
+
+    /// Rows of (user_id, number, code, issued_at, redeemed_at, order_id).
+    static func heldTickets(couponID: Int64, in rows: PostgresRowSequence) async throws -> [HeldTicket] {
+        var tickets: [HeldTicket] = []
+        for try await (userID, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
+            (String, Int, String, Date, Date?, String?).self)
+        {
+            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+            tickets.append(HeldTicket(ticket: ticket, redemption: redemption(orderID, redeemedAt)))
+        }
+        return tickets
+    }
+
+    static func redemption(_ orderID: String?, _ redeemedAt: Date?) -> Redemption? {
+        guard let orderID, let redeemedAt else { return nil }
+        return Redemption(orderID: orderID, redeemedAt: redeemedAt)
+    }
+}
+
+enum TicketStoreError: Error {
+    case unknownOutcome(String)
+    case noRowReturned
 }

@@ -3,10 +3,9 @@ import Hummingbird
 import Logging
 import PostgresNIO
 
-/// The HTTP API. Handlers parse, call one store or the issuer, and map the result.
+/// The coupons and their issuance. Handlers parse, call one store or the issuer, and map the result.
 struct CouponController<Context: RequestContext>: Sendable {
     let coupons: CouponStore
-    let tickets: TicketStore
     let issuer: TicketIssuer
     let catalogue: CouponCatalogue
     let admin: AdminGuard
@@ -15,20 +14,21 @@ struct CouponController<Context: RequestContext>: Sendable {
     func addRoutes(to router: Router<Context>) {
         router.post("/v1/coupons", use: create)
         router.get("/v1/coupons/:id", use: show)
-        router.patch("/v1/coupons/:id", use: resize)
+        router.patch("/v1/coupons/:id", use: change)
         router.post("/v1/coupons/:id/issue", use: issue)
-        router.get("/v1/coupons/:id/tickets/:user_id", use: ticket)
+        router.post("/v1/coupons/:id/grants", use: grant)
         router.refuseOtherMethods(on: "/v1/coupons", allowed: [.post])
         router.refuseOtherMethods(on: "/v1/coupons/:id", allowed: [.get, .patch])
         router.refuseOtherMethods(on: "/v1/coupons/:id/issue", allowed: [.post])
-        router.refuseOtherMethods(on: "/v1/coupons/:id/tickets/:user_id", allowed: [.get])
+        router.refuseOtherMethods(on: "/v1/coupons/:id/grants", allowed: [.post])
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> EditedResponse<CouponResponse> {
         try admin.check(request)
         let new = try CouponRequests.newCoupon(from: try await request.jsonBody())
         let coupon = try await database.long {
-            try await coupons.create(name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt)
+            try await coupons.create(
+                name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt, redeemUntil: new.redeemUntil)
         }
         catalogue.record(coupon)
         context.logger.info("coupon created", metadata: ["coupon_id": "\(coupon.id)", "quantity": "\(coupon.quantity)"])
@@ -45,14 +45,15 @@ struct CouponController<Context: RequestContext>: Sendable {
         return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
     }
 
-    @Sendable func resize(_ request: Request, context: Context) async throws -> CouponResponse {
+    @Sendable func change(_ request: Request, context: Context) async throws -> CouponResponse {
         try admin.check(request)
         let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let quantity = try CouponRequests.newQuantity(from: try await request.jsonBody())
-        switch try await database.long({ try await coupons.resize(id: id, quantity: quantity) }) {
-        case .resized(let coupon):
+        let change = try CouponRequests.couponChange(from: try await request.jsonBody())
+        switch try await database.long({ try await coupons.change(id: id, change) }) {
+        case .changed(let coupon):
             catalogue.record(coupon)
-            context.logger.info("coupon resized", metadata: ["coupon_id": "\(id)", "quantity": "\(quantity)"])
+            context.logger.info(
+                "coupon changed", metadata: ["coupon_id": "\(id)", "quantity": "\(coupon.quantity)", "redeem_until": "\(coupon.redeemUntil.map(RFC3339.string) ?? "none")"])
             return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
         case .notFound: throw CouponProblem.couponNotFound
         case .belowIssued(let issued): throw CouponProblem.quantityBelowIssued(issued: issued)
@@ -76,13 +77,16 @@ struct CouponController<Context: RequestContext>: Sendable {
         return try answer.response(from: request, context: context)
     }
 
-    @Sendable func ticket(_ request: Request, context: Context) async throws -> TicketResponse {
+    /// Back-office grants: the same `issue_tickets` and rules as a sale, in transactions of up to
+    /// 1,000 users; one result per user asked, in the order asked.
+    @Sendable func grant(_ request: Request, context: Context) async throws -> GrantsResponse {
+        try admin.check(request)
         let id = try CouponRequests.couponID(context.parameters.get("id"))
-        // Path parameters arrive as sent: "a%3Ab" is the user "a:b".
-        let userID = try CouponRequests.userID(context.parameters.get("user_id").flatMap { $0.removingPercentEncoding })
-        guard let ticket = try await database.short({ try await tickets.ticket(couponID: id, userID: userID) }) else {
-            throw CouponProblem.ticketNotFound
-        }
-        return TicketResponse(ticket)
+        let users = try CouponRequests.grantedUsers(from: try await request.jsonBody(upTo: CouponRequests.maxGrantBodyBytes))
+        let results = try await database.long { try await issuer.grant(couponID: id, userIDs: users) }
+        if results.first?.outcome == .couponNotFound { throw CouponProblem.couponNotFound }
+        let issued = results.count { if case .issued = $0.outcome { true } else { false } }
+        context.logger.info("tickets granted", metadata: ["coupon_id": "\(id)", "asked": "\(users.count)", "issued": "\(issued)"])
+        return GrantsResponse(results: results)
     }
 }

@@ -45,6 +45,12 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         status: .conflict, code: IssueOutcome.Name.notStarted.rawValue, detail: "The sale of this coupon has not started yet.")
     static let ended = Self(
         status: .conflict, code: IssueOutcome.Name.ended.rawValue, detail: "The sale of this coupon has ended.")
+    static let alreadyRedeemed = Self(
+        status: .conflict, code: "already_redeemed", detail: "This ticket has been redeemed for another order.")
+    static let redemptionClosed = Self(
+        status: .conflict, code: "redemption_closed", detail: "Tickets of this coupon can no longer be redeemed.")
+    static let ticketRedeemed = Self(
+        status: .conflict, code: "ticket_redeemed", detail: "A redeemed ticket cannot return to the pool; restore it first.")
     static func quantityBelowIssued(issued: Int) -> Self {
         .init(
             status: .conflict, code: "quantity_below_issued",
@@ -58,7 +64,7 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     static let unavailable = Self(
         status: .serviceUnavailable, code: "unavailable", detail: "The database is unreachable; retry shortly.", retryAfter: 1)
     static let bodyTooLarge = Self(
-        status: .contentTooLarge, code: "body_too_large", detail: "The request body is larger than 64 KiB.")
+        status: .contentTooLarge, code: "body_too_large", detail: "The request body is larger than this route accepts (64 KiB; 1 MiB for grants).")
     static let unsupportedMediaType = Self(
         status: .unsupportedMediaType, code: "unsupported_media_type", detail: "The request body must be application/json.")
     static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")

@@ -7,11 +7,14 @@ struct NewCoupon: Sendable, Equatable {
     var quantity: Int
     var startsAt: Date?
     var endsAt: Date?
+    var redeemUntil: Date?
 }
 
 /// Parses and validates request bodies and path parts. Every failure is a 400 that names the field.
 enum CouponRequests {
     static let maxBodyBytes = 64 * 1024
+    /// A grant's 10,000 user ids of up to 64 characters each.
+    static let maxGrantBodyBytes = 1024 * 1024
     static let quantityRange = 1...1_000_000
     static let maxNameLength = 200
 
@@ -21,6 +24,7 @@ enum CouponRequests {
             var quantity: WholeNumber
             var starts_at: String?
             var ends_at: String?
+            var redeem_until: String?
         }
         let parsed = try decode(Body.self, from: body)
         let name = parsed.name.trimmed
@@ -37,13 +41,82 @@ enum CouponRequests {
         if let startsAt, let endsAt, startsAt >= endsAt {
             throw .invalidRequest("field 'ends_at' must be after 'starts_at'")
         }
-        return NewCoupon(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt)
+        let redeemUntil = try parsed.redeem_until.map { (text) throws(CouponProblem) in try timestamp(text, field: "redeem_until") }
+        return NewCoupon(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt, redeemUntil: redeemUntil)
     }
 
-    /// The body of `PATCH /v1/coupons/{id}`: the new quantity.
-    static func newQuantity(from body: Data) throws(CouponProblem) -> Int {
-        struct Body: Decodable { var quantity: WholeNumber }
-        return try quantity(decode(Body.self, from: body).quantity.value)
+    /// The body of `PATCH /v1/coupons/{id}`: a new quantity, a new `redeem_until` (null clears it), or both.
+    static func couponChange(from body: Data) throws(CouponProblem) -> CouponChange {
+        struct Body: Decodable {
+            var quantity: WholeNumber?
+            /// Absent: unchanged; null: cleared.
+            var redeemUntil: String??
+
+            enum CodingKeys: String, CodingKey { case quantity, redeem_until }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                if container.contains(.quantity) { quantity = try container.decode(WholeNumber.self, forKey: .quantity) }
+                if container.contains(.redeem_until) {
+                    redeemUntil = .some(try container.decodeNil(forKey: .redeem_until) ? nil : container.decode(String.self, forKey: .redeem_until))
+                }
+            }
+        }
+        let parsed = try decode(Body.self, from: body)
+        guard parsed.quantity != nil || parsed.redeemUntil != nil else {
+            throw .invalidRequest("the body must set 'quantity', 'redeem_until' or both")
+        }
+        let quantity = try parsed.quantity.map { (value) throws(CouponProblem) in try self.quantity(value.value) }
+        let redeemUntil = try parsed.redeemUntil.map { (text) throws(CouponProblem) -> Date? in
+            try text.map { (text) throws(CouponProblem) in try timestamp(text, field: "redeem_until") }
+        }
+        return CouponChange(quantity: quantity, redeemUntil: redeemUntil)
+    }
+
+    /// The body of `POST .../redemption`: the order the ticket pays for, 1 to 64 of `[A-Za-z0-9._:@-]`.
+    static func orderID(from body: Data) throws(CouponProblem) -> String {
+        struct Body: Decodable { var order_id: String }
+        return try userID(decode(Body.self, from: body).order_id, field: "field 'order_id'")
+    }
+
+    /// The body of `POST /v1/coupons/{id}/grants`: 1 to 10,000 user ids, in the order to answer them.
+    static func grantedUsers(from body: Data) throws(CouponProblem) -> [String] {
+        struct Body: Decodable { var user_ids: [String] }
+        let users = try decode(Body.self, from: body).user_ids
+        guard (1...maxGrant).contains(users.count) else {
+            throw .invalidRequest("field 'user_ids' must hold 1 to \(maxGrant) user ids")
+        }
+        for (index, user) in users.enumerated() { _ = try userID(user, field: "field 'user_ids.\(index)'") }
+        return users
+    }
+
+    static let maxGrant = 10_000
+
+    /// `limit` from the query: `range.lowerBound` to `range.upperBound`, `fallback` when absent.
+    static func limit(_ text: String?, in range: ClosedRange<Int>, fallback: Int) throws(CouponProblem) -> Int {
+        guard let text else { return fallback }
+        guard (1...5).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(text),
+            range.contains(value)
+        else { throw .invalidRequest("query 'limit' must be an integer from \(range.lowerBound) to \(range.upperBound)") }
+        return value
+    }
+
+    /// `after` of the winners' export: a ticket number, 0 or more; 0 when absent.
+    static func afterNumber(_ text: String?) throws(CouponProblem) -> Int {
+        guard let text else { return 0 }
+        guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(text),
+            value <= Int(Int32.max)
+        else { throw .invalidRequest("query 'after' must be a ticket number (a 'next' of an earlier page)") }
+        return value
+    }
+
+    /// `after` of a user's tickets: a `next` of an earlier page.
+    static func userCursor(_ text: String?) throws(CouponProblem) -> TicketStore.UserCursor? {
+        guard let text else { return nil }
+        guard text.utf8.count <= 41, let cursor = TicketStore.UserCursor(text) else {
+            throw .invalidRequest("query 'after' must be the 'next' of an earlier page")
+        }
+        return cursor
     }
 
     /// The body of `POST /v1/coupons/{id}/issue`: the user asking.
@@ -149,15 +222,15 @@ struct WholeNumber: Decodable {
 }
 
 extension Request {
-    /// The JSON body, at most 64 KiB; anything else is a problem answer.
-    func jsonBody() async throws -> Data {
+    /// The JSON body, at most 64 KiB unless the route says otherwise; anything else is a problem answer.
+    func jsonBody(upTo maxBytes: Int = CouponRequests.maxBodyBytes) async throws -> Data {
         if let contentType = headers[.contentType], contentType != "application/json" {
             let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             guard mediaType == "application/json" || mediaType?.hasSuffix("+json") == true else {
                 throw CouponProblem.unsupportedMediaType
             }
         }
-        let buffer = try await body.collect(upTo: CouponRequests.maxBodyBytes)
+        let buffer = try await body.collect(upTo: maxBytes)
         return Data(buffer.readableBytesView)
     }
 }

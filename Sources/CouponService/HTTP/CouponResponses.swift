@@ -7,7 +7,7 @@ struct CouponResponse: ResponseEncodable {
     var now: Date
 
     enum CodingKeys: String, CodingKey {
-        case id, name, quantity, issued, remaining, starts_at, ends_at, status, created_at
+        case id, name, quantity, issued, remaining, starts_at, ends_at, redeem_until, status, created_at
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -19,6 +19,7 @@ struct CouponResponse: ResponseEncodable {
         try container.encode(coupon.remaining, forKey: .remaining)
         try container.encode(coupon.startsAt.map(RFC3339.string), forKey: .starts_at)
         try container.encode(coupon.endsAt.map(RFC3339.string), forKey: .ends_at)
+        try container.encode(coupon.redeemUntil.map(RFC3339.string), forKey: .redeem_until)
         try container.encode(coupon.status(at: now), forKey: .status)
         try container.encode(RFC3339.string(coupon.createdAt), forKey: .created_at)
     }
@@ -58,5 +59,110 @@ struct TicketResponse: ResponseGenerator {
         body.writeJSONString(ticket.userID)
         body.writeStaticString("}")
         return body
+    }
+}
+
+/// A ticket with its redemption: the answers of the redemption routes and of a ticket lookup.
+/// `{"coupon_id":1,"issued_at":"...","order_id":null,"redeemed_at":null,"ticket":{"code":"...","number":1},"user_id":"..."}`
+struct HeldTicketResponse: ResponseEncodable {
+    var held: HeldTicket
+
+    init(_ held: HeldTicket) { self.held = held }
+
+    enum CodingKeys: String, CodingKey { case coupon_id, user_id, ticket, issued_at, redeemed_at, order_id }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(held.ticket.couponID, forKey: .coupon_id)
+        try container.encode(held.ticket.userID, forKey: .user_id)
+        try container.encode(TicketFields(held.ticket), forKey: .ticket)
+        try container.encode(RFC3339.string(held.ticket.issuedAt), forKey: .issued_at)
+        try container.encode(held.redemption.map { RFC3339.string($0.redeemedAt) }, forKey: .redeemed_at)
+        try container.encode(held.redemption?.orderID, forKey: .order_id)
+    }
+}
+
+/// `"ticket": {"code", "number"}`, as in every answer that shows one.
+struct TicketFields: Encodable {
+    var code: String
+    var number: Int
+
+    init(_ ticket: IssuedTicket) {
+        code = ticket.code
+        number = ticket.number
+    }
+}
+
+/// `GET /v1/users/{user_id}/tickets`: the user's tickets newest first, and where the next page starts.
+struct UserTicketsResponse: ResponseEncodable {
+    var page: TicketStore.UserPage
+
+    /// A held ticket's fields and the coupon's name.
+    struct Item: Encodable {
+        var couponName: String
+        var held: HeldTicket
+
+        enum CodingKeys: String, CodingKey { case coupon_name }
+
+        func encode(to encoder: any Encoder) throws {
+            try HeldTicketResponse(held).encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(couponName, forKey: .coupon_name)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case tickets, next }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(page.tickets.map { Item(couponName: $0.couponName, held: $0.held) }, forKey: .tickets)
+        try container.encode(page.next?.description, forKey: .next)
+    }
+}
+
+/// `GET /v1/coupons/{id}/tickets`: a page of the coupon's winners in number order.
+struct WinnersResponse: ResponseEncodable {
+    var winners: [HeldTicket]
+    /// The last number of a full page: pass it as `after` for the next one.
+    var next: Int?
+
+    enum CodingKeys: String, CodingKey { case tickets, next }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(winners.map(HeldTicketResponse.init), forKey: .tickets)
+        try container.encode(next, forKey: .next)
+    }
+}
+
+/// `POST /v1/coupons/{id}/grants`: one result per user asked, in the order asked.
+struct GrantsResponse: ResponseEncodable {
+    var results: [(userID: String, outcome: IssueOutcome)]
+
+    struct Result: Encodable {
+        var userID: String
+        var outcome: IssueOutcome
+
+        enum CodingKeys: String, CodingKey { case user_id, outcome, ticket, issued_at }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(userID, forKey: .user_id)
+            try container.encode(outcome.name.rawValue, forKey: .outcome)
+            switch outcome {
+            case .issued(let ticket), .held(let ticket):
+                try container.encode(TicketFields(ticket), forKey: .ticket)
+                try container.encode(RFC3339.string(ticket.issuedAt), forKey: .issued_at)
+            case .soldOut, .notStarted, .ended, .couponNotFound:
+                break
+            }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case results }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(results.map { Result(userID: $0.userID, outcome: $0.outcome) }, forKey: .results)
     }
 }

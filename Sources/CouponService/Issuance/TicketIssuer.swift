@@ -9,6 +9,8 @@ import Foundation
 struct TicketIssuer: Sendable {
     let catalogue: CouponCatalogue
     let queue: IssuanceQueue
+    /// Grants go straight to the store: an admin's list is one group already.
+    let store: IssuanceStore
     let tickets: TicketStore
     let database: DatabaseGate
     let metrics: CouponMetrics
@@ -35,4 +37,26 @@ struct TicketIssuer: Sendable {
         metrics.record(result, from: source, after: .now - start)
         return try result.get()
     }
+
+    /// Issues to a list of users through `issue_tickets`, in transactions of up to `grantGroupSize`
+    /// (each holds the coupon's lock briefly, so a sale going on meanwhile waits little); one outcome
+    /// per user asked, in the order asked. A user asked twice gets the ticket once and `held` after.
+    func grant(couponID: Int64, userIDs: [String]) async throws -> [(userID: String, outcome: IssueOutcome)] {
+        var outcomes: [String: IssueOutcome] = [:]
+        var start = userIDs.startIndex
+        while start < userIDs.endIndex {
+            let end = min(start + Self.grantGroupSize, userIDs.endIndex)
+            let group = userIDs[start..<end].filter { outcomes[$0] == nil }
+            outcomes.merge(try await store.issue(couponID: couponID, userIDs: group)) { first, _ in first }
+            start = end
+        }
+        var answered: Set<String> = []
+        return try userIDs.map { userID in
+            guard let outcome = outcomes[userID] else { throw IssuanceError.userMissingFromResult(userID) }
+            if case .issued(let ticket) = outcome, !answered.insert(userID).inserted { return (userID, .held(ticket)) }
+            return (userID, outcome)
+        }
+    }
+
+    static let grantGroupSize = 1_000
 }

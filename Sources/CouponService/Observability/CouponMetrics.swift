@@ -24,6 +24,10 @@ struct CouponMetrics: Sendable {
     let groupSize: Metrics.Recorder
     let poolWait: Metrics.Timer
     let listenerConnected: Metrics.Gauge
+    /// Tickets redeemed at checkout, redemptions restored (orders cancelled), tickets returned to the pool.
+    let redemptions: Metrics.Counter
+    let restores: Metrics.Counter
+    let returns: Metrics.Counter
     /// Holders of final coupons kept in memory (8 bytes each).
     let holderHashes: Metrics.Gauge
     /// The database's clock minus this instance's, as last measured.
@@ -53,6 +57,9 @@ struct CouponMetrics: Sendable {
         groupSize = Metrics.Recorder(label: "coupon_issue_group_size", factory: factory)
         poolWait = Metrics.Timer(label: "coupon_pool_wait_seconds", factory: factory)
         listenerConnected = Metrics.Gauge(label: "coupon_listener_connected", factory: factory)
+        redemptions = Metrics.Counter(label: "coupon_redemptions_total", factory: factory)
+        restores = Metrics.Counter(label: "coupon_restores_total", factory: factory)
+        returns = Metrics.Counter(label: "coupon_returns_total", factory: factory)
         holderHashes = Metrics.Gauge(label: "coupon_catalogue_holder_hashes", factory: factory)
         clockOffset = Metrics.Gauge(label: "coupon_database_clock_offset_seconds", factory: factory)
     }

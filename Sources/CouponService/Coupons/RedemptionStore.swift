@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Redeems tickets at checkout and restores them when the order is cancelled (`redeem_ticket`,
+/// `restore_ticket`, migrations/0006). The ticket's row lock orders every change to one ticket.
+struct RedemptionStore: Sendable {
+    /// What redeeming led to.
+    enum Redeem: Sendable, Equatable {
+        /// Redeemed now for this order.
+        case redeemed(HeldTicket)
+        /// Redeemed before for the same order: a retry, answered the same way.
+        case redeemedBefore(HeldTicket)
+        /// Redeemed for another order.
+        case alreadyRedeemed
+        /// At or after the coupon's `redeem_until`.
+        case closed
+        case ticketNotFound
+        case couponNotFound
+
+        /// `redeem_ticket`'s outcome names.
+        enum Name: String {
+            case redeemed
+            case redeemedBefore = "redeemed_before"
+            case alreadyRedeemed = "already_redeemed"
+            case closed = "redemption_closed"
+            case ticketNotFound = "ticket_not_found"
+            case couponNotFound = "coupon_not_found"
+        }
+    }
+
+    /// What restoring led to.
+    enum Restore: Sendable, Equatable {
+        case restored(HeldTicket)
+        case ticketNotFound
+        case couponNotFound
+    }
+
+    let client: PostgresClient
+    let logger: Logger
+
+    func redeem(couponID: Int64, userID: String, orderID: String) async throws -> Redeem {
+        let rows = try await client.query(
+            "SELECT outcome, number, code, issued_at, redeemed_at, order_id FROM redeem_ticket(\(couponID), \(userID), \(orderID))",
+            logger: logger)
+        for try await (outcome, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
+            (String, Int?, String?, Date?, Date?, String?).self)
+        {
+            func held() throws -> HeldTicket {
+                guard let number, let code, let issuedAt else { throw TicketStoreError.unknownOutcome(outcome) }
+                return HeldTicket(
+                    ticket: IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt),
+                    redemption: TicketStore.redemption(orderID, redeemedAt))
+            }
+            switch Redeem.Name(rawValue: outcome) {
+            case .redeemed: return .redeemed(try held())
+            case .redeemedBefore: return .redeemedBefore(try held())
+            case .alreadyRedeemed: return .alreadyRedeemed
+            case .closed: return .closed
+            case .ticketNotFound: return .ticketNotFound
+            case .couponNotFound: return .couponNotFound
+            case nil: throw TicketStoreError.unknownOutcome(outcome)
+            }
+        }
+        throw TicketStoreError.noRowReturned
+    }
+
+    func restore(couponID: Int64, userID: String) async throws -> Restore {
+        let rows = try await client.query(
+            "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID))", logger: logger)
+        for try await (outcome, number, code, issuedAt) in rows.decode((String, Int?, String?, Date?).self) {
+            switch outcome {
+            case "restored":
+                guard let number, let code, let issuedAt else { throw TicketStoreError.unknownOutcome(outcome) }
+                let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+                return .restored(HeldTicket(ticket: ticket, redemption: nil))
+            case "ticket_not_found": return .ticketNotFound
+            case "coupon_not_found": return .couponNotFound
+            default: throw TicketStoreError.unknownOutcome(outcome)
+            }
+        }
+        throw TicketStoreError.noRowReturned
+    }
+}
