@@ -5,12 +5,20 @@ plus what those collected from children that exited during the run. The load gen
 of the bench, so its CPU comes from wait4()'s resource usage."""
 import os
 import subprocess
+from typing import NamedTuple
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid):
-    """(comm, own utime+stime, reaped children's cutime+cstime) in seconds, or None once gone."""
+class Stat(NamedTuple):
+    comm: str
+    ppid: int
+    cpu: float        # own utime + stime, seconds
+    children: float   # reaped children's cutime + cstime, seconds
+
+
+def stat(pid):
+    """/proc/PID/stat's name, parent and CPU seconds, or None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
@@ -18,35 +26,36 @@ def _stat(pid):
         return None
     comm = text[text.index("(") + 1:text.rindex(")")]
     fields = text[text.rindex(")") + 2:].split()
-    # fields[0] is stat's field 3 (state); utime, stime, cutime, cstime are fields 14 to 17.
+    # fields[0] is stat's field 3 (state), fields[1] field 4 (ppid); utime, stime, cutime, cstime are
+    # fields 14 to 17.
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return comm, (utime + stime) / TICKS, (cutime + cstime) / TICKS
+    return Stat(comm, int(fields[1]), (utime + stime) / TICKS, (cutime + cstime) / TICKS)
+
+
+def processes():
+    """The stat of every process there is (those that exit while read are left out)."""
+    return [s for s in (stat(entry) for entry in os.listdir("/proc") if entry.isdigit()) if s]
 
 
 def _postgres():
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _stat(entry)
-            if stat and stat[0] == "postgres":
-                total += stat[1] + stat[2]
-    return total
+    return sum(s.cpu + s.children for s in processes() if s.comm == "postgres")
 
 
-def _server(pid):
-    stat = _stat(pid) if pid is not None else None
-    return stat[1] if stat else 0.0
+def process_cpu(pid):
+    """Own CPU seconds of `pid`; 0 without a pid or once it is gone."""
+    s = stat(pid) if pid is not None else None
+    return s.cpu if s else 0.0
 
 
 def run_measured(command, server_pid=None):
     """Runs `command` (the load generator) to its end; returns (stdout, {"server", "postgres", "load"}
     CPU seconds spent while it ran). Without a server (pgbench alone) its part is 0."""
-    server, postgres = _server(server_pid), _postgres()
+    server, postgres = process_cpu(server_pid), _postgres()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    cpu = {"server": _server(server_pid) - server, "postgres": _postgres() - postgres,
+    cpu = {"server": process_cpu(server_pid) - server, "postgres": _postgres() - postgres,
            "load": usage.ru_utime + usage.ru_stime}
     if process.returncode != 0:
         raise subprocess.CalledProcessError(process.returncode, command, out, process.stderr.read())

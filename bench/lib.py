@@ -1,18 +1,243 @@
-"""What the bench scripts share: psql against DATABASE_URL, the machine line of a results file, and
-the server's readiness and coupon creation over HTTP."""
+"""What the bench and fault tools share: psql against DATABASE_URL, the database audit of a coupon,
+a coupon-server process and its readiness, an issue request, the server's metrics, the parsing of
+wrk's and pgbench's output and the writing of results files.
+
+Every tool runs as a module from the repository root (`python3 -m bench.run`, ...) and imports
+this as `bench.lib`."""
+import asyncio
 import json
 import os
 import platform
+import re
+import resource
+import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
+from http.client import HTTPConnection
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL = os.environ["DATABASE_URL"]
+HOST = "127.0.0.1"
 
 
 def psql(sql, url=URL):
     return subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
                           check=True, capture_output=True, text=True).stdout.strip()
+
+
+def checkpoint(url=URL):
+    """Writes out what a setup dirtied (a 1.5M-ticket coupon is over 1 GB of WAL), so that a spread
+    checkpoint does not run under one measured run and not another."""
+    psql("CHECKPOINT", url)
+
+
+def create_coupon(quantity, name="bench", url=URL):
+    """A coupon of `quantity` ticket rows made in SQL (no window); returns its id."""
+    return int(psql(f"WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('{name}', {quantity}) RETURNING id) "
+                    f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {quantity})", url).split("|")[0])
+
+
+# The audit ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Audit:
+    """A coupon as the database holds it. `issued_count` is None for the bench's naive strategy, which
+    keeps its issues in bench_naive_issues and no counter."""
+    coupon: int
+    quantity: int
+    issued_count: int | None
+    held: int
+    users: int
+
+    def violations(self, sold_out=False):
+        """What breaks the rules: more tickets held than the quantity, a counter that is not the
+        tickets held, a user with two tickets; with `sold_out`, tickets left over (stuck)."""
+        problems = []
+        if self.held > self.quantity:
+            problems.append(f"{self.held} tickets held for {self.quantity}")
+        if self.issued_count is not None and self.issued_count != self.held:
+            problems.append(f"counter {self.issued_count} but {self.held} held")
+        if self.users != self.held:
+            problems.append(f"{self.held} tickets but {self.users} users")
+        if sold_out and self.held != self.quantity:
+            problems.append(f"only {self.held} of {self.quantity} issued: tickets stuck")
+        return problems
+
+    @property
+    def clean(self):
+        return not self.violations()
+
+    def __str__(self):
+        counter = "" if self.issued_count is None else f", counter {self.issued_count}"
+        return f"quantity {self.quantity}{counter}, held {self.held}, users {self.users}"
+
+
+def audit(coupon_id, url=URL, naive=False):
+    """The audit of one coupon: its quantity and counter, the tickets held and their distinct users.
+    `naive` counts the rows of bench_naive_issues (bench/sql/setup.sql) instead, with no counter."""
+    tickets = "bench_naive_issues" if naive else "coupon_tickets"
+    row = psql(f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
+               f"LEFT JOIN {tickets} t ON t.coupon_id = c.id WHERE c.id = {int(coupon_id)} GROUP BY c.id", url)
+    if not row:
+        raise LookupError(f"no coupon {coupon_id} in the database")
+    quantity, counter, held, users = map(int, row.split("|"))
+    return Audit(int(coupon_id), quantity, None if naive else counter, held, users)
+
+
+# The server ---------------------------------------------------------------------------------------
+
+def wait_ready(base, seconds=30, alive=lambda: True):
+    """Waits until `base`/readyz reports the catalogue listener connected; returns time.monotonic() then.
+    `alive` is asked on every try, so a server that died is reported at once."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the server at {base} exited before it was ready")
+        try:
+            body = urllib.request.urlopen(f"{base}/readyz", timeout=1).read().decode()
+            if '"connected"' in body:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server at {base} was not ready within {seconds} s")
+
+
+class Server:
+    """One `coupon-server serve` process on 127.0.0.1:`port` (`args` added to its command line, `env`
+    to its environment), started when made. `binary` defaults to COUPON_BIN. Its output is dropped,
+    or with `log` kept in a temporary file that `stop` shows (last lines) when it is not empty.
+    As a context manager: ready on entry, stopped on exit."""
+
+    def __init__(self, port, *args, url=URL, binary=None, token="bench", log_level="warning", env=None, log=False):
+        with socket.socket() as probe:
+            if probe.connect_ex((HOST, port)) == 0:
+                raise RuntimeError(f"something already listens on {HOST}:{port}")
+        self.port = port
+        self.base = f"http://{HOST}:{port}"
+        self.log = tempfile.NamedTemporaryFile(prefix="coupon-server-", suffix=".log", delete=False) if log else None
+        output = self.log or subprocess.DEVNULL
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [binary or os.environ["COUPON_BIN"], "serve", "--port", str(port), "--database-url", url, *args],
+            env=dict(os.environ, LOG_LEVEL=log_level, COUPON_ADMIN_TOKEN=token, **(env or {})),
+            stdout=output, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+
+    def wait_ready(self, seconds=30):
+        """time.monotonic() when /readyz reported the listener connected; RuntimeError past `seconds`
+        or when the process exited."""
+        return wait_ready(self.base, seconds, alive=lambda: self.process.poll() is None)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        if self.log and not self.log.closed:
+            self.log.close()
+            with open(self.log.name) as f:
+                output = f.read().strip()
+            if output:
+                print(f"  server output ({self.log.name}):\n    " + "\n    ".join(output.splitlines()[-20:]), flush=True)
+            else:
+                os.unlink(self.log.name)
+
+    def __enter__(self):
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_):
+        self.stop()
+
+
+def create_coupon_over_http(base, token, name, quantity, **window):
+    """POST /v1/coupons with the admin token (`window`: starts_at, ends_at in RFC 3339); returns the new
+    coupon's id."""
+    request = urllib.request.Request(
+        f"{base}/v1/coupons", method="POST", data=json.dumps({"name": name, "quantity": quantity, **window}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(request, timeout=60))["id"]
+
+
+def issue(port, coupon, user, connection=None):
+    """POST /v1/coupons/{coupon}/issue for `user`, on `connection` (kept alive) or a connection of its
+    own; returns (status, decoded body)."""
+    own = connection is None
+    connection = connection or HTTPConnection(HOST, port, timeout=30)
+    try:
+        connection.request("POST", f"/v1/coupons/{coupon}/issue", json.dumps({"user_id": user}),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, json.loads(body) if body else None
+    finally:
+        if own:
+            connection.close()
+
+
+async def issue_async(port, coupon, user, timeout=20.0):
+    """The same request on a raw connection of its own (for the load of thousands at once): (status
+    as a string, or "timeout", "no_answer" or the error's name; decoded body or None; seconds)."""
+    started = time.monotonic()
+    body = json.dumps({"user_id": user})
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+        writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+        writer.close()
+        head, _, payload = raw.decode(errors="replace").partition("\r\n\r\n")
+        if not head:
+            return "no_answer", None, time.monotonic() - started
+        status = head.split(" ")[1]
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = None
+        return status, parsed, time.monotonic() - started
+    except asyncio.TimeoutError:
+        return "timeout", None, time.monotonic() - started
+    except (ConnectionError, OSError) as error:
+        return type(error).__name__, None, time.monotonic() - started
+
+
+def metric(port, name):
+    """The sum of the values of `name` (with its labels, or every label set when `name` has none) in
+    the server's /metrics, or None when it has no such line."""
+    text = urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5).read().decode()
+    values = [float(line.rsplit(None, 1)[1]) for line in text.splitlines()
+              if line.startswith(name) and line[len(name):][:1] in (" ", "{")]
+    return sum(values) if values else None
+
+
+def raise_file_limit():
+    """Soft limit of open files up to the hard one: a burst opens thousands of sockets."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# Load generators' output and the results files ----------------------------------------------------
+
+def wrk_result(out):
+    """The RESULT line of bench/wrk/report.lua as integers, with the rate of answers per second."""
+    values = {k: int(v) for k, v in (pair.split("=") for pair in re.search(r"RESULT (.*)", out).group(1).split())}
+    values["rate"] = values["requests"] / (values["duration_us"] / 1e6)
+    return values
+
+
+def pgbench_tps(out):
+    return float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
 
 
 def machine(*details):
@@ -33,27 +258,18 @@ def first_line(command):
     return subprocess.run(command, capture_output=True, text=True).stdout.strip().splitlines()[0]
 
 
-def wait_ready(base, seconds=30, alive=lambda: True):
-    """Waits until `base`/readyz reports the catalogue listener connected; returns time.monotonic() then.
-    `alive` is asked on every try, so a server that died is reported at once."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not alive():
-            raise RuntimeError(f"the server at {base} exited before it was ready")
-        try:
-            body = urllib.request.urlopen(f"{base}/readyz", timeout=1).read().decode()
-            if '"connected"' in body:
-                return time.monotonic()
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"the server at {base} was not ready within {seconds} s")
+def write_result(name, text):
+    """Writes bench/results/`name`, prints it and where it went."""
+    path = os.path.join(ROOT, "bench", "results", name)
+    with open(path, "w") as f:
+        f.write(text)
+    print(text)
+    print(f"written to {os.path.relpath(path, ROOT)}")
 
 
-def create_coupon_over_http(base, token, name, quantity, **window):
-    """POST /v1/coupons with the admin token (`window`: starts_at, ends_at in RFC 3339); returns the new
-    coupon's id."""
-    request = urllib.request.Request(
-        f"{base}/v1/coupons", method="POST", data=json.dumps({"name": name, "quantity": quantity, **window}).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    return json.load(urllib.request.urlopen(request, timeout=60))["id"]
+def prepend_result(name, header, section):
+    """Puts `section` first under `header` in bench/results/`name`, the sections of earlier runs after."""
+    path = os.path.join(ROOT, "bench", "results", name)
+    old = open(path).read().removeprefix(header) if os.path.exists(path) else ""
+    with open(path, "w") as f:
+        f.write(header + section + "\n" + old)

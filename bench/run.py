@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""The issuance bench, run by bench/run.sh (which sets up PostgreSQL and the release build).
+"""The issuance bench, `python3 -m bench.run`, run by bench/run.sh (which sets up PostgreSQL and the
+release build).
 
 Everything is measured in one run on one machine, and compared as ratios against baselines taken in
 the same run: the hot-row commit rate (pgbench) and the framework answering a constant (wrk).
@@ -10,17 +10,15 @@ import datetime
 import glob
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from lib import URL, first_line, machine, psql, wait_ready
+from bench import lib
+from bench.lib import ROOT, URL, Server, audit, checkpoint, first_line, issue_async, machine, pgbench_tps, wrk_result
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.environ["COUPON_BIN"]
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CLIENTS = [1, 16, 64] if QUICK else [1, 16, 64, 256]
 SQL_TICKETS = 2000 if QUICK else 8000          # per-request strategies, per run
@@ -32,29 +30,15 @@ OVERSUBSCRIBE = 1.1                            # attempts per ticket: every run 
 
 
 def create_coupon(quantity):
-    coupon = int(psql(f"WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('bench', {quantity}) RETURNING id) "
-                      f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {quantity})").split("|")[0])
+    coupon = lib.create_coupon(quantity)
     checkpoint()
     return coupon
 
 
-def checkpoint():
-    """Writes out what the setup dirtied (a 1.5M-ticket coupon is over 1 GB of WAL), so that a spread
-    checkpoint does not run under one measured run and not another."""
-    psql("CHECKPOINT")
-
-
-def audit(coupon_id, naive=False):
-    if naive:
-        held, users = psql(f"SELECT count(*), count(DISTINCT user_id) FROM bench_naive_issues WHERE coupon_id = {coupon_id}").split("|")
-        quantity = psql(f"SELECT quantity FROM coupons WHERE id = {coupon_id}")
-        held, users, quantity = int(held), int(users), int(quantity)
-        return {"issued": held, "clean": held <= quantity and users == held, "note": f"{held} issued for {quantity}"}
-    quantity, counter, held, users = map(int, psql(
-        f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
-        f"JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = {coupon_id} GROUP BY c.id").split("|"))
-    clean = held <= quantity and counter == held and users == held
-    return {"issued": held, "clean": clean, "note": f"counter {counter}, held {held}, users {users}, quantity {quantity}"}
+def verdict(result, note="", sold_out=False):
+    """The audit's verdict: clean, or BROKEN with its violations (and `note`, what else was wrong)."""
+    problems = result.violations(sold_out) + ([note] if note else [])
+    return f"BROKEN: {'; '.join(problems)} ({result})" if problems else "clean"
 
 
 def percentile(values, p):
@@ -73,7 +57,7 @@ def pgbench(script, clients, transactions, **variables):
     for name, value in variables.items():
         args += ["-D", f"{name}={value}"]
     out = subprocess.run(args + [URL], check=True, capture_output=True, text=True).stdout
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
+    tps = pgbench_tps(out)
     latencies = []
     for log in glob.glob(os.path.join(folder, "tx*")):
         with open(log) as f:
@@ -105,10 +89,10 @@ def sql_strategies():
             tps, lat = pgbench(script, clients, transactions, coupon=coupon, quantity=tickets, group=GROUP)
             result = audit(coupon, naive=naive)
             elapsed = transactions * clients / tps
-            rate = result["issued"] / elapsed
-            verdict = "clean" if result["clean"] else "BROKEN: " + result["note"]
-            rows.append((name, clients, rate, percentile(lat, 50), percentile(lat, 99), verdict, "issued/s"))
-            print(f"  {name}, {clients} clients: {rate:.0f} issued/s, audit {verdict}", flush=True)
+            rate = result.held / elapsed
+            checked = verdict(result)
+            rows.append((name, clients, rate, percentile(lat, 50), percentile(lat, 99), checked, "issued/s"))
+            print(f"  {name}, {clients} clients: {rate:.0f} issued/s, audit {checked}", flush=True)
     return rows, hot
 
 
@@ -118,93 +102,66 @@ def wrk(path_or_url, clients, script, *args):
            os.path.join(ROOT, "bench", "wrk", script), path_or_url]
     if args:
         cmd += ["--"] + list(args)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    values = dict(pair.split("=") for pair in re.search(r"RESULT (.*)", out).group(1).split())
-    values = {k: int(v) for k, v in values.items()}
-    values["rate"] = values["requests"] / (values["duration_us"] / 1e6)
-    return values
+    return wrk_result(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
-class Server:
-    """One release server on HTTP_PORT, ready when made; `binary` lets bench/speed compare builds."""
-
-    def __init__(self, group_size, binary=BIN):
-        env = dict(os.environ, LOG_LEVEL="warning", COUPON_ADMIN_TOKEN="bench")
-        self.process = subprocess.Popen(
-            [binary, "serve", "--port", str(HTTP_PORT), "--database-url", URL, "--group-size", str(group_size)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_ready(f"http://127.0.0.1:{HTTP_PORT}", alive=lambda: self.process.poll() is None)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=15)
+def server(group_size, binary=None):
+    """The release server on HTTP_PORT; `binary` lets bench/speed compare builds."""
+    return Server(HTTP_PORT, "--group-size", str(group_size), binary=binary)
 
 
 def http_issuance():
     base = f"http://127.0.0.1:{HTTP_PORT}"
     rows = []
     constant = {}
-    server = Server(group_size=512)
-    try:
+    with server(group_size=512):
         for clients in CLIENTS:
             result = wrk(f"{base}/healthz", clients, "constant.lua")
             constant[clients] = result["rate"]
             rows.append(("constant answer (framework reference)", clients, result["rate"], result["p50_us"] / 1000,
                          result["p99_us"] / 1000, "-", "answers/s"))
             print(f"  constant, {clients} clients: {result['rate']:.0f}/s", flush=True)
-    finally:
-        server.stop()
 
     group_rates = {}
     for label, group_size, tickets in [("per-request (--group-size 1)", 1, 200_000),
                                        ("group issuance (--group-size 512)", 512, 1_500_000)]:
         coupon = create_coupon(tickets)
-        server = Server(group_size=group_size)
-        try:
+        with server(group_size=group_size):
             for clients in CLIENTS:
-                before = audit(coupon)["issued"]
+                before = audit(coupon).held
                 checkpoint()
                 result = wrk(base, clients, "issue.lua", str(coupon), f"{group_size}-{clients}")
                 after = audit(coupon)
-                issued = after["issued"] - before
+                issued = after.held - before
                 rate = issued / (result["duration_us"] / 1e6)
-                # wrk stops counting with requests still in flight; those commit too (at most one per connection).
-                ok = (after["clean"] and result["non2xx"] == 0 and result["socket_errors"] == 0
-                      and 0 <= issued - result["requests"] <= clients)
-                verdict = "clean" if ok else f"CHECK: {after['note']}, non-2xx {result['non2xx']}, errors {result['socket_errors']}, 201s vs rows {result['requests']}/{issued}"
+                checked = verdict(after, wrk_check(result, issued, clients))
                 if group_size > 1:
                     group_rates[clients] = rate
-                rows.append((label, clients, rate, result["p50_us"] / 1000, result["p99_us"] / 1000, verdict, "issued/s"))
-                print(f"  {label}, {clients} clients: {rate:.0f} issued/s, audit {verdict}", flush=True)
-        finally:
-            server.stop()
+                rows.append((label, clients, rate, result["p50_us"] / 1000, result["p99_us"] / 1000, checked, "issued/s"))
+                print(f"  {label}, {clients} clients: {rate:.0f} issued/s, audit {checked}", flush=True)
     return rows, constant, group_rates
+
+
+def wrk_check(result, issued, connections):
+    """What is wrong with a wrk issuance run beside the audit ("" when nothing): answers other than
+    2xx, socket errors, 201s that are not new rows. wrk stops counting with requests still in flight;
+    those commit too (at most one per connection)."""
+    if result["non2xx"] == 0 and result["socket_errors"] == 0 and 0 <= issued - result["requests"] <= connections:
+        return ""
+    return f"non-2xx {result['non2xx']}, errors {result['socket_errors']}, 201s vs rows {result['requests']}/{issued}"
 
 
 async def burst(total, tickets):
     """`total` requests at once, each on its own connection, for `tickets` tickets."""
     coupon = create_coupon(tickets)
-    server = Server(group_size=512)
     statuses = {}
-    try:
-        async def one(user):
-            reader, writer = await asyncio.open_connection("127.0.0.1", HTTP_PORT)
-            body = f'{{"user_id":"burst-{user}"}}'
-            writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
-            await writer.drain()
-            status = (await reader.readline()).decode().split(" ")[1]
-            writer.close()
-            return status
-
+    with server(group_size=512):
         start = time.monotonic()
-        results = await asyncio.gather(*(one(user) for user in range(total)), return_exceptions=True)
+        results = await asyncio.gather(*(issue_async(HTTP_PORT, coupon, f"burst-{user}", timeout=120)
+                                         for user in range(total)))
         elapsed = time.monotonic() - start
-        for result in results:
-            key = type(result).__name__ if isinstance(result, Exception) else result
-            statuses[key] = statuses.get(key, 0) + 1
-    finally:
-        server.stop()
+        for status, _, _ in results:
+            statuses[status] = statuses.get(status, 0) + 1
     return statuses, audit(coupon), elapsed
 
 
@@ -216,9 +173,7 @@ def table(rows):
 
 
 def main():
-    import resource
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the burst opens 10,000 sockets
+    lib.raise_file_limit()  # the burst opens 10,000 sockets
     started = datetime.datetime.now(datetime.timezone.utc)
     print("SQL strategies (pgbench):", flush=True)
     sql_rows, hot = sql_strategies()
@@ -258,13 +213,9 @@ CHECKPOINT, so none pays for the setup's writes.
 ## Burst: 10,000 requests at once (one connection each) for 5,000 tickets, group issuance
 
 Answers by status: {", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))}; all answered in {burst_seconds:.1f} s.
-Audit: {"clean" if burst_audit["clean"] else "BROKEN"} ({burst_audit["note"]}).
+Audit: {verdict(burst_audit)}{f" ({burst_audit})" if burst_audit.clean else ""}.
 """
-    path = os.path.join(ROOT, "bench", "results", "issuance.md")
-    with open(path, "w") as f:
-        f.write(report)
-    print(report)
-    print(f"written to {os.path.relpath(path, ROOT)}")
+    lib.write_result("issuance.md", report)
 
 
 if __name__ == "__main__":

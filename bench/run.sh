@@ -12,8 +12,9 @@ ensure_wrk_installed
 start_bench coupon_bench
 psql_local -q -d coupon_bench -f "$COUPON_ROOT/bench/sql/setup.sql"
 
-DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/run.py" "$@"
+cd "$COUPON_ROOT"
+DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.run "$@"
 # Where an issuance's CPU goes beside the framework's constant answers, PostgreSQL alone at the
 # server's group size, and the million-ticket sale (bench/results/speed.md, million.md).
-DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/speed/run.py"
-[ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/speed/million.py"
+DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.run
+[ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.million

@@ -18,9 +18,10 @@ cleanup() {
 trap cleanup EXIT
 
 ensure_postgres_installed
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+ensure_wrk_installed
 [ -d "$base_tree" ] || git -C "$COUPON_ROOT" worktree add --detach "$base_tree" "$base_rev" >/dev/null
 start_local_postgres
+cd "$COUPON_ROOT"
 declare -A bin root
 root[base]="$base_tree"
 root[head]="$COUPON_ROOT"
@@ -42,20 +43,22 @@ for round in $(seq "${ROUNDS:-3}"); do
         LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
         pid=$!
         for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" | grep -q connected && break; sleep 0.1; done
-        result=$(cd "$COUPON_ROOT" && wrk -t2 -c"${CLIENTS:-64}" -d6s -s bench/wrk/issue.lua "http://127.0.0.1:$port" -- "$coupon" "$side-$round" | grep RESULT)
+        result=$(wrk -t2 -c"${CLIENTS:-64}" -d6s -s bench/wrk/issue.lua "http://127.0.0.1:$port" -- "$coupon" "$side-$round" | grep RESULT)
         kill -TERM "$pid"; wait "$pid" || true
         requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
         micros=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$result")
         p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$result")
         p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$result")
-        audit=$(psql_local -At -F ' ' -d "$db" -c "SELECT c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c LEFT JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = $coupon GROUP BY c.issued_count")
-        read -r counter held users <<<"$audit"
+        # bench/lib.py's audit: "quantity Q, counter C, held H, users U: clean" (exit 0) or the
+        # violations after the colon (exit 3); any other exit stops the script.
+        audit=$(DATABASE_URL="$(database_url "$db")" python3 -m bench.audit "$coupon") || [ $? -eq 3 ]
+        held=$(sed -E 's/.*held ([0-9]+).*/\1/' <<<"$audit")
         non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$result")
         # wrk stops counting with requests in flight; those commit too (at most one per connection).
         verdict=clean
-        if [ "$counter" != "$held" ] || [ "$held" != "$users" ] || [ "$non2xx" != 0 ] \
+        if [[ "$audit" != *": clean" ]] || [ "$non2xx" != 0 ] \
             || [ "$held" -lt "$requests" ] || [ "$((held - requests))" -gt "${CLIENTS:-64}" ]; then
-            verdict="BROKEN (counter $counter, held $held, users $users, 2xx $requests, non-2xx $non2xx)"
+            verdict="BROKEN ($audit; 2xx $requests, non-2xx $non2xx)"
         fi
         printf 'round %s %-4s %6d issued/s  p50 %5.2f ms  p99 %5.2f ms  audit %s\n' "$round" "$side" \
             "$((held * 1000000 / micros))" "$(awk "BEGIN { print $p50 / 1000 }")" "$(awk "BEGIN { print $p99 / 1000 }")" "$verdict"

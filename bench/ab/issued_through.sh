@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 trap '[ "${COUPON_KEEP_PG:-0}" = 1 ] || release_local_postgres || true' EXIT
 
 ensure_postgres_installed
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+ensure_wrk_installed
 start_local_postgres
 cd "$COUPON_ROOT"
 swift build -c release --product coupon-server

@@ -1,6 +1,6 @@
-#!/usr/bin/env python3
-"""The in-memory catalogue at scale, run by bench/catalogue/run.sh (which sets up PostgreSQL, the
-release build and two fresh migrated databases: DATABASE_URL and ONE_DATABASE_URL).
+"""The in-memory catalogue at scale, `python3 -m bench.catalogue.run`, run by bench/catalogue/run.sh
+(which sets up PostgreSQL, the release build and two fresh migrated databases: DATABASE_URL and
+ONE_DATABASE_URL).
 
 0. Baseline: the resident memory (VmRSS) of a ready server whose catalogue is empty.
 1. Many coupons: 99,000 finished coupons of 50 holders each (4,950,000 holders) and 1,000 open ones,
@@ -17,25 +17,18 @@ beside its target, and nothing here fails the run.
 import collections
 import datetime
 import http.client
-import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-from lib import URL, first_line, machine, psql, wait_ready  # noqa: E402
+from bench import lib
+from bench.lib import ROOT, URL, first_line, machine, metric, psql
 
-BIN = os.environ["COUPON_BIN"]
 ONE_URL = os.environ["ONE_DATABASE_URL"]
 PORT = int(os.environ.get("CATALOGUE_PORT", "8471"))
 READY_TIMEOUT = float(os.environ.get("CATALOGUE_READY_TIMEOUT", "300"))
-BASE = f"http://127.0.0.1:{PORT}"
 HOLDER_METRIC = "coupon_catalogue_holder_hashes"
 
 FINISHED = 99_000          # coupons that ended, every ticket issued
@@ -87,29 +80,25 @@ def mib(kib):
     return f"{kib / 1024:,.0f} MiB" if kib is not None else "n/a"
 
 
-class Server:
+class Server(lib.Server):
     """One coupon-server process on PORT, its output in a temporary log shown if it dies."""
 
     def __init__(self, url):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", PORT)) == 0:
-                raise RuntimeError(f"something already listens on 127.0.0.1:{PORT} (set CATALOGUE_PORT)")
-        self.log = tempfile.NamedTemporaryFile(prefix="catalogue-server-", suffix=".log", delete=False)
-        env = dict(os.environ, LOG_LEVEL="error", COUPON_ADMIN_TOKEN="x")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen([BIN, "serve", "--port", str(PORT), "--database-url", url],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            super().__init__(PORT, url=url, token="x", log_level="error", log=True)
+        except RuntimeError as error:  # the port is taken
+            raise RuntimeError(f"{error} (set CATALOGUE_PORT)") from None
 
-    def wait_ready(self):
+    def ready_after(self):
         """Seconds from process start to the listener connected, or None (and why) past READY_TIMEOUT."""
         try:
-            return wait_ready(BASE, READY_TIMEOUT, alive=lambda: self.process.poll() is None) - self.started, None
+            return self.wait_ready(READY_TIMEOUT) - self.started, None
         except RuntimeError as error:
             return None, str(error)
 
     def record_ready(self, result):
         """Waits for the listener; puts the time to ready (or why not) and the RSS then into `result`."""
-        ready, problem = self.wait_ready()
+        ready, problem = self.ready_after()
         result["ready"], result["ready_problem"] = ready, problem
         result["rss_ready"] = self.rss_kib()
         print(f"  ready: {f'{ready:.2f} s' if ready is not None else problem}; RSS {mib(result['rss_ready'])}", flush=True)
@@ -121,36 +110,10 @@ class Server:
         except (OSError, StopIteration):
             return None
 
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        self.log.close()
-        with open(self.log.name) as f:
-            output = f.read().strip()
-        if output:
-            print(f"  server output ({self.log.name}):\n    " + "\n    ".join(output.splitlines()[-20:]), flush=True)
-        else:
-            os.unlink(self.log.name)
-
 
 def issue(coupon, user, connection=None):
-    """POST /v1/coupons/{coupon}/issue; returns (status, decoded body)."""
-    own = connection is None
-    connection = connection or http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-    try:
-        connection.request("POST", f"/v1/coupons/{coupon}/issue", json.dumps({"user_id": user}),
-                           {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, json.loads(body) if body else None
-    finally:
-        if own:
-            connection.close()
+    """bench.lib's issue request to this bench's server: (status, decoded body)."""
+    return lib.issue(PORT, coupon, user, connection)
 
 
 def outcome(status, body):
@@ -164,10 +127,7 @@ def outcome(status, body):
 
 def holder_hashes():
     """The gauge's value (summed over labels), or None when /metrics has no such gauge."""
-    text = urllib.request.urlopen(f"{BASE}/metrics", timeout=5).read().decode()
-    values = [float(line.rsplit(None, 1)[1]) for line in text.splitlines()
-              if line.startswith(HOLDER_METRIC) and line[len(HOLDER_METRIC):][:1] in (" ", "{")]
-    return sum(values) if values else None
+    return metric(PORT, HOLDER_METRIC)
 
 
 STATEMENTS = ("SELECT queryid, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 120) FROM pg_stat_statements "
@@ -200,7 +160,7 @@ def baseline():
     print("Baseline: a server over an empty catalogue", flush=True)
     server = Server(ONE_URL)
     try:
-        ready, problem = server.wait_ready()
+        ready, problem = server.ready_after()
         if problem:
             raise RuntimeError(problem)
         time.sleep(2)
@@ -463,12 +423,7 @@ def main():
     empty = baseline()
     many = many_coupons()
     one = one_sold_out(empty)
-    text = report(empty, many, one, started, code)
-    path = os.path.join(ROOT, "bench", "results", "catalogue.md")
-    with open(path, "w") as f:
-        f.write(text)
-    print(text)
-    print(f"written to {os.path.relpath(path, ROOT)}")
+    lib.write_result("catalogue.md", report(empty, many, one, started, code))
 
 
 if __name__ == "__main__":

@@ -19,4 +19,5 @@ recreate_database coupon_catalogue_bench_one
 one_url="$(database_url coupon_catalogue_bench_one)"
 "$bin" migrate --database-url "$one_url" --migrations "$COUPON_ROOT/migrations" --log-level error
 
-DATABASE_URL="$url" ONE_DATABASE_URL="$one_url" COUPON_BIN="$bin" python3 "$COUPON_ROOT/bench/catalogue/run.py" "$@"
+cd "$COUPON_ROOT"
+DATABASE_URL="$url" ONE_DATABASE_URL="$one_url" COUPON_BIN="$bin" python3 -m bench.catalogue.run "$@"

@@ -1,6 +1,6 @@
-#!/usr/bin/env python3
-"""Fault scenarios against real coupon-server processes and a real PostgreSQL, run by
-bench/faults/run.sh. Every scenario ends with the audit:
+"""Fault scenarios against real coupon-server processes and a real PostgreSQL: `python3 -m
+bench.faults.faults [SCENARIO ...]`, run by bench/faults/run.sh. Every scenario ends with the audit
+(bench.lib's, plus the answers):
 
   tickets held <= quantity, counter = tickets held, no user with two tickets,
   every user answered 201 holds the ticket they were shown.
@@ -23,42 +23,23 @@ import time
 import urllib.error
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-from lib import URL, create_coupon_over_http, psql, wait_ready  # noqa: E402
+from bench import lib
+from bench.lib import ROOT, Server, create_coupon_over_http, issue_async as issue, metric, psql
 
-BIN = os.environ["COUPON_BIN"]
 TOKEN = "faults-admin"
 BASE_PORT = 8301
 failures = []
 
 
-class Instance:
-    def __init__(self, index, extra=(), env=None):
-        self.port = BASE_PORT + index
-        env = dict(os.environ, LOG_LEVEL="error", COUPON_ADMIN_TOKEN=TOKEN, **(env or {}))
-        self.process = subprocess.Popen(
-            [BIN, "serve", "--port", str(self.port), "--database-url", URL, "--database-timeout", "2", *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ready(self, seconds=30):
-        return wait_ready(f"http://127.0.0.1:{self.port}", seconds, alive=lambda: self.process.poll() is None)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
 @contextlib.contextmanager
 def running(count, extra=(), envs=()):
-    """`count` ready instances, stopped when the scenario is done, however it ends. `envs[i]`, when
-    given, is added to instance i's environment."""
-    instances = [Instance(i, extra, envs[i] if i < len(envs) else None) for i in range(count)]
+    """`count` ready instances on BASE_PORT, BASE_PORT + 1, ..., stopped when the scenario is done,
+    however it ends. `envs[i]`, when given, is added to instance i's environment."""
+    instances = []
     try:
+        for i in range(count):
+            instances.append(Server(BASE_PORT + i, "--database-timeout", "2", *extra, token=TOKEN, log_level="error",
+                                    env=envs[i] if i < len(envs) else None))
         for instance in instances:
             instance.wait_ready()
         yield instances
@@ -79,37 +60,10 @@ def readyz(port):
         return error.code, error.read(), None
 
 
-async def issue(port, coupon, user, timeout=20.0):
-    """One request on its own connection: (status or error name, body, seconds)."""
-    started = time.monotonic()
-    body = json.dumps({"user_id": user})
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
-        writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: faults\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout)
-        writer.close()
-        head, _, payload = raw.decode(errors="replace").partition("\r\n\r\n")
-        if not head:
-            return "no_answer", None, time.monotonic() - started
-        status = head.split(" ")[1]
-        try:
-            parsed = json.loads(payload) if payload else None
-        except ValueError:
-            parsed = None
-        return status, parsed, time.monotonic() - started
-    except asyncio.TimeoutError:
-        return "timeout", None, time.monotonic() - started
-    except (ConnectionError, OSError) as error:
-        return type(error).__name__, None, time.monotonic() - started
-
-
 def audit(name, coupon, answers, expect_sold_out=False):
-    """answers: list of (user, status, body). Records a failure instead of raising."""
-    quantity, counter, held, users = map(int, psql(
-        f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
-        f"JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = {coupon} GROUP BY c.id").split("|"))
+    """bench.lib's audit, and every user answered 200 or 201 holds the one ticket they were shown.
+    answers: list of (user, status, body). Records a failure instead of raising."""
+    result = lib.audit(coupon)
     codes = dict(line.split("|") for line in psql(
         f"SELECT user_id, code FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id IS NOT NULL").splitlines() if line)
     shown = {}
@@ -117,26 +71,33 @@ def audit(name, coupon, answers, expect_sold_out=False):
         if status in ("200", "201") and body:
             shown.setdefault(user, set()).add(body["ticket"]["code"])
     lost = [user for user, seen in shown.items() if codes.get(user) not in seen or len(seen) != 1]
-    problems = []
-    if held > quantity:
-        problems.append(f"{held} tickets held for {quantity}")
-    if counter != held:
-        problems.append(f"counter {counter} but {held} held")
-    if users != held:
-        problems.append(f"{held} tickets but {users} users")
+    problems = result.violations(sold_out=expect_sold_out)
     if lost:
         problems.append(f"{len(lost)} users shown a ticket they do not hold, e.g. {lost[:3]}")
-    if expect_sold_out and held != quantity:
-        problems.append(f"only {held} of {quantity} issued: tickets stuck")
     statuses = {}
     for _, status, _ in answers:
         statuses[status] = statuses.get(status, 0) + 1
     verdict = "clean" if not problems else "FAILED: " + "; ".join(problems)
-    print(f"  audit {name}: quantity {quantity}, counter {counter}, held {held}, users {users}; "
-          f"answers {dict(sorted(statuses.items()))}: {verdict}", flush=True)
+    print(f"  audit {name}: {result}; answers {dict(sorted(statuses.items()))}: {verdict}", flush=True)
     if problems:
         failures.append(f"{name}: {verdict}")
-    return held
+    return result.held
+
+
+def sale(instances, quantity, prefix, users):
+    """The ports of `instances`, a new coupon of `quantity` tickets, and `users` new users (`prefix`N)
+    sent to the instances in turn, as (port, user)."""
+    ports = [i.port for i in instances]
+    coupon = create_coupon(ports[0], quantity)
+    return ports, coupon, [(ports[user % len(ports)], f"{prefix}{user}") for user in range(users)]
+
+
+async def send(coupon, jobs, during=None):
+    """Every (port, user) of `jobs` at once, with the coroutine `during` (a fault) beside them. Returns
+    the answers as (user, status, body) and the results of bench.lib's issue_async (status, body, seconds)."""
+    sent = asyncio.gather(*(issue(port, coupon, user) for port, user in jobs))
+    results = (await asyncio.gather(sent, during))[0] if during else await sent
+    return [(user, status, body) for (_, user), (status, body, _) in zip(jobs, results)], results
 
 
 async def fill(ports, coupon, prefix, bound=20000):
@@ -161,8 +122,7 @@ async def several_instances():
             if user < 2000:  # the same user on another instance at the same moment
                 jobs.append((ports[(user + 1) % 3], f"u{user}"))
         random.shuffle(jobs)
-        results = await asyncio.gather(*(issue(port, coupon, user) for port, user in jobs))
-        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        answers, results = await send(coupon, jobs)
         audit("several instances", coupon, answers, expect_sold_out=True)
         # A winner asks another instance: 200 with the same code.
         winners = {}
@@ -183,16 +143,13 @@ async def several_instances():
 async def sigkill_mid_burst():
     print("SIGKILL of an instance mid-burst: 3 instances, 3000 tickets, 4500 users", flush=True)
     with running(3) as instances:
-        ports = [i.port for i in instances]
-        coupon = create_coupon(ports[0], 3000)
-        jobs = [(ports[user % 3], f"k{user}") for user in range(4500)]
+        ports, coupon, jobs = sale(instances, 3000, "k", 4500)
 
         async def killer():
             await asyncio.sleep(0.3)
             instances[1].process.send_signal(signal.SIGKILL)
 
-        results, _ = await asyncio.gather(asyncio.gather(*(issue(port, coupon, user) for port, user in jobs)), killer())
-        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        answers, _ = await send(coupon, jobs, killer())
         audit("after SIGKILL", coupon, answers)
         answers += await fill([ports[0], ports[2]], coupon, "k-fill")
         audit("SIGKILL, then filled through the survivors", coupon, answers, expect_sold_out=True)
@@ -201,9 +158,7 @@ async def sigkill_mid_burst():
 async def postgres_crash_mid_burst():
     print("PostgreSQL crash mid-burst (pg_ctl -m immediate restart): 2 instances, 3000 tickets, 4500 users", flush=True)
     with running(2) as instances:
-        ports = [i.port for i in instances]
-        coupon = create_coupon(ports[0], 3000)
-        jobs = [(ports[user % 2], f"c{user}") for user in range(4500)]
+        ports, coupon, jobs = sale(instances, 3000, "c", 4500)
         crashed = {}
 
         async def crash():
@@ -213,8 +168,7 @@ async def postgres_crash_mid_burst():
                                     check=True, capture_output=True)
             crashed["back"] = time.monotonic()
 
-        results, _ = await asyncio.gather(asyncio.gather(*(issue(port, coupon, user) for port, user in jobs)), crash())
-        answers = [(user, status, body) for (port, user), (status, body, _) in zip(jobs, results)]
+        answers, results = await send(coupon, jobs, crash())
         slowest = max(seconds for _, _, seconds in results)
         unanswered = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503"))
         print(f"  PostgreSQL down for {crashed['back'] - crashed['at']:.1f} s; slowest answer {slowest:.1f} s; "
@@ -246,9 +200,7 @@ async def sigterm_under_load():
             await asyncio.to_thread(instance.process.wait, 30)
             stopped["exited"] = time.monotonic()
 
-        jobs = [f"t{user}" for user in range(8000)]
-        results, _ = await asyncio.gather(asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs)), terminate())
-        answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
+        answers, _ = await send(coupon, [(instance.port, f"t{user}") for user in range(8000)], terminate())
         refused = sum(1 for _, status, _ in answers if status == "ConnectionRefusedError")
         dropped = sum(1 for _, status, _ in answers if status not in ("200", "201", "409", "503", "ConnectionRefusedError"))
         took = stopped["exited"] - stopped["at"]
@@ -297,9 +249,7 @@ async def slow_clients():
         stalled = [asyncio.create_task(stall(kind, n)) for n in range(200)
                    for kind in [("half head", "half body", "dribbled head", "half head")[n % 4]]]
         await asyncio.sleep(0.3)
-        jobs = [f"fast-{n}" for n in range(300)]
-        results = await asyncio.gather(*(issue(instance.port, coupon, user) for user in jobs))
-        answers = [(user, status, body) for user, (status, body, _) in zip(jobs, results)]
+        answers, results = await send(coupon, [(instance.port, f"fast-{n}") for n in range(300)])
         slowest = max(seconds for _, _, seconds in results)
         unanswered = sum(1 for _, status, _ in answers if status not in ("201", "409"))
         print(f"  ordinary requests beside the stalled ones: slowest answer {slowest:.2f} s, {unanswered} without 201/409",
@@ -357,9 +307,7 @@ def http_clock(port, seconds=1.2):
 
 def cache_answers(port):
     """Issue requests this instance answered from its catalogue (`coupon_issue_answers_total`)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return next((float(line.split()[-1]) for line in text.splitlines()
-                 if line.startswith('coupon_issue_answers_total{source="cache"}')), 0.0)
+    return metric(port, 'coupon_issue_answers_total{source="cache"}') or 0.0
 
 
 async def skewed_clocks():
@@ -488,17 +436,13 @@ async def soak(rounds, seed):
             answers = []
             # Bounded concurrency: at most 2000 connections at once.
             for start_index in range(0, len(jobs), 2000):
-                chunk = jobs[start_index:start_index + 2000]
-                results = await asyncio.gather(*(issue(port, coupon, user) for port, user in chunk))
-                answers += [(user, status, body) for (port, user), (status, body, _) in zip(chunk, results)]
+                answers += (await send(coupon, jobs[start_index:start_index + 2000]))[0]
             users = len({user for _, user in jobs})
             audit(f"soak round {round_number + 1}", coupon, answers, expect_sold_out=users >= quantity)
 
 
 def main():
-    import resource
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    lib.raise_file_limit()
     chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "clock", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))

@@ -23,4 +23,5 @@ ensure_faketime_installed() {
 case " ${*:-clock} " in *" clock "*) ensure_faketime_installed ;; esac
 start_bench coupon_faults
 
-DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/faults/faults.py" "$@"
+cd "$COUPON_ROOT"
+DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.faults.faults "$@"

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""The k6 profile, run by bench/k6/run.sh (which sets up PostgreSQL, migrates and starts one server).
+"""The k6 profile, `python3 -m bench.k6.run`, run by bench/k6/run.sh (which sets up PostgreSQL,
+migrates and starts one server).
 
 Runs bench/k6/issue.js twice against the same server, the constant answer first, then issuance of a
 1000-ticket coupon; audits the database; writes bench/results/k6.md. Exits non-zero when k6 could
@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib import create_coupon_over_http, first_line, machine, psql, wait_ready  # noqa: E402
+from bench import lib
+from bench.cpu import TICKS, process_cpu, processes, stat
+from bench.lib import ROOT, audit, create_coupon_over_http, first_line, machine, psql, wait_ready
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = os.environ["K6_BASE_URL"]
 TOKEN = os.environ["K6_ADMIN_TOKEN"]
 WORK = os.environ["K6_WORK"]
@@ -24,36 +24,17 @@ SERVER_PID = int(os.environ["SERVER_PID"])
 POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
 QUANTITY = 1000
 SCRIPT = os.path.join(ROOT, "bench", "k6", "issue.js")
-TICKS = os.sysconf("SC_CLK_TCK")
 DISTURBED = 0.25   # other work above this share of one core during a profile is called out in the report
 QUIET_WAIT = float(os.environ.get("K6_QUIET_WAIT", "30"))   # longest wait for a quiet machine before a profile
-
-
-def _stat(pid):
-    """(ppid, own CPU seconds, CPU seconds of its waited-for children) from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS, (int(fields[13]) + int(fields[14])) / TICKS
-
-
-def process_cpu(pid):
-    return _stat(pid)[1]
 
 
 def postgres_cpu():
     """CPU seconds of our cluster: the postmaster, its live children, and the children that exited
     (in the postmaster's children time). Deltas of this are exact across backends coming and going."""
-    _, own, exited = _stat(POSTMASTER_PID)
-    total = own + exited
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid, child, _ = _stat(entry)
-            except (OSError, ValueError):
-                continue
-            if ppid == POSTMASTER_PID:
-                total += child
-    return total
+    postmaster = stat(POSTMASTER_PID)
+    if postmaster is None:
+        raise RuntimeError(f"the postmaster (pid {POSTMASTER_PID}) is gone")
+    return postmaster.cpu + postmaster.children + sum(s.cpu for s in processes() if s.ppid == POSTMASTER_PID)
 
 
 def machine_busy():
@@ -138,23 +119,21 @@ def parse(data, returncode, cpu):
     }
 
 
-def audit(coupon, run_tag, k6_issued, launched):
-    quantity, counter, held, users = map(int, psql(
-        f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
-        f"JOIN coupon_tickets t ON t.coupon_id = c.id WHERE c.id = {coupon} GROUP BY c.id").split("|"))
-    doubles = int(psql(f"SELECT count(*) FROM (SELECT user_id FROM coupon_tickets WHERE coupon_id = {coupon} "
-                       f"AND user_id IS NOT NULL GROUP BY user_id HAVING count(*) > 1) d"))
+def check(coupon, run_tag, k6_issued, launched):
+    """bench.lib's audit with every ticket issued, and this run's own checks: k6 counted as many 201s
+    as there are tickets held, and every holder is a user of this run."""
+    result = audit(coupon)
+    held = result.held
     foreign = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id IS NOT NULL "
                        f"AND user_id NOT LIKE '{run_tag}-%'"))
     # Seconds after k6 was launched; NULL (no ticket issued at all) becomes nan.
     first, last = (float(v or "nan") - launched for v in psql(
         f"SELECT EXTRACT(EPOCH FROM min(issued_at)), EXTRACT(EPOCH FROM max(issued_at)) "
         f"FROM coupon_tickets WHERE coupon_id = {coupon}").split("|"))
+    violations = result.violations(sold_out=True)
     checks = [
-        (f"tickets held = quantity ({held} = {quantity})", held == quantity),
-        (f"counter = tickets held ({counter} = {held})", counter == held),
-        (f"no user with two tickets ({doubles} users with more than one; {users} distinct holders)",
-         doubles == 0 and users == held),
+        (f"tickets held = quantity = counter, no user with two tickets ({result}"
+         f"{': ' + '; '.join(violations) if violations else ''})", not violations),
         (f"201s counted by k6 = tickets held ({k6_issued} = {held})", k6_issued == held),
         (f"every holder is a user of this run ({foreign} others)", foreign == 0),
     ]
@@ -271,14 +250,9 @@ def main():
         print(f"k6 profile against {target} (about 45 s)...", flush=True)
         results[target] = run_k6(target, coupon if target == "issue" else None, run_tag)
         results[target]["quiet_wait"] = (waited, quiet)
-    check = audit(coupon, run_tag, results["issue"]["201"], results["issue"]["cpu"]["launched"])
-    report = render(started, machine_line, coupon, results, check)
-    path = os.path.join(ROOT, "bench", "results", "k6.md")
-    with open(path, "w") as f:
-        f.write(report)
-    print(report)
-    print(f"written to {os.path.relpath(path, ROOT)}")
-    return 0 if check["clean"] else 1
+    checked = check(coupon, run_tag, results["issue"]["201"], results["issue"]["cpu"]["launched"])
+    lib.write_result("k6.md", render(started, machine_line, coupon, results, checked))
+    return 0 if checked["clean"] else 1
 
 
 if __name__ == "__main__":

@@ -58,16 +58,10 @@ fi
 
 ensure_postgres_installed
 start_local_postgres
-recreate_database coupon_k6
-url="$(database_url coupon_k6)"
-
+prepare_release_database coupon_k6
+bin="$COUPON_BIN"
+url="$COUPON_DATABASE_URL"
 cd "$COUPON_ROOT"
-bin="${COUPON_BIN:-}"
-if [ -z "$bin" ]; then
-    swift build -c release --product coupon-server
-    bin="$(swift build -c release --show-bin-path)/coupon-server"
-fi
-"$bin" migrate --database-url "$url" --migrations "$COUPON_ROOT/migrations" --log-level error
 
 # Refuse a taken port: /readyz there could be someone else's server.
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -82,7 +76,7 @@ server_pid=$!
 
 K6_BASE_URL="http://127.0.0.1:$port" K6_ADMIN_TOKEN="$token" K6_WORK="$work" \
     SERVER_PID="$server_pid" POSTMASTER_PID="$(head -n 1 "$COUPON_PG_DATA/postmaster.pid")" DATABASE_URL="$url" \
-    python3 "$COUPON_ROOT/bench/k6/run.py" || {
+    python3 -m bench.k6.run || {
     rc=$?
     echo "server log (last lines of $work/server.log):" >&2
     tail -n 20 "$work/server.log" >&2 || true

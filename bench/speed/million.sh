@@ -8,4 +8,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
 ensure_wrk_installed
 start_bench coupon_million
-DATABASE_URL="$COUPON_DATABASE_URL" python3 "$COUPON_ROOT/bench/speed/million.py"
+cd "$COUPON_ROOT"
+DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.million

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""Where an issuance's CPU goes, beside the framework's own limit, in one run (bench/speed/run.sh).
+"""Where an issuance's CPU goes, beside the framework's own limit, in one run: `python3 -m
+bench.speed.run`, run by bench/speed/run.sh.
 
 wrk with one thread and 256 connections against one release server; for every row the CPU seconds
 the server, PostgreSQL (all its processes) and the load generator spent, per answer, from /proc and
@@ -8,15 +8,12 @@ the database's own limit on this machine. Numbers only; the issuance rows end wi
 """
 import datetime
 import os
-import re
 import subprocess
 import sys
-import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cpu import run_measured  # noqa: E402
-from lib import URL, first_line, machine, psql  # noqa: E402,F401
-from run import HTTP_PORT, ROOT, Server, audit, checkpoint, create_coupon  # noqa: E402
+from bench.cpu import run_measured
+from bench.lib import ROOT, URL, audit, checkpoint, first_line, machine, metric, pgbench_tps, prepend_result, psql, wrk_result
+from bench.run import HTTP_PORT, create_coupon, server, verdict, wrk_check
 
 CONNECTIONS = 256
 SECONDS = int(os.environ.get("SPEED_SECONDS", "8"))
@@ -34,17 +31,19 @@ def wrk(path, script, *args):
     return command
 
 
-def measure(server, command):
-    out, cpu = run_measured(command, server.process.pid)
-    values = {k: int(v) for k, v in (pair.split("=") for pair in re.search(r"RESULT (.*)", out).group(1).split())}
-    values["rate"] = values["requests"] / (values["duration_us"] / 1e6)
-    values["cpu"] = cpu
-    return values
+def measure(running, command):
+    out, cpu = run_measured(command, running.process.pid)
+    return dict(wrk_result(out), cpu=cpu)
 
 
-def metric(name):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/metrics", timeout=5).read().decode()
-    return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+def counter(name):
+    """A counter of the server's /metrics, 0 before its first sample."""
+    return metric(HTTP_PORT, name) or 0.0
+
+
+def wrk_machine():
+    """The machine line of speed.md and million.md."""
+    return machine(first_line(["wrk", "--version"]).split(" [")[0], "wrk -t1 -c256, server and PostgreSQL on the same 2 cores")
 
 
 def per_answer(cpu, answers):
@@ -57,8 +56,7 @@ def pgbench_groups(coupon, group, clients, transactions):
     command = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients), "-t", str(transactions),
                "-f", os.path.join(ROOT, "bench", "sql", "group.sql"), "-D", f"coupon={coupon}", "-D", f"group={group}", URL]
     out, cpu = run_measured(command)
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out).group(1))
-    return tps, cpu
+    return pgbench_tps(out), cpu
 
 
 def http_rows(side, binary, tag):
@@ -71,36 +69,30 @@ def http_rows(side, binary, tag):
     # first POST row of each server ran at two thirds of the later ones).
     psql("VACUUM coupon_tickets")
     checkpoint()
-    server = Server(group_size=512, binary=binary)
-    try:
+    with server(group_size=512, binary=binary) as running:
         for label, command in [
             ("constant answer, GET /healthz", wrk("/healthz", "constant.lua")),
             ("constant answer to a POST with the issue body (405)", wrk("/healthz", "post_constant.lua")),
             ("sold-out refusals (new users)", wrk("", "issue.lua", str(sold), f"refused-{tag}")),
         ]:
-            result = measure(server, command)
+            result = measure(running, command)
             rows.append((side, label, result["rate"], "answers", per_answer(result["cpu"], result["requests"]),
                          result["p99_us"] / 1000, "-"))
             print(f"  {side}: {label}: {result['rate']:,.0f}/s", flush=True)
 
-        before_groups, before_sum = metric("coupon_issue_group_size_count"), metric("coupon_issue_group_size_sum")
+        before_groups, before_sum = counter("coupon_issue_group_size_count"), counter("coupon_issue_group_size_sum")
         checkpoint()
-        before = audit(big)["issued"]
-        result = measure(server, wrk("", "issue.lua", str(big), f"speed-{tag}"))
+        before = audit(big).held
+        result = measure(running, wrk("", "issue.lua", str(big), f"speed-{tag}"))
         after = audit(big)
-        issued = after["issued"] - before
-        groups = metric("coupon_issue_group_size_count") - before_groups
-        mean_group = (metric("coupon_issue_group_size_sum") - before_sum) / groups if groups else 0
+        issued = after.held - before
+        groups = counter("coupon_issue_group_size_count") - before_groups
+        mean_group = (counter("coupon_issue_group_size_sum") - before_sum) / groups if groups else 0
         rate = issued / (result["duration_us"] / 1e6)
-        # wrk stops counting with requests in flight; those commit too (at most one per connection).
-        ok = (after["clean"] and result["non2xx"] == 0 and result["socket_errors"] == 0
-              and 0 <= issued - result["requests"] <= CONNECTIONS)
-        verdict = "clean" if ok else f"CHECK: {after['note']}, non-2xx {result['non2xx']}, errors {result['socket_errors']}"
+        checked = verdict(after, wrk_check(result, issued, CONNECTIONS))
         rows.append((side, f"issuance, every request a new user (mean group {mean_group:.0f})", rate, "issued",
-                     per_answer(result["cpu"], issued), result["p99_us"] / 1000, verdict))
-        print(f"  {side}: issuance: {rate:,.0f} issued/s, mean group {mean_group:.1f}, audit {verdict}", flush=True)
-    finally:
-        server.stop()
+                     per_answer(result["cpu"], issued), result["p99_us"] / 1000, checked))
+        print(f"  {side}: issuance: {rate:,.0f} issued/s, mean group {mean_group:.1f}, audit {checked}", flush=True)
     return rows, mean_group
 
 
@@ -119,35 +111,32 @@ def main():
     transactions = max(1, 300_000 // group // 2)
     tps, cpu = pgbench_groups(sql_coupon, group, 2, transactions)
     sql_issued = audit(sql_coupon)
-    sql_rate = sql_issued["issued"] / (2 * transactions / tps)
+    sql_rate = sql_issued.held / (2 * transactions / tps)
     rows.append(("-", f"PostgreSQL alone: issue_tickets for groups of {group}, 2 connections (pgbench)", sql_rate, "issued",
-                 per_answer(cpu, sql_issued["issued"]), float("nan"), "clean" if sql_issued["clean"] else "BROKEN"))
+                 per_answer(cpu, sql_issued.held), float("nan"), verdict(sql_issued)))
     print(f"  SQL groups of {group}: {sql_rate:,.0f} issued/s", flush=True)
 
     lines = ["| binary | what | rate | of its constant GET | server µs | PostgreSQL µs | wrk/pgbench µs | CPU µs total | p99 ms | audit |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     constant = None
-    for side, label, rate, unit, cpu, p99, verdict in rows:
+    for side, label, rate, unit, cpu, p99, checked in rows:
         if label.startswith("constant answer, GET"):
             constant = rate
         total = sum(cpu.values())
         lines.append(f"| {side} | {label} | {rate:,.0f} {unit}/s | {rate / constant:.2f} | {cpu.get('server', 0):.1f} | "
-                     f"{cpu.get('postgres', 0):.1f} | {cpu.get('load', 0):.1f} | {total:.1f} | {p99:.2f} | {verdict} |")
+                     f"{cpu.get('postgres', 0):.1f} | {cpu.get('load', 0):.1f} | {total:.1f} | {p99:.2f} | {checked} |")
     binaries = ", ".join(f"`{side}` {binary}" for side, binary in SIDES)
     report = f"""## {started:%Y-%m-%d %H:%M} UTC{f': {LABEL}' if LABEL else ''}
 
 Working tree at {first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}{' with uncommitted changes' if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "migrations"]).returncode else ''}.
 Binaries: {binaries}; {ROUNDS} round(s), sides alternating.
-Machine: {machine(first_line(["wrk", "--version"]).split(" [")[0], "wrk -t1 -c256, server and PostgreSQL on the same 2 cores")}.
+Machine: {wrk_machine()}.
 {SECONDS} s per row; CPU per answer (per issued ticket for issuance), from /proc and wait4().
 
 {chr(10).join(lines)}
 """
-    path = os.path.join(ROOT, "bench", "results", "speed.md")
-    header = "# Speed: CPU per issuance beside the framework's constant answer\n\nWritten by `bench/speed/run.sh`, newest first.\n\n"
-    old = open(path).read().removeprefix(header) if os.path.exists(path) else ""
-    with open(path, "w") as f:
-        f.write(header + report + "\n" + old)
+    prepend_result("speed.md", "# Speed: CPU per issuance beside the framework's constant answer\n\n"
+                   "Written by `bench/speed/run.sh`, newest first.\n\n", report)
     print(report)
 
 

@@ -28,4 +28,5 @@ elif [ $# -gt 0 ]; then
     export SPEED_ROUNDS="${SPEED_ROUNDS:-2}"
 fi
 
-SPEED_SIDES="$sides" DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 "$COUPON_ROOT/bench/speed/run.py"
+cd "$COUPON_ROOT"
+SPEED_SIDES="$sides" DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.run

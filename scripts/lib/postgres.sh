@@ -399,11 +399,17 @@ database_url() {
 
 # Builds the release coupon-server, recreates database $1 and migrates it: the start of every bench
 # and fault script. Sets COUPON_BIN and COUPON_DATABASE_URL.
+# COUPON_BIN already set in the environment (a release coupon-server built elsewhere) is used as it
+# is and the build skipped: then it is the caller's to make sure the binary matches the checkout.
 prepare_release_database() {
     recreate_database "$1"
     COUPON_DATABASE_URL="$(database_url "$1")"
-    (cd "$COUPON_ROOT" && swift build -c release --product coupon-server)
-    COUPON_BIN="$(cd "$COUPON_ROOT" && swift build -c release --show-bin-path)/coupon-server"
+    if [ -n "${COUPON_BIN:-}" ]; then
+        _pg_log "using COUPON_BIN=$COUPON_BIN as it is (no build)"
+    else
+        (cd "$COUPON_ROOT" && swift build -c release --product coupon-server)
+        COUPON_BIN="$(cd "$COUPON_ROOT" && swift build -c release --show-bin-path)/coupon-server"
+    fi
     "$COUPON_BIN" migrate --database-url "$COUPON_DATABASE_URL" --migrations "$COUPON_ROOT/migrations" --log-level error
     export COUPON_BIN COUPON_DATABASE_URL
 }

@@ -1,0 +1,1 @@
+"""python3 -m bench.catalogue.run: the catalogue at scale (bench/catalogue/run.sh)."""

@@ -1,0 +1,1 @@
+"""python3 -m bench.faults.faults: the fault scenarios (bench/faults/run.sh)."""
