@@ -186,23 +186,33 @@ def issue(port, coupon, user, connection=None):
 
 
 async def issue_async(port, coupon, user, timeout=20.0):
-    """The same request on a raw connection of its own (for the load of thousands at once): (status
+    """The issue request on a raw connection of its own (for the load of thousands at once): (status
     as a string, or "timeout", "no_answer" or the error's name; decoded body or None; seconds)."""
+    return await request_async(port, "POST", f"/v1/coupons/{coupon}/issue", {"user_id": user}, timeout=timeout)
+
+
+async def request_async(port, method, path, body=None, token=None, timeout=20.0):
+    """Any request on a raw connection of its own, with the admin `token` when given; answered as
+    issue_async answers."""
     started = time.monotonic()
-    body = json.dumps({"user_id": user})
+    payload = json.dumps(body) if body is not None else ""
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {len(payload)}\r\n"
+    if body is not None:
+        head += "Content-Type: application/json\r\n"
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
-        writer.write((f"POST /v1/coupons/{coupon}/issue HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}").encode())
+        writer.write(f"{head}\r\n{payload}".encode())
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), timeout)
         writer.close()
-        head, _, payload = raw.decode(errors="replace").partition("\r\n\r\n")
-        if not head:
+        answer_head, _, answer = raw.decode(errors="replace").partition("\r\n\r\n")
+        if not answer_head:
             return "no_answer", None, time.monotonic() - started
-        status = head.split(" ")[1]
+        status = answer_head.split(" ")[1]
         try:
-            parsed = json.loads(payload) if payload else None
+            parsed = json.loads(answer) if answer else None
         except ValueError:
             parsed = None
         return status, parsed, time.monotonic() - started

@@ -441,14 +441,74 @@ async def soak(rounds, seed):
             audit(f"soak round {round_number + 1}", coupon, answers, expect_sold_out=users >= quantity)
 
 
+async def after_the_sale():
+    print("returns, redemptions and issuance at once, an instance SIGKILLed: 2 instances, 1000 tickets sold out, "
+          "300 returned while 3000 new users ask, 200 redemption calls", flush=True)
+    with running(2) as instances:
+        ports, coupon, jobs = sale(instances, 1000, "a", 1000)
+        answers, _ = await send(coupon, jobs)
+        audit("sold out", coupon, answers, expect_sold_out=True)
+        returned_users = [f"a{n}" for n in range(300)]
+        redeemers = [f"a{n}" for n in range(500, 600)]
+        new_jobs = [(ports[n % 2], f"b{n}") for n in range(3000)]
+
+        async def returns_and_redemptions():
+            calls = [lib.request_async(ports[n % 2], "DELETE", f"/v1/coupons/{coupon}/tickets/{user}", token=TOKEN)
+                     for n, user in enumerate(returned_users)]
+            calls += [lib.request_async(ports[n % 2], "POST", f"/v1/coupons/{coupon}/tickets/{redeemers[n % 100]}/redemption",
+                                        {"order_id": f"order-{n % 100}-{n % 3}"}) for n in range(200)]
+            await asyncio.sleep(0.1)
+            results = asyncio.gather(*calls)
+            await asyncio.sleep(0.2)
+            instances[1].process.send_signal(signal.SIGKILL)
+            return await results
+
+        async def waves():
+            """The new users in ten waves, 50 ms apart, so that they keep asking while tickets come back."""
+            results = []
+            for wave in range(0, len(new_jobs), 300):
+                results += await asyncio.gather(*(issue(port, coupon, user) for port, user in new_jobs[wave:wave + 300]))
+                await asyncio.sleep(0.05)
+            return results
+
+        results, done = await asyncio.gather(waves(), returns_and_redemptions())
+        # A returned ticket is no longer held by the user it was shown to.
+        answers = [answer for answer in answers if answer[0] not in returned_users]
+        answers += [(user, status, body) for (_, user), (status, body, _) in zip(new_jobs, results)]
+        returned = sum(1 for status, _, _ in done[:300] if status == "204")
+        redeemed = sum(1 for status, _, _ in done[300:] if status == "201")
+        audit("returns racing issuance", coupon, answers)
+        answers += await fill([ports[0]], coupon, "a-fill")
+        held = audit("returns, then filled through the survivor", coupon, answers, expect_sold_out=True)
+        still_held = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} "
+                              f"AND user_id IN ({', '.join(repr(u) for u in returned_users)})"))
+        reissued = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} "
+                            f"AND (user_id LIKE 'b%' OR user_id LIKE 'a-fill-%')"))
+        redemptions = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} AND redeemed_at IS NOT NULL"))
+        print(f"  {returned} returns answered 204, {300 - returned - still_held} more committed unanswered (the killed "
+              f"instance), {still_held} still held; {reissued} tickets issued to new users; {redeemed} redemptions "
+              f"answered 201, {redemptions} in the database", flush=True)
+        problems = []
+        if reissued != 300 - still_held:
+            problems.append(f"{reissued} issued to new users for {300 - still_held} returned")
+        if returned > 300 - still_held:
+            problems.append(f"{returned} returns answered 204 but only {300 - still_held} committed")
+        if redeemed > redemptions or redemptions > 100:
+            problems.append(f"{redeemed} redemptions answered 201, {redemptions} in the database (at most 100 tickets)")
+        if held != 1000:
+            problems.append(f"{held} held after the fill")
+        if problems:
+            failures.append("after the sale: " + "; ".join(problems))
+
+
 def main():
     lib.raise_file_limit()
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "clock", "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "clock", "aftersale", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
-        "sigterm": sigterm_under_load, "slow": slow_clients, "clock": skewed_clocks,
+        "sigterm": sigterm_under_load, "slow": slow_clients, "clock": skewed_clocks, "aftersale": after_the_sale,
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0
