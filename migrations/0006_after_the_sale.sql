@@ -61,23 +61,31 @@ BEGIN
 END;
 $$;
 
--- Undoes a redemption (the order was cancelled). outcome: restored (also when it was not redeemed),
--- ticket_not_found, coupon_not_found.
+-- Undoes a redemption (the order was cancelled). outcome: restored, not_redeemed (nothing to undo:
+-- answered the same way), ticket_not_found, coupon_not_found.
 CREATE FUNCTION restore_ticket(p_coupon_id bigint, p_user_id text)
 RETURNS TABLE (outcome text, number int, code text, issued_at timestamptz)
 LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_ticket coupon_tickets%ROWTYPE;
 BEGIN
-    RETURN QUERY
-        UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
-        WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-        RETURNING 'restored'::text, t.number, t.code, t.issued_at;
+    SELECT * INTO v_ticket FROM coupon_tickets AS t
+    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+    FOR UPDATE;
     IF NOT FOUND THEN
         RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
                                  THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
                             NULL::int, NULL::text, NULL::timestamptz;
+        RETURN;
     END IF;
+    IF v_ticket.redeemed_at IS NOT NULL THEN
+        UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
+        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    END IF;
+    RETURN QUERY SELECT CASE WHEN v_ticket.redeemed_at IS NULL THEN 'not_redeemed' ELSE 'restored' END,
+                        v_ticket.number, v_ticket.code, v_ticket.issued_at;
 END;
 $$;
 

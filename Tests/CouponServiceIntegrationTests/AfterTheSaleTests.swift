@@ -68,6 +68,8 @@ import Testing
                 #expect(response.status == .badRequest, "\(bad)")
             }
             #expect(try await redemption(couponID, "ann")! == ("order-2", true), "bad input changed nothing")
+            #expect(try await client.metric("coupon_redemptions_total") == 2)
+            #expect(try await client.metric("coupon_restores_total") == 1, "the second restore had nothing to undo")
             try await expectConsistent(couponID, issued: 1)
         }
     }
@@ -152,6 +154,7 @@ import Testing
                 "SELECT code FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id = 'dan'")
             for try await code in codes.decode(String.self) { #expect(code != oldCode, "a returned ticket gets a fresh code") }
             #expect(try await client.issue(couponID, "ann").problemCode == "sold_out")
+            #expect(try await client.metric("coupon_returns_total") == 1)
             try await expectConsistent(couponID, issued: 3)
         }
     }

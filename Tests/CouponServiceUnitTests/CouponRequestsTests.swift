@@ -89,4 +89,40 @@ import Testing
         #expect(CouponRequests.plainUserID(in: Data(#"{"user_id":"alice"}"#.utf8)) == "alice")
         #expect(CouponRequests.plainUserID(in: Data(#"{"user_id" :"alice"}"#.utf8)) == nil)
     }
+
+    @Test func aChangeNamesTheQuantityTheDeadlineOrBoth() throws {
+        func change(_ body: String) throws -> CouponChange { try CouponRequests.couponChange(from: Data(body.utf8)) }
+        #expect(try change(#"{"quantity":5}"#) == CouponChange(quantity: 5, redeemUntil: nil))
+        #expect(try change(#"{"redeem_until":null}"#) == CouponChange(quantity: nil, redeemUntil: .some(nil)))
+        #expect(try change(#"{"quantity":2,"redeem_until":"2026-12-01T00:00:00Z"}"#)
+            == CouponChange(quantity: 2, redeemUntil: .some(Date(timeIntervalSince1970: 1_796_083_200))))
+        for bad in ["{}", #"{"other":1}"#, #"{"quantity":null}"#, #"{"quantity":0}"#, #"{"redeem_until":"soon"}"#,
+                    #"{"redeem_until":5}"#] {
+            #expect(problem { _ = try change(bad) }?.code == "invalid_request", "\(bad)")
+        }
+    }
+
+    @Test func ordersGrantsAndPagesAreChecked() throws {
+        #expect(try CouponRequests.orderID(from: Data(#"{"order_id":"A-1:b@c"}"#.utf8)) == "A-1:b@c")
+        for bad in [#"{"order_id":""}"#, #"{"order_id":"a b"}"#, #"{"order_id":1}"#, "{}"] {
+            #expect(problem { _ = try CouponRequests.orderID(from: Data(bad.utf8)) }?.code == "invalid_request", "\(bad)")
+        }
+        #expect(try CouponRequests.grantedUsers(from: Data(#"{"user_ids":["a","b","a"]}"#.utf8)) == ["a", "b", "a"])
+        let tooMany = #"{"user_ids":\#((0...10_000).map { "u\($0)" })}"#
+        for bad in [#"{"user_ids":[]}"#, #"{"user_ids":["a","b c"]}"#, #"{"user_ids":"a"}"#, tooMany] {
+            #expect(problem { _ = try CouponRequests.grantedUsers(from: Data(bad.utf8)) }?.code == "invalid_request")
+        }
+        #expect(try CouponRequests.limit(nil, in: 1...100, fallback: 20) == 20)
+        #expect(try CouponRequests.limit("100", in: 1...100, fallback: 20) == 100)
+        for bad in ["0", "101", "-1", "1.5", "", "999999"] {
+            #expect(problem { _ = try CouponRequests.limit(bad, in: 1...100, fallback: 20) } != nil, "\(bad)")
+        }
+        #expect(try CouponRequests.afterNumber("42") == 42)
+        #expect(problem { _ = try CouponRequests.afterNumber("2147483648") } != nil)
+        let cursor = TicketStore.UserCursor(issuedAtMicros: 1_764_114_000_123_456, couponID: 7)
+        #expect(try CouponRequests.userCursor(cursor.description) == cursor)
+        for bad in ["12", "a-1", "1-2-3", "-1", "1-", "99999999999999999999-1"] {
+            #expect(problem { _ = try CouponRequests.userCursor(bad) } != nil, "\(bad)")
+        }
+    }
 }

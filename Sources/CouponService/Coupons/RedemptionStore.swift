@@ -32,6 +32,8 @@ struct RedemptionStore: Sendable {
     /// What restoring led to.
     enum Restore: Sendable, Equatable {
         case restored(HeldTicket)
+        /// Not redeemed: nothing to undo, answered the same way.
+        case notRedeemed(HeldTicket)
         case ticketNotFound
         case couponNotFound
     }
@@ -69,11 +71,14 @@ struct RedemptionStore: Sendable {
         let rows = try await client.query(
             "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID))", logger: logger)
         for try await (outcome, number, code, issuedAt) in rows.decode((String, Int?, String?, Date?).self) {
-            switch outcome {
-            case "restored":
+            func held() throws -> HeldTicket {
                 guard let number, let code, let issuedAt else { throw TicketStoreError.unknownOutcome(outcome) }
                 let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-                return .restored(HeldTicket(ticket: ticket, redemption: nil))
+                return HeldTicket(ticket: ticket, redemption: nil)
+            }
+            switch outcome {
+            case "restored": return .restored(try held())
+            case "not_redeemed": return .notRedeemed(try held())
             case "ticket_not_found": return .ticketNotFound
             case "coupon_not_found": return .couponNotFound
             default: throw TicketStoreError.unknownOutcome(outcome)

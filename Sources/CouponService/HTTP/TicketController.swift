@@ -55,6 +55,7 @@ struct TicketController<Context: RequestContext>: Sendable {
             metrics.restores.increment()
             context.logger.info("redemption restored", metadata: ["coupon_id": "\(id)", "user_id": "\(userID)"])
             return HeldTicketResponse(held)
+        case .notRedeemed(let held): return HeldTicketResponse(held)
         case .ticketNotFound: throw CouponProblem.ticketNotFound
         case .couponNotFound: throw CouponProblem.couponNotFound
         }
