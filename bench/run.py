@@ -190,6 +190,7 @@ def main():
 
 Run {started:%Y-%m-%d %H:%M} UTC by `bench/run.sh`{' (BENCH_QUICK=1)' if QUICK else ''}.
 Machine: {machine(first_line(["swift", "--version"]), "client, server and database share the machine")}.
+Charts of these tables (bench/charts.py): [issued/s](issuance-rate.png), [latency p50/p99](issuance-latency.png).
 
 Every issuance run is oversubscribed {OVERSUBSCRIBE}x (SQL) or sized not to sell out (HTTP), and ends with an
 audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user. "clean"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test against a private PostgreSQL cluster: the Swift tests, then the fault scenarios,
-# then fuzzing.
-#   --quick   the Swift tests without the heavy ones, no faults, no fuzzing: about a minute.
+# then fuzzing, then the monitoring check (Prometheus rules and the Grafana dashboard against a real
+# Prometheus).
+#   --quick   the Swift tests without the heavy ones, no faults, no fuzzing, no monitoring: a minute.
 # Other arguments go to `swift test` (e.g. --filter IssuanceTests). COUPON_KEEP_PG=1 leaves
 # PostgreSQL running.
 set -euo pipefail
 
 if [ "${1:-}" = "--quick" ]; then
     shift
-    export COUPON_QUICK=1 COUPON_SKIP_FAULTS=1 COUPON_SKIP_FUZZ=1
+    export COUPON_QUICK=1 COUPON_SKIP_FAULTS=1 COUPON_SKIP_FUZZ=1 COUPON_SKIP_MONITORING=1
 fi
 
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
@@ -61,6 +62,12 @@ fi
 # bench/fuzz/run.sh alone draws a new one each time.
 if [ "$status" -eq 0 ] && [ "${COUPON_SKIP_FUZZ:-0}" != 1 ]; then
     FUZZ_SEED="${FUZZ_SEED:-20261124}" bash "$COUPON_ROOT/bench/fuzz/run.sh" || status=$?
+fi
+
+# deploy/prometheus and deploy/grafana against a real Prometheus scraping two live instances (about a
+# minute; Prometheus from apt).
+if [ "$status" -eq 0 ] && [ "${COUPON_SKIP_MONITORING:-0}" != 1 ]; then
+    bash "$COUPON_ROOT/bench/monitoring/run.sh" || status=$?
 fi
 
 exit "$status"

@@ -11,17 +11,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
-# The clock scenario shifts instances' wall clocks with libfaketime. apt needs root, or sudo without a password.
-ensure_faketime_installed() {
-    command -v faketime >/dev/null 2>&1 && return 0
-    echo "[faults] installing faketime (libfaketime) from apt" >&2
-    local as_root=()
-    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
-}
-
-case " ${*:-clock} " in *" clock "*) ensure_faketime_installed ;; esac
+# The clock scenario shifts instances' wall clocks with libfaketime.
+case " ${*:-clock} " in *" clock "*) ensure_command_from_apt faketime faketime ;; esac
 start_bench coupon_faults
 
 cd "$COUPON_ROOT"

@@ -16,6 +16,12 @@ from bench.speed.run import wrk_machine
 
 TICKETS = int(os.environ.get("MILLION_TICKETS", "1000000"))
 LIMIT_SECONDS = 180
+HEADER = """# The million-ticket sale over HTTP
+
+Written by `bench/speed/million.sh`, newest first. The newest run's issued count over time:
+[chart](million.png) (bench/charts.py), [million.csv](million.csv).
+
+"""
 
 
 def main():
@@ -57,8 +63,7 @@ Machine: {wrk_machine()}.
 
 The issued count over time: [million.csv](million.csv).
 """
-    prepend_result("million.md", "# The million-ticket sale over HTTP\n\nWritten by `bench/speed/million.sh`, newest first.\n\n",
-                   section)
+    prepend_result("million.md", HEADER, section)
 
 
 if __name__ == "__main__":

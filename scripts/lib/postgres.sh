@@ -420,8 +420,19 @@ release_unless_kept() {
     if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
 }
 
+# Installs Debian package $2 unless command $1 exists (apt needs root, or sudo without a password).
+ensure_command_from_apt() {
+    local command="${1:?ensure_command_from_apt COMMAND PACKAGE}" package="${2:?ensure_command_from_apt COMMAND PACKAGE}"
+    command -v "$command" >/dev/null 2>&1 && return 0
+    echo "[apt] installing $package (for $command)" >&2
+    local as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+
 ensure_wrk_installed() {
-    command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+    ensure_command_from_apt wrk wrk
 }
 
 # The start of a bench or fault script: PostgreSQL running (released on exit), the release build,

@@ -60,8 +60,10 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
     MetricsController(metrics: metrics).addRoutes(to: router)
     let issuance = IssuanceStore(client: client, logger: logger, metrics: metrics)
+    let coupons = CouponStore(client: client, logger: logger)
+    let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
     CouponController(
-        coupons: CouponStore(client: client, logger: logger),
+        coupons: coupons,
         issuer: TicketIssuer(
             catalogue: catalogue,
             queue: IssuanceQueue(
@@ -85,6 +87,6 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         // net.core.somaxconn (4096 by default).
         configuration: .init(
             address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096),
-        services: [client, listener],
+        services: [client, listener, gauges],
         logger: logger)
 }

@@ -135,6 +135,20 @@ final class CouponCatalogue: Sendable {
         }
     }
 
+    /// Coupons a request could be issued a ticket of now (window open, or too close to an edge to tell,
+    /// and not sold out), at most `limit`; none while the catalogue is not trusted.
+    func openCouponIDs(limit: Int) -> [Int64] {
+        let now = clock.reading()
+        return state.withLock { state in
+            guard state.listener == .connected else { return [] }
+            var open: [Int64] = []
+            for (id, stored) in state.coupons where open.count < limit && stored.entry.refusal(at: now) == nil {
+                open.append(id)
+            }
+            return open
+        }
+    }
+
     /// The database said this coupon does not exist.
     func learnMissing(couponID: Int64) {
         state.withLock { state in

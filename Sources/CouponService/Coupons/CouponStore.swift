@@ -38,6 +38,15 @@ struct CouponStore: Sendable {
         return try await Self.coupons(in: rows).first
     }
 
+    /// Tickets left of each coupon named that exists.
+    func remaining(ids: [Int64]) async throws -> [Int64: Int] {
+        let rows = try await client.query(
+            "SELECT id, quantity - issued_count FROM coupons WHERE id = ANY (\(ids))", logger: logger)
+        var remaining: [Int64: Int] = [:]
+        for try await (id, left) in rows.decode((Int64, Int).self) { remaining[id] = left }
+        return remaining
+    }
+
     /// Sets what the change names. A new quantity adds ticket rows when raised and drops free ones
     /// (highest numbers) when lowered; `redeemUntil` `.some(nil)` clears the redemption deadline.
     ///

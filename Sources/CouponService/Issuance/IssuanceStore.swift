@@ -22,7 +22,9 @@ struct IssuanceStore: IssuanceDatabase {
             return try await issueInTransaction(couponID: couponID, userIDs: takeGroup(), on: connection)
         }
         // Committed: counted whether or not the requests are still waiting for their answers.
-        metrics.ticketsIssued.increment(by: rows.count { $0.1 == IssueOutcome.Name.issued.rawValue })
+        let issued = rows.count { $0.1 == IssueOutcome.Name.issued.rawValue }
+        metrics.ticketsIssued.increment(by: issued)
+        metrics.sales.issued(issued, couponID: couponID)
         var outcomes: [String: IssueOutcome] = [:]
         for (userID, outcome, number, code, issuedAt) in rows {
             outcomes[userID] = try IssueOutcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)

@@ -32,6 +32,10 @@ struct CouponMetrics: Sendable {
     let holderHashes: Metrics.Gauge
     /// The database's clock minus this instance's, as last measured.
     let clockOffset: Metrics.Gauge
+    /// 1 while the database answered this instance's last poll (every 2 s), else 0.
+    let databaseReachable: Metrics.Gauge
+    /// Per coupon, for coupons open or active in the last hour.
+    let sales: CouponSeries
 
     init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -62,6 +66,8 @@ struct CouponMetrics: Sendable {
         returns = Metrics.Counter(label: "coupon_returns_total", factory: factory)
         holderHashes = Metrics.Gauge(label: "coupon_catalogue_holder_hashes", factory: factory)
         clockOffset = Metrics.Gauge(label: "coupon_database_clock_offset_seconds", factory: factory)
+        databaseReachable = Metrics.Gauge(label: "coupon_database_reachable", factory: factory)
+        sales = CouponSeries(factory: factory)
     }
 
     /// One issue request answered.

@@ -1,0 +1,37 @@
+import Logging
+import ServiceLifecycle
+
+/// Every `interval`, reads the tickets left of the coupons on sale (open, or issued here within the
+/// hour) into `coupon_sale_remaining_tickets`, and whether the database answered into
+/// `coupon_database_reachable`. One indexed read of at most 1,000 coupon rows per instance.
+struct CouponGauges: Service {
+    let coupons: CouponStore
+    let catalogue: CouponCatalogue
+    let metrics: CouponMetrics
+    let database: DatabaseGate
+    let logger: Logger
+    var interval: Duration = .seconds(2)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await poll()
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    func poll() async {
+        let sales = metrics.sales
+        let wanted = sales.coupons(open: catalogue.openCouponIDs(limit: sales.maxCoupons))
+        do {
+            let remaining = try await database.short { [coupons] in try await coupons.remaining(ids: wanted) }
+            sales.update(remaining: remaining)
+            metrics.databaseReachable.record(1)
+        } catch {
+            guard !Task.isCancelled else { return }
+            metrics.databaseReachable.record(0)
+            logger.debug("could not read the remaining tickets", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+}

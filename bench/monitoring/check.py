@@ -1,0 +1,214 @@
+"""deploy/prometheus and deploy/grafana checked against the real thing, run by bench/monitoring/run.sh:
+
+1. promtool: the example configuration and the rules are valid, and the alerts' unit tests pass;
+2. a real Prometheus on loopback scrapes two live instances through a small sale (issuance, a sell-out,
+   refusals, a redemption, a restore and a return);
+3. its HTTP API then answers: the issued counter summed over the instances equals the tickets held in
+   the database, and every expression of the rules and the dashboard evaluates without error, names
+   only metrics the service exposes, and (the recording rules and the dashboard's) returns data.
+
+Loopback only; every wait bounded. Exits non-zero when a check fails.
+"""
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import yaml
+
+from bench import lib
+from bench.lib import ROOT, Server, create_coupon_over_http, issue_async, request_async
+
+TOKEN = "monitoring"
+PORTS = (8411, 8412)
+PROMETHEUS = "127.0.0.1:9391"
+DEPLOY = os.path.join(ROOT, "deploy")
+RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
+DASHBOARD = os.path.join(DEPLOY, "grafana", "coupon-service.json")
+failures = []
+
+
+def check(ok, what):
+    print(f"  {'ok  ' if ok else 'FAIL'} {what}", flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def promtool(*args):
+    result = subprocess.run(["promtool", *args], capture_output=True, text=True)
+    check(result.returncode == 0, f"promtool {' '.join(os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in args)}"
+          + ("" if result.returncode == 0 else f":\n{result.stdout}{result.stderr}"))
+
+
+def configuration(folder):
+    """deploy/prometheus/prometheus.yml with these instances as targets, scraped every second."""
+    with open(os.path.join(DEPLOY, "prometheus", "prometheus.yml")) as f:
+        config = yaml.safe_load(f)
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [RULES]
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in PORTS]}]
+    path = os.path.join(folder, "prometheus.yml")
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return path
+
+
+@contextlib.contextmanager
+def prometheus(config, folder):
+    process = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={os.path.join(folder, 'data')}",
+         f"--web.listen-address={PROMETHEUS}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(folder, "prometheus.log"), "w"))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://{PROMETHEUS}/-/ready", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("Prometheus was not ready within 30 s")
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def query(expr):
+    """(status, result or error) of an instant query."""
+    url = f"http://{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        answer = json.load(urllib.request.urlopen(url, timeout=10))
+    except urllib.error.HTTPError as error:
+        answer = json.load(error)
+    return answer["status"], answer.get("data", {}).get("result") if answer["status"] == "success" else answer.get("error")
+
+
+def value(expr):
+    status, result = query(expr)
+    return float(result[0]["value"][1]) if status == "success" and result else None
+
+
+def exposed_metrics():
+    return set(json.load(urllib.request.urlopen(f"http://{PROMETHEUS}/api/v1/label/__name__/values", timeout=10))["data"])
+
+
+def rule_expressions():
+    """(name, expression, recording) of every rule."""
+    with open(RULES) as f:
+        groups = yaml.safe_load(f)["groups"]
+    return [(rule.get("record") or rule["alert"], rule["expr"], "record" in rule) for group in groups for rule in group["rules"]]
+
+
+def dashboard_expressions():
+    """(panel title, expression) of every target and query variable, with the dashboard's variables
+    filled in as Grafana would: every coupon, a one-minute rate interval."""
+    with open(DASHBOARD) as f:
+        dashboard = json.load(f)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    check(variables.get("datasource", {}).get("type") == "datasource", "the dashboard's datasource is a variable")
+    check("coupon" in variables, "the dashboard has a coupon variable")
+    check(all(p["datasource"]["uid"] == "${datasource}" and all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"])
+              for p in dashboard["panels"]), "every panel and query uses the datasource variable")
+    found = [(f"panel '{p['title']}'", t["expr"].replace("$coupon", ".*").replace("$__rate_interval", "1m"))
+             for p in dashboard["panels"] for t in p["targets"]]
+    coupon_query = re.fullmatch(r"label_values\((\w+), (\w+)\)", variables["coupon"]["definition"])
+    check(coupon_query is not None, "the coupon variable is label_values(metric, label)")
+    if coupon_query:
+        found.append(("variable 'coupon'", f"count by ({coupon_query[2]}) ({coupon_query[1]})"))
+    return found
+
+
+def metric_names(expr):
+    """The metric names an expression reads: its words, once label matchers and grouping clauses
+    (which name labels) are taken out, that are the service's or `up` (recording rules' names contain
+    colons and are left out)."""
+    bare = re.sub(r"\{[^}]*\}", "", expr)
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
+    return {w for w in re.findall(r"[a-z_:][a-z0-9_:]*", bare) if (w.startswith("coupon_") or w == "up") and ":" not in w}
+
+
+async def sale(ports):
+    base = f"http://127.0.0.1:{ports[0]}"
+    sold_out = create_coupon_over_http(base, TOKEN, "monitoring sold out", 300)
+    on_sale = create_coupon_over_http(base, TOKEN, "monitoring on sale", 100)
+    requests = [issue_async(ports[n % 2], sold_out, f"m{n}") for n in range(500)]
+    requests += [issue_async(ports[n % 2], on_sale, f"o{n}") for n in range(20)]
+    requests += [issue_async(ports[0], 900_000_000, "nobody")]
+    answers = await asyncio.gather(*requests)
+    statuses = {}
+    for status, _, _ in answers:
+        statuses[status] = statuses.get(status, 0) + 1
+    after = [await request_async(ports[0], "POST", f"/v1/coupons/{sold_out}/tickets/m0/redemption", {"order_id": "o-1"}),
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/m0/redemption"),
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/m1", token=TOKEN)]
+    print(f"  a sale: coupon {sold_out} (300 tickets, 500 users), coupon {on_sale} (100 tickets, 20 users): answers "
+          f"{dict(sorted(statuses.items()))}; redeem, restore, return: {[status for status, _, _ in after]}", flush=True)
+    check([status for status, _, _ in after] == ["201", "200", "204"], "redemption, restore and return answered")
+    return sold_out, on_sale
+
+
+def main():
+    print("monitoring: deploy/prometheus and deploy/grafana against a real Prometheus", flush=True)
+    promtool("check", "rules", RULES)
+    promtool("test", "rules", os.path.join(DEPLOY, "prometheus", "rules.test.yml"))
+    folder = tempfile.mkdtemp(prefix="coupon-prometheus-")
+    config = configuration(folder)
+    promtool("check", "config", config)
+    try:
+        with Server(PORTS[0], token=TOKEN), Server(PORTS[1], token=TOKEN), prometheus(config, folder):
+            coupons = asyncio.run(sale(PORTS))
+            held = sum(lib.audit(coupon).held for coupon in coupons)
+            for coupon in coupons:
+                problems = lib.audit(coupon).violations()
+                check(not problems, f"the database audit of coupon {coupon}: {'; '.join(problems) or 'clean'}")
+            # Two instances' counters, scraped every second, summed by Prometheus: wait (bounded) until
+            # both have been scraped since the sale and the remaining-tickets poll has run.
+            deadline = time.monotonic() + 30
+            issued = None
+            while time.monotonic() < deadline:
+                issued = value('sum(coupon_tickets_issued_total{job="coupon-service"})')
+                left = value("count(coupon_sale_remaining_tickets)")
+                if issued == held + 1 and left and left >= 2:  # + 1: the returned ticket was issued once
+                    break
+                time.sleep(0.5)
+            check(issued == held + 1, f"sum over instances of coupon_tickets_issued_total = {issued}: the database holds "
+                                      f"{held} tickets, and 1 was returned after it was issued")
+            by_coupon = value(f'sum(coupon_sale_tickets_issued_total{{coupon_id="{coupons[1]}"}})')
+            check(by_coupon == 20, f"coupon_sale_tickets_issued_total of coupon {coupons[1]} summed = {by_coupon} (20 issued)")
+            left = value(f'max(coupon_sale_remaining_tickets{{coupon_id="{coupons[1]}"}})')
+            check(left == 80, f"coupon_sale_remaining_tickets of coupon {coupons[1]} = {left} (80 left)")
+            time.sleep(2)  # one more evaluation of the recording rules
+            exposed = exposed_metrics()
+            expressions = [(f"rule {name}", expr, recording) for name, expr, recording in rule_expressions()]
+            expressions += [(where, expr, True) for where, expr in dashboard_expressions()]
+            for where, expr, must_return in expressions:
+                status, result = query(expr)
+                unknown = metric_names(expr) - exposed
+                ok = status == "success" and not unknown and (result or not must_return)
+                detail = (result if status != "success" else f"{len(result)} series") if not unknown else f"unknown metrics {sorted(unknown)}"
+                check(ok, f"{where}: {detail}")
+            for name, _, recording in rule_expressions():
+                if recording:
+                    status, result = query(name)
+                    check(status == "success" and bool(result), f"recorded series {name}: {len(result or [])} series")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("monitoring: every check passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
