@@ -11,10 +11,16 @@ import ServiceLifecycle
 /// so after every (re)connect it listens first and then reloads every coupon; until that reload is
 /// done the catalogue is not trusted and requests go to the database. Holders are read from the pool,
 /// beside the listener's connection, so a coupon of a million holders never delays a notification.
+///
+/// On a Citus cluster the coupons' triggers fire on the workers that hold their shards, so the
+/// listener also listens on every worker the coordinator names (`pg_dist_node`), with the same user,
+/// database and TLS settings. The connections are one unit: when any of them fails, the catalogue is
+/// distrusted, all are opened again, and the catalogue is reloaded, as with one.
 struct CatalogueListener: Service {
     static let channel = "coupon_events"
     static let applicationName = "coupon-listener"
 
+    let databaseURL: DatabaseURL
     let configuration: PostgresConnection.Configuration
     let catalogue: CouponCatalogue
     /// For holder reads.
@@ -33,6 +39,7 @@ struct CatalogueListener: Service {
     init(
         databaseURL: DatabaseURL, catalogue: CouponCatalogue, client: PostgresClient, logger: Logger, metrics: CouponMetrics
     ) throws {
+        self.databaseURL = databaseURL
         self.configuration = try databaseURL.connectionConfiguration(applicationName: Self.applicationName)
         self.catalogue = catalogue
         self.client = client
@@ -68,13 +75,25 @@ struct CatalogueListener: Service {
 
     private func listenUntilDisconnected(onTrusted: () -> Void) async throws {
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        var workers: [PostgresConnection] = []
+        defer {
+            for worker in workers { Task { try? await worker.close() } }
+        }
         do {
-            try await connection.listen(on: Self.channel) { notifications in
-                try await measureClock(on: connection, attempts: 5)
-                try await reloadAll(on: connection)
-                metrics.listenerConnected.record(1)
-                onTrusted()
-                try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, node) in try await store.workers(on: connection).enumerated() {
+                let url = databaseURL.on(host: node.host, port: node.port)
+                workers.append(try await PostgresConnection.connect(
+                    configuration: try url.connectionConfiguration(applicationName: Self.applicationName), id: index + 1,
+                    logger: logger))
+            }
+            var streams = [try await connection.listen(Self.channel)]
+            for worker in workers { streams.append(try await worker.listen(Self.channel)) }
+            try await measureClock(on: connection, attempts: 5)
+            try await reloadAll(on: connection, nodes: 1 + workers.count)
+            metrics.listenerConnected.record(1)
+            onTrusted()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for notifications in streams {
                     group.addTask {
                         for try await notification in notifications {
                             guard let id = Int64(notification.payload) else { continue }
@@ -83,21 +102,21 @@ struct CatalogueListener: Service {
                         }
                         throw ListenerError.notificationsEnded
                     }
-                    group.addTask {
-                        while true {
-                            try await Task.sleep(for: clockInterval)
-                            try await measureClock(on: connection, attempts: 1)
-                        }
-                    }
-                    group.addTask {
-                        while true {
-                            try await Task.sleep(for: holdersInterval)
-                            await loadWantedHolders()
-                        }
-                    }
-                    try await group.next()
-                    group.cancelAll()
                 }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: clockInterval)
+                        try await measureClock(on: connection, attempts: 1)
+                    }
+                }
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: holdersInterval)
+                        await loadWantedHolders()
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
             }
         } catch {
             try? await connection.close()
@@ -108,14 +127,14 @@ struct CatalogueListener: Service {
 
     /// Reads every coupon in one snapshot. Holders are not read: those of coupons whose row did not
     /// change are kept, the rest are loaded when someone asks.
-    func reloadAll(on connection: PostgresConnection) async throws {
+    func reloadAll(on connection: PostgresConnection, nodes: Int = 1) async throws {
         let entries = try await store.coupons(on: connection)
         catalogue.replaceAll(with: entries)
         metrics.holderHashes.record(catalogue.holderHashCount)
         logger.info(
             "catalogue listener connected: sold-out and window answers come from memory",
             metadata: [
-                "coupons": "\(entries.count)", "holders_kept": "\(catalogue.holderHashCount)",
+                "coupons": "\(entries.count)", "holders_kept": "\(catalogue.holderHashCount)", "nodes_listened": "\(nodes)",
                 "clock_offset_seconds": "\(catalogue.clock.offset.map { "\($0)" } ?? "unknown")",
             ])
     }

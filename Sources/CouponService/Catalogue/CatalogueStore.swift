@@ -36,6 +36,23 @@ struct CatalogueStore: Sendable {
         return nil
     }
 
+    /// The workers of a Citus cluster (host, port), as its coordinator names them; none on plain
+    /// PostgreSQL. Triggers on distributed tables fire on the workers that hold the shards, so their
+    /// notifications are sent there.
+    func workers(on connection: PostgresConnection) async throws -> [(host: String, port: Int)] {
+        let citus = try await connection.query(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')", logger: logger)
+        guard try await citus.decode(Bool.self).first(where: { _ in true }) == true else { return [] }
+        let rows = try await connection.query(
+            """
+            SELECT nodename, nodeport FROM pg_dist_node
+            WHERE isactive AND noderole = 'primary' AND groupid <> 0 ORDER BY nodeid
+            """, logger: logger)
+        var workers: [(host: String, port: Int)] = []
+        for try await (host, port) in rows.decode((String, Int).self) { workers.append((host, port)) }
+        return workers
+    }
+
     func databaseTime(on connection: PostgresConnection) async throws -> Date {
         let rows = try await connection.query("SELECT clock_timestamp()", logger: logger)
         for try await now in rows.decode(Date.self) { return now }

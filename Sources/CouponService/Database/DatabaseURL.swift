@@ -46,6 +46,14 @@ struct DatabaseURL: Sendable {
         self.database = database.isEmpty ? nil : database
     }
 
+    /// The same database, user and TLS settings on another server (a Citus worker, say).
+    func on(host: String, port: Int) -> DatabaseURL {
+        var other = self
+        other.host = host
+        other.port = port
+        return other
+    }
+
     /// The TLS settings `sslmode` and `sslrootcert` ask for; nil for `disable`.
     var tlsConfiguration: TLSConfiguration? {
         guard sslMode != .disable else { return nil }
