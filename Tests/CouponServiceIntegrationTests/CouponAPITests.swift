@@ -108,4 +108,19 @@ import Testing
         for try await count in rows.decode(Int.self) { return count }
         return 0
     }
+
+    /// A statement that fails while it runs (after PostgreSQL described its rows) fails the request:
+    /// its error is not left behind with rows nobody reads, and nothing is kept.
+    @Test(.migratedDatabase) func aCouponWhoseTicketsCannotBeWrittenIsNotCreated() async throws {
+        try await TestDatabase.client.query(
+            """
+            CREATE OR REPLACE FUNCTION add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint)
+            RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no tickets today'; END; $$
+            """)
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let created = try await client.send(.post, "/v1/coupons", json: #"{"name":"x","quantity":3}"#, admin: true)
+            #expect(created.status == .internalServerError)
+            #expect(try await couponCount() == 0)
+        }
+    }
 }

@@ -9,7 +9,7 @@ struct CatalogueStore: Sendable {
 
     /// Every coupon, from one REPEATABLE READ snapshot.
     func coupons(on connection: PostgresConnection) async throws -> [Int64: CouponCatalogue.Entry] {
-        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+        try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
         do {
             let rows = try await connection.query(
                 "SELECT id, xmin::text::bigint, quantity, issued_count, starts_at, ends_at FROM coupons", logger: logger)
@@ -17,10 +17,10 @@ struct CatalogueStore: Sendable {
             for try await (id, revision, quantity, issued, startsAt, endsAt) in rows.decode((Int64, Int64, Int, Int, Date?, Date?).self) {
                 entries[id] = .init(quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt, revision: revision)
             }
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.execute("COMMIT", logger: logger)
             return entries
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            try? await connection.execute("ROLLBACK", logger: logger)
             throw error
         }
     }

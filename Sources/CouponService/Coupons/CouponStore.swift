@@ -27,7 +27,7 @@ struct CouponStore: Sendable {
                 RETURNING \(unescaped: Self.columns)
                 """, logger: logger)
             guard let coupon = try await Self.coupons(in: rows).first else { throw CouponStoreError.noRowReturned }
-            try await connection.query("SELECT add_coupon_tickets(\(coupon.id), 1, \(quantity))", logger: logger)
+            try await connection.execute("SELECT add_coupon_tickets(\(coupon.id), 1, \(quantity))", logger: logger)
             return coupon
         }
     }
@@ -56,14 +56,14 @@ struct CouponStore: Sendable {
     /// goes on while a large raise generates its rows.
     func change(id: Int64, _ change: CouponChange) async throws -> Change {
         try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
+            try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
             let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
             guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
                 return .notFound
             }
             let quantity = change.quantity ?? currentQuantity
             if quantity > currentQuantity {
-                try await connection.query(
+                try await connection.execute(
                     """
                     SELECT add_coupon_tickets(\(id), last + 1, last + \(quantity - currentQuantity))
                     FROM (SELECT coalesce(max(number), 0) AS last FROM coupon_tickets WHERE coupon_id = \(id)) AS t
@@ -74,7 +74,7 @@ struct CouponStore: Sendable {
             guard let issued = try await locked.decode(Int.self).first(where: { _ in true }) else { return .notFound }
             guard quantity >= issued else { return .belowIssued(issued: issued) }
             if quantity < currentQuantity {
-                try await connection.query(
+                try await connection.execute(
                     """
                     DELETE FROM coupon_tickets WHERE coupon_id = \(id) AND number IN (
                         SELECT number FROM coupon_tickets WHERE coupon_id = \(id) AND issued_at IS NULL

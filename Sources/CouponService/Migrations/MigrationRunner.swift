@@ -62,7 +62,7 @@ public struct MigrationRunner: Sendable {
             let statements = SQLScript.statements(in: migration.sql)
             for (index, statement) in statements.enumerated() {
                 do {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
                 } catch let error as PSQLError {
                     // The database's words first, then where: postgres-nio's own description
                     // starts by echoing the whole statement.
@@ -72,7 +72,7 @@ public struct MigrationRunner: Sendable {
                         sqlState: error.serverInfo?[.sqlState], sql: statement)
                 }
             }
-            try await connection.query(
+            try await connection.execute(
                 """
                 INSERT INTO schema_migrations (version, name, checksum)
                 VALUES (\(migration.version), \(migration.name), \(migration.checksum))
@@ -109,9 +109,9 @@ public struct MigrationRunner: Sendable {
         on client: PostgresClient, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            try await connection.execute("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
             do {
-                try await connection.query(
+                try await connection.execute(
                     """
                     CREATE TABLE IF NOT EXISTS schema_migrations (
                         version    int PRIMARY KEY,
@@ -121,10 +121,10 @@ public struct MigrationRunner: Sendable {
                     )
                     """, logger: logger)
                 let result = try await body(connection)
-                try await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                try await connection.execute("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 return result
             } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
+                try? await connection.execute("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 throw error
             }
         }
