@@ -98,6 +98,7 @@ AS $$
 DECLARE
     v_number   int;
     v_redeemed timestamptz;
+    v_code     text;
 BEGIN
     -- Issuers of the coupon queue here too: the free tickets and the counter move together.
     PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
@@ -113,8 +114,10 @@ BEGIN
     IF v_redeemed IS NOT NULL THEN
         RETURN 'ticket_redeemed';
     END IF;
+    -- The fresh code is drawn first: a distributed UPDATE (Citus, 0007) may not call a volatile function.
+    v_code := replace(gen_random_uuid()::text, '-', '');
     UPDATE coupon_tickets AS t
-    SET user_id = NULL, issued_at = NULL, code = replace(gen_random_uuid()::text, '-', '')
+    SET user_id = NULL, issued_at = NULL, code = v_code
     WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
     UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
     RETURN 'returned';

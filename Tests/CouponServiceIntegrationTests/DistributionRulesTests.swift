@@ -33,6 +33,37 @@ import Testing
         }
     }
 
+    /// migrations/0007 distributes the schema on a Citus cluster (scripts/citus-check.sh runs it there);
+    /// on plain PostgreSQL it must leave every table, trigger and function as it found them.
+    @Test func theCitusMigrationChangesNothingOnPlainPostgreSQL() async throws {
+        let migrations = try Migration.load(from: TestDatabase.migrationsFolder)
+        let citus = try #require(migrations.first { $0.name == "distributed_on_citus" })
+        try await TestDatabase.withScratchDatabase { url in
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                func schema() async throws -> String {
+                    let rows = try await client.query(
+                        """
+                        SELECT coalesce(string_agg(definition, E'\n' ORDER BY definition), '') FROM (
+                            SELECT pg_get_functiondef(p.oid) AS definition FROM pg_proc p
+                            WHERE p.pronamespace = 'public'::regnamespace
+                            UNION ALL SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE NOT t.tgisinternal
+                            UNION ALL SELECT c.relname::text || ' ' || c.relkind::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+                        ) AS everything
+                        """)
+                    for try await text in rows.decode(String.self) { return text }
+                    return ""
+                }
+                let before = migrations.filter { $0.version < citus.version }
+                _ = try await MigrationRunner(migrations: before, logger: TestDatabase.logger).apply(on: client)
+                let withoutCitus = try await schema()
+                #expect(withoutCitus.contains("add_coupon_tickets"), "the snapshot sees the functions")
+                let applied = try await MigrationRunner(migrations: migrations, logger: TestDatabase.logger).apply(on: client)
+                #expect(applied.map(\.name).contains(citus.name))
+                #expect(try await schema() == withoutCitus)
+            }
+        }
+    }
+
     /// One line per broken rule: a table without a placement; a primary key, unique or exclusion
     /// constraint without the distribution column; a foreign key between distributed tables that does
     /// not map distribution column to distribution column.

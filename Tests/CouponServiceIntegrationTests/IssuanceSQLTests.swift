@@ -168,7 +168,7 @@ import Testing
             let rows = try await client.query(
                 """
                 SELECT count(*)::int FROM pg_stat_activity
-                WHERE datname = current_database() AND state = 'active' AND query LIKE 'SELECT add_coupon_tickets(%last + 1%'
+                WHERE datname = current_database() AND state = 'active' AND query = 'SELECT add_coupon_tickets($1, $2, $3)'
                 """)
             return try await rows.decode(Int.self).first(where: { _ in true }) == 1
         }

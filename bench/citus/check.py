@@ -13,12 +13,14 @@ sale also run on that plain PostgreSQL in the same run, so the rates stand side 
 every wait bounded. Exits non-zero when a check fails.
 """
 import asyncio
+import math
 import os
+import subprocess
 import sys
 import time
 
 from bench import lib
-from bench.lib import URL, Server, create_coupon_over_http, issue_async, metric, psql
+from bench.lib import ROOT, URL, Server, create_coupon_over_http, issue_async, metric, pgbench_tps, psql, request_async
 
 TOKEN = "citus-check"
 failures = []
@@ -78,6 +80,54 @@ async def several(ports, url, base, coupons, quantity, prefix):
     return ids, issued, seconds
 
 
+async def every_route(port, url, base):
+    """Resize, grants, redemption, restore, return to the pool, a user's tickets and the winners' export
+    on one coupon: each answered as on one database, and the audit after."""
+    coupon = create_coupon_over_http(base, TOKEN, "routes", 3)
+    calls = [
+        ("PATCH", f"/v1/coupons/{coupon}", {"quantity": 5}, TOKEN, "200"),
+        ("POST", f"/v1/coupons/{coupon}/grants", {"user_ids": ["r1", "r2", "r3", "r1"]}, TOKEN, "200"),
+        ("POST", f"/v1/coupons/{coupon}/tickets/r1/redemption", {"order_id": "o-1"}, None, "201"),
+        ("POST", f"/v1/coupons/{coupon}/tickets/r1/redemption", {"order_id": "o-2"}, None, "409"),
+        ("DELETE", f"/v1/coupons/{coupon}/tickets/r1/redemption", None, None, "200"),
+        ("DELETE", f"/v1/coupons/{coupon}/tickets/r2", None, TOKEN, "204"),
+        ("PATCH", f"/v1/coupons/{coupon}", {"quantity": 2}, TOKEN, "200"),
+        ("POST", f"/v1/coupons/{coupon}/issue", {"user_id": "r4"}, None, "409"),
+        ("GET", "/v1/users/r1/tickets", None, None, "200"),
+        ("GET", f"/v1/coupons/{coupon}/tickets?limit=1", None, TOKEN, "200"),
+    ]
+    answers = [await request_async(port, method, path, body, token=token) for method, path, body, token, _ in calls]
+    got = [status for status, _, _ in answers]
+    expected = [status for *_, status in calls]
+    check(got == expected, f"every route: {got} (expected {expected})")
+    audited("every route", coupon, url, sold_out=False)
+
+
+def pgbench(url, script, clients, transactions, **variables):
+    """transactions/s of one pgbench script (bench/sql) against `url`."""
+    args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-t", str(transactions),
+            "-f", os.path.join(ROOT, "bench", "sql", script)]
+    for name, value in variables.items():
+        args += ["-D", f"{name}={value}"]
+    return pgbench_tps(subprocess.run(args + [url], check=True, capture_output=True, text=True).stdout)
+
+
+def sql_rates(url, base):
+    """The issuance SQL without HTTP, 16 clients, each run 1.1x oversubscribed and audited: issued/s of
+    one transaction per ticket, of groups of 100 on one coupon, and of groups of 100 over 8 coupons."""
+    rates = {}
+    runs = [("sql per request", "per_request.sql", 1, 1, 3000), ("sql group", "group.sql", 100, 1, 50_000),
+            ("sql group, 8 coupons", "group_many.sql", 100, 8, 10_000)]
+    for name, script, group, coupons, quantity in runs:
+        ids = [create_coupon_over_http(base, TOKEN, name, quantity) for _ in range(coupons)]
+        transactions = math.ceil(coupons * quantity * 1.1 / group / 16)
+        tps = pgbench(url, script, 16, transactions, coupon=ids[0], first=ids[0], coupons=coupons, group=group)
+        held = sum(audited(f"{name}: coupon {coupon}", coupon, url, sold_out=coupons == 1).held for coupon in ids)
+        rates[name] = held / (transactions * 16 / tps)
+        check(held > 0, f"{name}: {held} issued, {rates[name]:,.0f} issued/s")
+    return rates
+
+
 async def run_on(url, ports, label, cluster):
     """The checks on one database; returns the measured rates."""
     rates = {}
@@ -127,6 +177,8 @@ async def run_on(url, ports, label, cluster):
             check(len(workers) >= 2, f"the 8 coupons' shards are on {len(workers)} workers: {sorted(workers)}")
         check(issued == 8 * 500, f"several coupons at once: 8 x 500 tickets, 6000 users: {issued} issued in {seconds:.2f} s")
         rates["several"] = issued / seconds
+        await every_route(ports[1], url, base)
+        rates.update(sql_rates(url, base))
     return rates
 
 
@@ -143,8 +195,14 @@ def main():
     check(int(nodes) >= 2, f"{nodes} workers")
     cluster_rates = asyncio.run(run_on(URL, (8521, 8522), "Citus (coordinator)", cluster=True))
     plain_rates = asyncio.run(run_on(baseline, (8523, 8524), "plain PostgreSQL (baseline, same run)", cluster=False)) if baseline else None
-    print("\nrates (issued tickets per second; two instances; every run audited):")
-    for name, label in (("burst", "one coupon, 3000 users for 2000 tickets"), ("several", "8 coupons at once, 6000 users for 4000 tickets")):
+    print("\nrates (issued tickets per second; every run audited):")
+    print("| run | Citus | plain PostgreSQL | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, label in (("burst", "HTTP: one coupon, 3000 users for 2000 tickets"),
+                        ("several", "HTTP: 8 coupons at once, 6000 users for 4000 tickets"),
+                        ("sql per request", "SQL: one transaction per ticket, 16 clients"),
+                        ("sql group", "SQL: groups of 100, one coupon, 16 clients"),
+                        ("sql group, 8 coupons", "SQL: groups of 100 over 8 coupons, 16 clients")):
         plain = f"{plain_rates[name]:,.0f}" if plain_rates else "-"
         ratio = f"{cluster_rates[name] / plain_rates[name]:.2f}" if plain_rates else "-"
         print(f"| {label} | {cluster_rates[name]:,.0f} | {plain} | {ratio} |")

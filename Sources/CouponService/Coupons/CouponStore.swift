@@ -63,11 +63,12 @@ struct CouponStore: Sendable {
             }
             let quantity = change.quantity ?? currentQuantity
             if quantity > currentQuantity {
+                let highest = try await connection.query(
+                    "SELECT coalesce(max(number), 0) FROM coupon_tickets WHERE coupon_id = \(id)", logger: logger)
+                let last = try await highest.decode(Int.self).first(where: { _ in true }) ?? 0
+                // A call of its own, so that on Citus it runs on the coupon's worker (migrations/0007).
                 try await connection.execute(
-                    """
-                    SELECT add_coupon_tickets(\(id), last + 1, last + \(quantity - currentQuantity))
-                    FROM (SELECT coalesce(max(number), 0) AS last FROM coupon_tickets WHERE coupon_id = \(id)) AS t
-                    """, logger: logger)
+                    "SELECT add_coupon_tickets(\(id), \(last + 1), \(last + quantity - currentQuantity))", logger: logger)
             }
             let locked = try await connection.query(
                 "SELECT issued_count FROM coupons WHERE id = \(id) FOR NO KEY UPDATE", logger: logger)
