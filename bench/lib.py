@@ -40,6 +40,29 @@ def create_coupon(quantity, name="bench", url=URL):
                     f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {quantity})", url).split("|")[0])
 
 
+# Checks -------------------------------------------------------------------------------------------
+
+class Checks:
+    """A check tool's verdicts: each printed as it is made, failures kept for the end."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+
+    def __call__(self, ok, what):
+        print(f"  {'ok  ' if ok else 'FAIL'} {what}", flush=True)
+        if not ok:
+            self.failures.append(what)
+
+    def exit_code(self):
+        """Prints the verdict; 1 when a check failed."""
+        if self.failures:
+            print("FAILED:\n  " + "\n  ".join(self.failures))
+            return 1
+        print(f"{self.name}: every check passed")
+        return 0
+
+
 # The audit ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -23,13 +23,7 @@ from bench import lib
 from bench.lib import ROOT, URL, Server, create_coupon_over_http, issue_async, metric, pgbench_tps, psql, request_async
 
 TOKEN = "citus-check"
-failures = []
-
-
-def check(ok, what):
-    print(f"  {'ok  ' if ok else 'FAIL'} {what}", flush=True)
-    if not ok:
-        failures.append(what)
+check = lib.Checks("citus check")
 
 
 def audited(name, coupon, url, sold_out=True):
@@ -206,11 +200,7 @@ def main():
         plain = f"{plain_rates[name]:,.0f}" if plain_rates else "-"
         ratio = f"{cluster_rates[name] / plain_rates[name]:.2f}" if plain_rates else "-"
         print(f"| {label} | {cluster_rates[name]:,.0f} | {plain} | {ratio} |")
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("citus check: every check passed")
-    return 0
+    return check.exit_code()
 
 
 if __name__ == "__main__":

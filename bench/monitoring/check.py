@@ -33,13 +33,7 @@ PROMETHEUS = "127.0.0.1:9391"
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
 DASHBOARD = os.path.join(DEPLOY, "grafana", "coupon-service.json")
-failures = []
-
-
-def check(ok, what):
-    print(f"  {'ok  ' if ok else 'FAIL'} {what}", flush=True)
-    if not ok:
-        failures.append(what)
+check = lib.Checks("monitoring")
 
 
 def promtool(*args):
@@ -148,9 +142,11 @@ async def sale(ports):
     statuses = {}
     for status, _, _ in answers:
         statuses[status] = statuses.get(status, 0) + 1
-    after = [await request_async(ports[0], "POST", f"/v1/coupons/{sold_out}/tickets/m0/redemption", {"order_id": "o-1"}),
-             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/m0/redemption"),
-             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/m1", token=TOKEN)]
+    # Two of the winners: one redeems and restores, the other's ticket goes back to the pool.
+    winners = [f"m{n}" for n, (status, _, _) in enumerate(answers[:500]) if status == "201"][:2]
+    after = [await request_async(ports[0], "POST", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption", {"order_id": "o-1"}),
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption"),
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[1]}", token=TOKEN)]
     print(f"  a sale: coupon {sold_out} (300 tickets, 500 users), coupon {on_sale} (100 tickets, 20 users): answers "
           f"{dict(sorted(statuses.items()))}; redeem, restore, return: {[status for status, _, _ in after]}", flush=True)
     check([status for status, _, _ in after] == ["201", "200", "204"], "redemption, restore and return answered")
@@ -203,11 +199,7 @@ def main():
                     check(status == "success" and bool(result), f"recorded series {name}: {len(result or [])} series")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if failures:
-        print("FAILED:\n  " + "\n  ".join(failures))
-        return 1
-    print("monitoring: every check passed")
-    return 0
+    return check.exit_code()
 
 
 if __name__ == "__main__":
