@@ -27,7 +27,7 @@ public final class ShutdownDrain: Service, Sendable {
             return  // cancelled: no graceful shutdown to drain for
         }
         draining.withLock { $0 = true }
-        logger.info("draining before shutdown: /readyz answers 503", metadata: ["seconds": "\(duration)"])
+        logger.info("draining before shutdown: /readyz answers 503", metadata: ["drain": "\(duration)"])
         try? await Task.sleep(for: duration)
         logger.info("stopping the HTTP server; requests in flight finish first")
     }
