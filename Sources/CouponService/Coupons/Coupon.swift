@@ -47,3 +47,21 @@ struct Redemption: Sendable, Equatable {
     var orderID: String
     var redeemedAt: Date
 }
+
+extension IssuedTicket {
+    /// The ticket in a row's columns; nil when they are NULL (a row that holds no ticket).
+    init?(couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?) {
+        guard let userID, let number, let code, let issuedAt else { return nil }
+        self.init(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+    }
+}
+
+extension HeldTicket {
+    /// The ticket and its redemption in a row's columns; nil when they hold no ticket.
+    init?(couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?, redeemedAt: Date?, orderID: String?) {
+        guard let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+        else { return nil }
+        let redemption = orderID.flatMap { orderID in redeemedAt.map { Redemption(orderID: orderID, redeemedAt: $0) } }
+        self.init(ticket: ticket, redemption: redemption)
+    }
+}

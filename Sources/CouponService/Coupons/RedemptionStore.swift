@@ -36,6 +36,14 @@ struct RedemptionStore: Sendable {
         case notRedeemed(HeldTicket)
         case ticketNotFound
         case couponNotFound
+
+        /// `restore_ticket`'s outcome names.
+        enum Name: String {
+            case restored
+            case notRedeemed = "not_redeemed"
+            case ticketNotFound = "ticket_not_found"
+            case couponNotFound = "coupon_not_found"
+        }
     }
 
     let client: PostgresClient
@@ -49,10 +57,11 @@ struct RedemptionStore: Sendable {
             (String, Int?, String?, Date?, Date?, String?).self)
         {
             func held() throws -> HeldTicket {
-                guard let number, let code, let issuedAt else { throw TicketStoreError.unknownOutcome(outcome) }
-                return HeldTicket(
-                    ticket: IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt),
-                    redemption: TicketStore.redemption(orderID, redeemedAt))
+                let held = HeldTicket(
+                    couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
+                    orderID: orderID)
+                guard let held else { throw TicketStoreError.unknownOutcome(outcome) }
+                return held
             }
             switch Redeem.Name(rawValue: outcome) {
             case .redeemed: return .redeemed(try held())
@@ -72,16 +81,16 @@ struct RedemptionStore: Sendable {
             "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID))", logger: logger)
         for try await (outcome, number, code, issuedAt) in rows.decode((String, Int?, String?, Date?).self) {
             func held() throws -> HeldTicket {
-                guard let number, let code, let issuedAt else { throw TicketStoreError.unknownOutcome(outcome) }
                 let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+                guard let ticket else { throw TicketStoreError.unknownOutcome(outcome) }
                 return HeldTicket(ticket: ticket, redemption: nil)
             }
-            switch outcome {
-            case "restored": return .restored(try held())
-            case "not_redeemed": return .notRedeemed(try held())
-            case "ticket_not_found": return .ticketNotFound
-            case "coupon_not_found": return .couponNotFound
-            default: throw TicketStoreError.unknownOutcome(outcome)
+            switch Restore.Name(rawValue: outcome) {
+            case .restored: return .restored(try held())
+            case .notRedeemed: return .notRedeemed(try held())
+            case .ticketNotFound: return .ticketNotFound
+            case .couponNotFound: return .couponNotFound
+            case nil: throw TicketStoreError.unknownOutcome(outcome)
             }
         }
         throw TicketStoreError.noRowReturned

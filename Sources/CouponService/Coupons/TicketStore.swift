@@ -36,9 +36,9 @@ struct TicketStore: Sendable {
 
         init?(_ text: String) {
             let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { (48...57).contains($0) } }),
-                let micros = Int64(parts[0]), let couponID = Int64(parts[1])
-            else { return nil }
+            guard parts.count == 2, let micros = parts[0].plainInteger(), let couponID = parts[1].plainInteger() else {
+                return nil
+            }
             self.init(issuedAtMicros: micros, couponID: couponID)
         }
 
@@ -65,10 +65,15 @@ struct TicketStore: Sendable {
     func heldTicket(couponID: Int64, userID: String) async throws -> HeldTicket? {
         let rows = try await client.query(
             """
-            SELECT user_id, number, code, issued_at, redeemed_at, order_id FROM coupon_tickets
+            SELECT number, code, issued_at, redeemed_at, order_id FROM coupon_tickets
             WHERE coupon_id = \(couponID) AND user_id = \(userID)
             """, logger: logger)
-        return try await Self.heldTickets(couponID: couponID, in: rows).first
+        for try await (number, code, issuedAt, redeemedAt, orderID) in rows.decode((Int, String, Date, Date?, String?).self) {
+            return HeldTicket(
+                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
+                orderID: orderID)
+        }
+        return nil
     }
 
     /// The user's tickets of every coupon, newest first, from the `coupon_tickets_by_user` index.
@@ -90,8 +95,10 @@ struct TicketStore: Sendable {
         for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, micros) in rows.decode(
             (Int64, String, Int, String, Date, Date?, String?, Int64).self)
         {
-            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-            page.tickets.append((name, HeldTicket(ticket: ticket, redemption: Self.redemption(orderID, redeemedAt))))
+            let held = HeldTicket(
+                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
+                orderID: orderID)
+            if let held { page.tickets.append((name, held)) }
             last = UserCursor(issuedAtMicros: micros, couponID: couponID)
         }
         if page.tickets.count == limit { page.next = last }
@@ -113,13 +120,15 @@ struct TicketStore: Sendable {
             """, logger: logger)
         var found = false
         var winners: [HeldTicket] = []
+        // One row with NULLs when the coupon exists but has no more winners.
         for try await (userID, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
             (String?, Int?, String?, Date?, Date?, String?).self)
         {
             found = true
-            guard let userID, let number, let code, let issuedAt else { continue }
-            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-            winners.append(HeldTicket(ticket: ticket, redemption: Self.redemption(orderID, redeemedAt)))
+            let held = HeldTicket(
+                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
+                orderID: orderID)
+            if let held { winners.append(held) }
         }
         return found ? winners : nil
     }
@@ -132,23 +141,6 @@ struct TicketStore: Sendable {
             return known
         }
         throw TicketStoreError.noRowReturned
-    }
-
-    /// Rows of (user_id, number, code, issued_at, redeemed_at, order_id).
-    static func heldTickets(couponID: Int64, in rows: PostgresRowSequence) async throws -> [HeldTicket] {
-        var tickets: [HeldTicket] = []
-        for try await (userID, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
-            (String, Int, String, Date, Date?, String?).self)
-        {
-            let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-            tickets.append(HeldTicket(ticket: ticket, redemption: redemption(orderID, redeemedAt)))
-        }
-        return tickets
-    }
-
-    static func redemption(_ orderID: String?, _ redeemedAt: Date?) -> Redemption? {
-        guard let orderID, let redeemedAt else { return nil }
-        return Redemption(orderID: orderID, redeemedAt: redeemedAt)
     }
 }
 

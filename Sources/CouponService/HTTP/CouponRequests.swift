@@ -95,18 +95,18 @@ enum CouponRequests {
     /// `limit` from the query: `range.lowerBound` to `range.upperBound`, `fallback` when absent.
     static func limit(_ text: String?, in range: ClosedRange<Int>, fallback: Int) throws(CouponProblem) -> Int {
         guard let text else { return fallback }
-        guard (1...5).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(text),
-            range.contains(value)
-        else { throw .invalidRequest("query 'limit' must be an integer from \(range.lowerBound) to \(range.upperBound)") }
+        guard let value = text.plainInteger(maxDigits: 5).map(Int.init), range.contains(value) else {
+            throw .invalidRequest("query 'limit' must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
         return value
     }
 
     /// `after` of the winners' export: a ticket number, 0 or more; 0 when absent.
     static func afterNumber(_ text: String?) throws(CouponProblem) -> Int {
         guard let text else { return 0 }
-        guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }), let value = Int(text),
-            value <= Int(Int32.max)
-        else { throw .invalidRequest("query 'after' must be a ticket number (a 'next' of an earlier page)") }
+        guard let value = text.plainInteger(maxDigits: 10).map(Int.init), value <= Int(Int32.max) else {
+            throw .invalidRequest("query 'after' must be a ticket number (a 'next' of an earlier page)")
+        }
         return value
     }
 
@@ -141,10 +141,15 @@ enum CouponRequests {
 
     /// A coupon id from the path: a positive 64-bit integer in plain digits.
     static func couponID(_ text: String?) throws(CouponProblem) -> Int64 {
-        guard let text, (1...19).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }),
-            let id = Int64(text), id > 0
-        else { throw .invalidRequest("coupon id must be a positive 64-bit integer") }
+        guard let id = text?.plainInteger(maxDigits: 19), id > 0 else {
+            throw .invalidRequest("coupon id must be a positive 64-bit integer")
+        }
         return id
+    }
+
+    /// A user id from the path, percent-decoded: "a%3Ab" is the user "a:b".
+    static func pathUserID(_ text: String?) throws(CouponProblem) -> String {
+        try userID(text.flatMap { $0.removingPercentEncoding })
     }
 
     /// 1 to 64 characters of `[A-Za-z0-9._:@-]`.

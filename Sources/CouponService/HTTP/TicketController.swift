@@ -78,7 +78,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func userTickets(_ request: Request, context: Context) async throws -> UserTicketsResponse {
-        let userID = try CouponRequests.userID(context.parameters.get("user_id").flatMap { $0.removingPercentEncoding })
+        let userID = try CouponRequests.pathUserID(context.parameters.get("user_id"))
         let query = request.uri.queryParameters
         let limit = try CouponRequests.limit(query.get("limit"), in: 1...100, fallback: 20)
         let after = try CouponRequests.userCursor(query.get("after"))
@@ -98,9 +98,8 @@ struct TicketController<Context: RequestContext>: Sendable {
         return WinnersResponse(winners: winners, next: winners.count == limit ? winners.last?.ticket.number : nil)
     }
 
-    /// The coupon id and the user id of a ticket's path. Path parameters arrive as sent: "a%3Ab" is the user "a:b".
+    /// The coupon id and the user id of a ticket's path.
     static func couponAndUser(_ context: Context) throws(CouponProblem) -> (Int64, String) {
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
-        return (id, try CouponRequests.userID(context.parameters.get("user_id").flatMap { $0.removingPercentEncoding }))
+        (try CouponRequests.couponID(context.parameters.get("id")), try CouponRequests.pathUserID(context.parameters.get("user_id")))
     }
 }

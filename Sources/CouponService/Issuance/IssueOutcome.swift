@@ -35,8 +35,9 @@ enum IssueOutcome: Sendable, Equatable {
     /// A row of `issue_tickets`: the outcome's name, and the ticket when there is one.
     init(_ name: String, couponID: Int64, userID: String, _ number: Int?, _ code: String?, _ issuedAt: Date?) throws {
         func ticket() throws -> IssuedTicket {
-            guard let number, let code, let issuedAt else { throw IssuanceError.unknownOutcome(name) }
-            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+            guard let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+            else { throw IssuanceError.unknownOutcome(name) }
+            return ticket
         }
         switch Name(rawValue: name) {
         case .issued: self = .issued(try ticket())
