@@ -133,17 +133,11 @@ final class IssuanceQueue: Sendable {
     }
 
     private func answer(_ group: [Waiter], with outcomes: [String: IssueOutcome]) {
-        var answered: Set<String> = []
-        for waiter in group {
-            guard let outcome = outcomes[waiter.userID] else {
-                waiter.continuation.resume(throwing: IssuanceError.userMissingFromResult(waiter.userID))
-                continue
-            }
-            // The same user twice in one group: one ticket issued, the other request is its retry.
-            if case .issued(let ticket) = outcome, !answered.insert(waiter.userID).inserted {
-                waiter.continuation.resume(returning: .held(ticket))
-            } else {
+        for (waiter, outcome) in zip(group, IssueOutcome.perRequest(group.map(\.userID), from: outcomes)) {
+            if let outcome {
                 waiter.continuation.resume(returning: outcome)
+            } else {
+                waiter.continuation.resume(throwing: IssuanceError.userMissingFromResult(waiter.userID))
             }
         }
     }

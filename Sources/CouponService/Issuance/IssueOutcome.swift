@@ -50,3 +50,17 @@ enum IssueOutcome: Sendable, Equatable {
         }
     }
 }
+
+extension IssueOutcome {
+    /// Each request's outcome, in the order asked, from one transaction's outcome per user: a user
+    /// asked twice is issued the ticket once and the later request is its retry (`held`). nil for a
+    /// user the transaction did not answer.
+    static func perRequest(_ userIDs: [String], from outcomes: [String: IssueOutcome]) -> [IssueOutcome?] {
+        var answered: Set<String> = []
+        return userIDs.map { userID in
+            guard let outcome = outcomes[userID] else { return nil }
+            if case .issued(let ticket) = outcome, !answered.insert(userID).inserted { return .held(ticket) }
+            return outcome
+        }
+    }
+}

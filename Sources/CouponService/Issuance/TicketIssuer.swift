@@ -50,10 +50,8 @@ struct TicketIssuer: Sendable {
             outcomes.merge(try await store.issue(couponID: couponID, userIDs: group)) { first, _ in first }
             start = end
         }
-        var answered: Set<String> = []
-        return try userIDs.map { userID in
-            guard let outcome = outcomes[userID] else { throw IssuanceError.userMissingFromResult(userID) }
-            if case .issued(let ticket) = outcome, !answered.insert(userID).inserted { return (userID, .held(ticket)) }
+        return try zip(userIDs, IssueOutcome.perRequest(userIDs, from: outcomes)).map { userID, outcome in
+            guard let outcome else { throw IssuanceError.userMissingFromResult(userID) }
             return (userID, outcome)
         }
     }
