@@ -10,6 +10,10 @@
 -- what was run and measured: docs/scaling.md.
 
 DO $$
+DECLARE
+    v_triggers text[];
+    v_trigger  text;
+    v_name     name;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -19,24 +23,20 @@ BEGIN
     -- one connection per worker.
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
 
-    DROP TRIGGER coupons_created_notify ON coupons;
-    DROP TRIGGER coupons_changed_notify ON coupons;
+    -- The triggers as they are (0002), dropped, and created again once the table is distributed.
+    SELECT array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname) INTO v_triggers
+    FROM pg_trigger AS t WHERE t.tgrelid = 'coupons'::regclass AND NOT t.tgisinternal;
+    FOR v_name IN SELECT t.tgname FROM pg_trigger AS t WHERE t.tgrelid = 'coupons'::regclass AND NOT t.tgisinternal LOOP
+        EXECUTE format('DROP TRIGGER %I ON coupons', v_name);
+    END LOOP;
 
     PERFORM create_distributed_table('coupons', 'id');
     PERFORM create_distributed_table('coupon_tickets', 'coupon_id', colocate_with => 'coupons');
 
     PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
-    CREATE TRIGGER coupons_created_notify
-        AFTER INSERT ON coupons
-        FOR EACH ROW EXECUTE FUNCTION notify_coupon_event();
-    CREATE TRIGGER coupons_changed_notify
-        AFTER UPDATE ON coupons
-        FOR EACH ROW
-        WHEN (OLD.quantity IS DISTINCT FROM NEW.quantity
-              OR OLD.starts_at IS DISTINCT FROM NEW.starts_at
-              OR OLD.ends_at IS DISTINCT FROM NEW.ends_at
-              OR (OLD.issued_count >= OLD.quantity) <> (NEW.issued_count >= NEW.quantity))
-        EXECUTE FUNCTION notify_coupon_event();
+    FOREACH v_trigger IN ARRAY v_triggers LOOP
+        EXECUTE v_trigger;
+    END LOOP;
 
     -- A coupon and its tickets are written in one transaction on the worker that holds them, which
     -- also sends the notification. That transaction must stay on that worker: a two-phase commit
