@@ -21,12 +21,15 @@ import Testing
         // An hour after coupon 1's last ticket, only coupon 2 (issuing) and the open coupon 7 are wanted.
         let later = start + .seconds(3700)
         #expect(Set(series.coupons(open: [7], at: later)) == [2, 7])
-        series.update(remaining: [2: 10, 7: 50])
+        // Coupon 3 issues while the read runs: not in its answer, but active, so it keeps its series.
+        series.issued(4, couponID: 3, at: later)
+        series.update(remaining: [2: 10, 7: 50], at: later)
         let text = exposition(registry)
         #expect(!text.contains(#"coupon_id="1""#), "coupon 1's series are gone")
         #expect(text.contains(#"coupon_sale_remaining_tickets{coupon_id="7"} 50"#))
         #expect(text.contains(#"coupon_sale_tickets_issued_total{coupon_id="2"} 2"#))
-        #expect(series.count == 2)
+        #expect(text.contains(#"coupon_sale_tickets_issued_total{coupon_id="3"} 4"#))
+        #expect(series.count == 3)
     }
 
     @Test func neverMoreThanTheCap() {

@@ -45,33 +45,35 @@ final class CouponSeries: Sendable {
     /// The coupons whose remaining tickets are wanted: those that issued here within `activeFor`, then
     /// `open` ones, at most `maxCoupons` in all.
     func coupons(open: [Int64], at now: ContinuousClock.Instant = .now) -> [Int64] {
-        let recent = series.withLock { series in
-            series.compactMap { id, s in s.lastIssued.map { now - $0 < activeFor } == true ? id : nil }
-        }
+        let recent = series.withLock { series in series.compactMap { id, s in isActive(s, at: now) ? id : nil } }
         var wanted = Set(recent)
         for id in open where wanted.count < maxCoupons { wanted.insert(id) }
         return Array(wanted)
     }
 
-    /// The remaining tickets of the coupons `coupons(open:)` named, as just read; every other coupon's
-    /// series are removed.
-    func update(remaining: [Int64: Int]) {
-        let removed: [Series] = series.withLock { series in
+    /// The remaining tickets of the coupons `coupons(open:)` named, as just read. The series of every
+    /// other coupon are removed, unless it issued here within `activeFor` (also while the read ran).
+    func update(remaining: [Int64: Int], at now: ContinuousClock.Instant = .now) {
+        let (removed, gauges): ([Series], [(Metrics.Gauge, Int)]) = series.withLock { series in
             var removed: [Series] = []
-            for id in series.keys where remaining[id] == nil {
-                removed.append(series.removeValue(forKey: id)!)
+            for (id, s) in series where remaining[id] == nil && !isActive(s, at: now) {
+                removed.append(s)
+                series[id] = nil
             }
             for (id, _) in remaining where series[id] == nil && series.count < maxCoupons {
                 series[id] = makeSeries(id)
             }
-            return removed
+            return (removed, remaining.compactMap { id, left in series[id].map { ($0.remaining, left) } })
         }
         for old in removed {
             old.issued.destroy()
             old.remaining.destroy()
         }
-        let gauges = series.withLock { series in remaining.compactMap { id, left in series[id].map { ($0.remaining, left) } } }
         for (gauge, left) in gauges { gauge.record(left) }
+    }
+
+    private func isActive(_ series: Series, at now: ContinuousClock.Instant) -> Bool {
+        series.lastIssued.map { now - $0 < activeFor } ?? false
     }
 
     /// Coupons with series now.
