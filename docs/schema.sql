@@ -183,10 +183,10 @@ $$;
 
 
 --
--- Name: restore_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+-- Name: restore_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone)
+CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_order_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -199,15 +199,23 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
                                  THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
-                            NULL::int, NULL::text, NULL::timestamptz;
+                            NULL::int, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::text;
         RETURN;
     END IF;
-    IF v_ticket.redeemed_at IS NOT NULL THEN
-        UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
-        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    IF v_ticket.redeemed_at IS NULL THEN
+        RETURN QUERY SELECT 'not_redeemed', v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            NULL::timestamptz, NULL::text;
+        RETURN;
     END IF;
-    RETURN QUERY SELECT CASE WHEN v_ticket.redeemed_at IS NULL THEN 'not_redeemed' ELSE 'restored' END,
-                        v_ticket.number, v_ticket.code, v_ticket.issued_at;
+    IF v_ticket.order_id IS DISTINCT FROM p_order_id THEN
+        RETURN QUERY SELECT 'other_order', v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            v_ticket.redeemed_at, v_ticket.order_id;
+        RETURN;
+    END IF;
+    UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    RETURN QUERY SELECT 'restored', v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                        NULL::timestamptz, NULL::text;
 END;
 $$;
 

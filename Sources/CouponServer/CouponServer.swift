@@ -76,8 +76,35 @@ struct Serve: AsyncParsableCommand, AppArguments {
     @Option(help: "Port to listen on (env: COUPON_PORT).")
     var port = Environment.value("COUPON_PORT", or: 8080)
 
-    @Option(name: .customLong("admin-token"), help: "Bearer token for admin routes; none closes them (env: COUPON_ADMIN_TOKEN).")
+    @Option(
+        name: .customLong("admin-token"),
+        help: "Bearer token for admin routes, at least 32 bytes; none closes them. Seen by `ps`: prefer --admin-token-file (env: COUPON_ADMIN_TOKEN).")
     var givenAdminToken: String?
+
+    @Option(name: .customLong("admin-token-file"), help: "File holding the admin token (env: COUPON_ADMIN_TOKEN_FILE).")
+    var givenAdminTokenFile: String?
+
+    @Option(
+        name: .customLong("checkout-token"),
+        help: "Bearer token of the checkout, at least 32 bytes: with --auth-jwks it may read, redeem and restore any user's ticket (env: COUPON_CHECKOUT_TOKEN).")
+    var givenCheckoutToken: String?
+
+    @Option(name: .customLong("checkout-token-file"), help: "File holding the checkout token (env: COUPON_CHECKOUT_TOKEN_FILE).")
+    var givenCheckoutTokenFile: String?
+
+    @Option(
+        name: .customLong("auth-jwks"),
+        help: "JWKS file (RFC 7517) of the public keys that sign users' tokens: user routes then need a bearer JWT; re-read when it changes. Without it they trust the body and path (env: COUPON_AUTH_JWKS).")
+    var givenAuthJWKS: String?
+
+    @Option(name: .customLong("auth-issuer"), help: "The 'iss' users' tokens must name; required with --auth-jwks (env: COUPON_AUTH_ISSUER).")
+    var givenAuthIssuer: String?
+
+    @Option(name: .customLong("auth-audience"), help: "The 'aud' users' tokens must name; required with --auth-jwks (env: COUPON_AUTH_AUDIENCE).")
+    var givenAuthAudience: String?
+
+    @Option(help: "The claim of a token that names the user (env: COUPON_AUTH_USER_CLAIM).")
+    var authUserClaim = Environment.value("COUPON_AUTH_USER_CLAIM", or: "sub")
 
     @Option(help: "Seconds a request waits for the database before it gets 503 (env: COUPON_DB_TIMEOUT).")
     var databaseTimeout = Environment.value("COUPON_DB_TIMEOUT", or: Duration.seconds(3))
@@ -101,13 +128,25 @@ struct Serve: AsyncParsableCommand, AppArguments {
 
     var databaseURL: String { common.databaseURL }
     var logLevel: Logger.Level { common.logLevel }
-    var adminToken: String? { Environment.value(givenAdminToken, or: "COUPON_ADMIN_TOKEN") }
+    var adminToken: String? {
+        try? Environment.secret(
+            givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
+    }
+    var checkoutToken: String? {
+        try? Environment.secret(
+            givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
+            name: "checkout token")
+    }
+    var authJWKS: String? { Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") }
+    var authIssuer: String? { Environment.value(givenAuthIssuer, or: "COUPON_AUTH_ISSUER") }
+    var authAudience: String? { Environment.value(givenAuthAudience, or: "COUPON_AUTH_AUDIENCE") }
+
     var listenerDatabaseURL: String? { Environment.value(givenListenerDatabaseURL, or: "COUPON_LISTENER_DATABASE_URL") }
 
     func run() async throws {
         let logger = common.logger()
         let drain = ShutdownDrain(duration: shutdownDrain, logger: logger)
-        let app = try buildApplication(self, drain: drain)
+        let app = try await buildApplication(self, drain: drain)
         // The drain comes after the application, so SIGTERM reaches it first.
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: app), .init(service: drain)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -115,6 +154,15 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
 
     func validate() throws {
+        // The tokens are read again when the application is built; here a bad one stops the command.
+        _ = try Environment.secret(
+            givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
+        _ = try Environment.secret(
+            givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
+            name: "checkout token")
+        if authJWKS != nil, authIssuer == nil || authAudience == nil {
+            throw ValidationError("--auth-jwks needs --auth-issuer and --auth-audience")
+        }
         guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0 to 65535") }
         guard databaseTimeout > .zero else { throw ValidationError("--database-timeout must be positive") }
         guard poolSize > 0 else { throw ValidationError("--pool-size must be positive") }

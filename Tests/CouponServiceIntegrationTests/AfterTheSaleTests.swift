@@ -52,16 +52,26 @@ import Testing
             #expect(try await client.send(.get, "/v1/coupons/\(couponID)/tickets/ann").decode(HeldBody.self) == redeemed)
             #expect(try await redemption(couponID, "ann")! == ("order-1", true))
 
-            let restored = try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption")
+            #expect(
+                try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption").problemCode == "invalid_request",
+                "a restore names its order")
+            let lateCancel = try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=order-2")
+            #expect(lateCancel.status == .conflict && lateCancel.problemCode == "other_order")
+            #expect(try await redemption(couponID, "ann")! == ("order-1", true), "another order's cancel undoes nothing")
+            let restored = try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=order-1")
             #expect(restored.status == .ok)
             let body = try restored.decode(HeldBody.self)
             #expect(body.redeemed_at == nil && body.order_id == nil && body.ticket == redeemed.ticket)
-            #expect(try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption").status == .ok, "idempotent")
+            #expect(
+                try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=order-1").status == .ok,
+                "idempotent")
             #expect(try await redemption(couponID, "ann")! == (nil, false))
             #expect(try await redeem(client, couponID, "ann", order: "order-2").status == .created, "restored: free to redeem again")
 
             #expect(try await redeem(client, couponID, "bob", order: "order-3").problemCode == "ticket_not_found")
-            #expect(try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/bob/redemption").problemCode == "ticket_not_found")
+            #expect(
+                try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/bob/redemption?order_id=order-3").problemCode
+                    == "ticket_not_found")
             #expect(try await redeem(client, 900_000_000, "ann", order: "order-3").problemCode == "coupon_not_found")
             for bad in [#"{"order_id":""}"#, #"{"order_id":"has space"}"#, #"{"order":"x"}"#, "[]"] {
                 let response = try await client.send(.post, "/v1/coupons/\(couponID)/tickets/ann/redemption", json: bad)

@@ -57,7 +57,8 @@ import Testing
                 _ = try await MigrationRunner(migrations: before, logger: TestDatabase.logger).apply(on: client)
                 let withoutCitus = try await schema()
                 #expect(withoutCitus.contains("add_coupon_tickets"), "the snapshot sees the functions")
-                let applied = try await MigrationRunner(migrations: migrations, logger: TestDatabase.logger).apply(on: client)
+                let throughCitus = migrations.filter { $0.version <= citus.version }
+                let applied = try await MigrationRunner(migrations: throughCitus, logger: TestDatabase.logger).apply(on: client)
                 #expect(applied.map(\.name).contains(citus.name))
                 #expect(try await schema() == withoutCitus)
             }

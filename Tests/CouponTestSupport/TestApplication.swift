@@ -26,13 +26,22 @@ package struct TestArguments: AppArguments {
     package var host = "127.0.0.1"
     package var port = 0
     package var databaseURL: String
-    package var adminToken: String? = "test-admin-token"
+    package var adminToken: String? = TestArguments.adminToken
+    package var checkoutToken: String? = nil
+    package var authJWKS: String? = nil
+    package var authIssuer: String? = nil
+    package var authAudience: String? = nil
+    package var authUserClaim = "sub"
     package var logLevel: Logger.Level = .warning
     package var databaseTimeout: Duration = .seconds(10)
     package var poolSize = 20
     package var groupSize = 512
     package var idleTimeout: Duration = .seconds(10)
     package var listenerDatabaseURL: String? = nil
+
+    /// Tokens are at least 32 bytes.
+    package static let adminToken = "test-admin-token-of-at-least-32-bytes"
+    package static let checkoutToken = "test-checkout-token-of-at-least-32-bytes"
 
     /// The application on the running suite's database, unless another is named.
     package init(databaseURL: String? = nil, databaseTimeout: Duration = .seconds(10), groupSize: Int = 512) {
@@ -43,13 +52,14 @@ package struct TestArguments: AppArguments {
 }
 
 extension TestClientProtocol {
-    /// Sends JSON, with the admin token when asked.
+    /// Sends JSON, with the admin token when asked, or another bearer credential.
     package func send(
-        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, admin: Bool = false
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, admin: Bool = false, bearer: String? = nil
     ) async throws -> TestResponse {
         var headers: HTTPFields = [:]
         if json != nil { headers[.contentType] = "application/json" }
-        if admin { headers[.authorization] = "Bearer test-admin-token" }
+        if let bearer { headers[.authorization] = "Bearer \(bearer)" }
+        if admin { headers[.authorization] = "Bearer \(TestArguments.adminToken)" }
         return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
     }
 }

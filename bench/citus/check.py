@@ -83,7 +83,7 @@ async def every_route(port, url, base):
         ("POST", f"/v1/coupons/{coupon}/grants", {"user_ids": ["r1", "r2", "r3", "r1"]}, TOKEN, "200"),
         ("POST", f"/v1/coupons/{coupon}/tickets/r1/redemption", {"order_id": "o-1"}, None, "201"),
         ("POST", f"/v1/coupons/{coupon}/tickets/r1/redemption", {"order_id": "o-2"}, None, "409"),
-        ("DELETE", f"/v1/coupons/{coupon}/tickets/r1/redemption", None, None, "200"),
+        ("DELETE", f"/v1/coupons/{coupon}/tickets/r1/redemption?order_id=o-1", None, None, "200"),
         ("DELETE", f"/v1/coupons/{coupon}/tickets/r2", None, TOKEN, "204"),
         ("PATCH", f"/v1/coupons/{coupon}", {"quantity": 2}, TOKEN, "200"),
         ("POST", f"/v1/coupons/{coupon}/issue", {"user_id": "r4"}, None, "409"),

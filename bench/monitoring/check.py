@@ -145,7 +145,7 @@ async def sale(ports):
     # Two of the winners: one redeems and restores, the other's ticket goes back to the pool.
     winners = [f"m{n}" for n, (status, _, _) in enumerate(answers[:500]) if status == "201"][:2]
     after = [await request_async(ports[0], "POST", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption", {"order_id": "o-1"}),
-             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption"),
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption?order_id=o-1"),
              await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[1]}", token=TOKEN)]
     print(f"  a sale: coupon {sold_out} (300 tickets, 500 users), coupon {on_sale} (100 tickets, 20 users): answers "
           f"{dict(sorted(statuses.items()))}; redeem, restore, return: {[status for status, _, _ in after]}", flush=True)

@@ -1,13 +1,24 @@
 import Hummingbird
 import Logging
 import PostgresNIO
+import ServiceLifecycle
 
 /// The settings the service runs with; the command line and the tests each provide them.
 public protocol AppArguments: Sendable {
     var host: String { get }
     var port: Int { get }
     var databaseURL: String { get }
+    /// The admin routes' bearer token (at least 32 bytes); nil closes them.
     var adminToken: String? { get }
+    /// The checkout's bearer token (at least 32 bytes): with JWT identity on, it may read, redeem and
+    /// restore any user's ticket.
+    var checkoutToken: String? { get }
+    /// JWT identity: the JWKS file of the keys that sign users' tokens, the `iss` and `aud` they must
+    /// name, and the claim naming the user. Without a file the user routes trust the body and path.
+    var authJWKS: String? { get }
+    var authIssuer: String? { get }
+    var authAudience: String? { get }
+    var authUserClaim: String { get }
     var logLevel: Logger.Level { get }
     /// How long a request waits for the database before it gets 503.
     var databaseTimeout: Duration { get }
@@ -28,7 +39,7 @@ public let couponServiceVersion = "0.14.0"
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
 /// `drain`, when given, turns `/readyz` to 503 while it drains (see `ShutdownDrain`).
-public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrain? = nil) throws -> some ApplicationProtocol {
+public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrain? = nil) async throws -> some ApplicationProtocol {
     var logger = Logger(label: "coupon-server")
     logger.logLevel = arguments.logLevel
 
@@ -45,15 +56,17 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         ])
 
     if arguments.adminToken == nil {
-        logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token): admin routes answer 403")
+        logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token-file): admin routes answer 403")
     }
+    let tokens = try await buildTokenVerifier(arguments, logger: logger)
     let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
     let catalogue = CouponCatalogue()
     let listener = try CatalogueListener(
         databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
         client: client, logger: logger, metrics: metrics)
     let tickets = TicketStore(client: client, logger: logger)
-    let admin = AdminGuard(token: arguments.adminToken)
+    let admin = AdminGuard(token: try arguments.adminToken.map(SharedSecret.init))
+    let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
@@ -71,13 +84,17 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
             store: issuance, tickets: tickets, database: database, metrics: metrics),
         catalogue: catalogue,
         admin: admin,
+        access: access,
         database: database
     ).addRoutes(to: router)
     TicketController(
-        tickets: tickets, redemptions: RedemptionStore(client: client, logger: logger), admin: admin, database: database,
+        tickets: tickets, redemptions: RedemptionStore(client: client, logger: logger), admin: admin, access: access,
+        database: database,
         metrics: metrics
     ).addRoutes(to: router)
 
+    var services: [any Service] = [client, listener, gauges]
+    if let tokens { services.append(tokens) }
     return Application(
         router: router,
         server: .http1(configuration: .init(idleTimeout: TimeAmount(arguments.idleTimeout))),
@@ -87,6 +104,26 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         // net.core.somaxconn (4096 by default).
         configuration: .init(
             address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096),
-        services: [client, listener, gauges],
+        services: services,
         logger: logger)
+}
+
+/// JWT identity when a JWKS file is given, else nil (trusted mode), said at start either way.
+private func buildTokenVerifier(_ arguments: some AppArguments, logger: Logger) async throws -> TokenVerifier? {
+    guard let file = arguments.authJWKS else {
+        logger.warning(
+            "no JWKS (--auth-jwks): user routes trust the user_id of the body and path; run behind a gateway that authenticates users")
+        return nil
+    }
+    guard let issuer = arguments.authIssuer, let audience = arguments.authAudience else {
+        throw ConfigurationError("--auth-jwks needs --auth-issuer and --auth-audience")
+    }
+    let tokens = try await TokenVerifier(
+        .init(jwksFile: file, issuer: issuer, audience: audience, userClaim: arguments.authUserClaim), logger: logger)
+    logger.info(
+        "user routes need a bearer JWT", metadata: [
+            "jwks": "\(file)", "kids": "\(tokens.keyIDs)", "issuer": "\(issuer)", "audience": "\(audience)",
+            "user_claim": "\(arguments.authUserClaim)", "checkout_token": "\(arguments.checkoutToken != nil)",
+        ])
+    return tokens
 }

@@ -34,6 +34,8 @@ struct RedemptionStore: Sendable {
         case restored(HeldTicket)
         /// Not redeemed: nothing to undo, answered the same way.
         case notRedeemed(HeldTicket)
+        /// Redeemed for another order, which only that order's cancellation undoes.
+        case otherOrder
         case ticketNotFound
         case couponNotFound
 
@@ -41,6 +43,7 @@ struct RedemptionStore: Sendable {
         enum Name: String {
             case restored
             case notRedeemed = "not_redeemed"
+            case otherOrder = "other_order"
             case ticketNotFound = "ticket_not_found"
             case couponNotFound = "coupon_not_found"
         }
@@ -76,9 +79,10 @@ struct RedemptionStore: Sendable {
         throw TicketStoreError.noRowReturned
     }
 
-    func restore(couponID: Int64, userID: String) async throws -> Restore {
+    /// Undoes the redemption for `orderID` only (migrations/0008).
+    func restore(couponID: Int64, userID: String, orderID: String) async throws -> Restore {
         let rows = try await client.query(
-            "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID))", logger: logger)
+            "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID), \(orderID))", logger: logger)
         for try await (outcome, number, code, issuedAt) in rows.decode((String, Int?, String?, Date?).self) {
             func held() throws -> HeldTicket {
                 let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
@@ -88,6 +92,7 @@ struct RedemptionStore: Sendable {
             switch Restore.Name(rawValue: outcome) {
             case .restored: return .restored(try held())
             case .notRedeemed: return .notRedeemed(try held())
+            case .otherOrder: return .otherOrder
             case .ticketNotFound: return .ticketNotFound
             case .couponNotFound: return .couponNotFound
             case nil: throw TicketStoreError.unknownOutcome(outcome)

@@ -9,6 +9,7 @@ struct CouponController<Context: RequestContext>: Sendable {
     let issuer: TicketIssuer
     let catalogue: CouponCatalogue
     let admin: AdminGuard
+    let access: UserAccess
     let database: DatabaseGate
 
     func addRoutes(to router: Router<Context>) {
@@ -63,8 +64,9 @@ struct CouponController<Context: RequestContext>: Sendable {
     /// Refusals are answered, not thrown: after a sell-out nearly every request is one, and the
     /// problem's bytes are ready (`CouponProblem`).
     @Sendable func issue(_ request: Request, context: Context) async throws -> Response {
+        let caller = try await access.caller(of: request)
         let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let userID = try CouponRequests.issueUser(from: try await request.jsonBody())
+        let userID = try caller.issuingUser(named: CouponRequests.issueUser(from: try await request.jsonBody()))
         let answer: any ResponseGenerator =
             switch try await issuer.issue(couponID: id, userID: userID) {
             case .issued(let ticket): TicketResponse(ticket, status: .created)

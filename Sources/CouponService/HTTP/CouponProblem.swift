@@ -24,7 +24,8 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         self.allow = allow
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
-        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        // RFC 6750: a bearer that does not hold says so; an admin route without one just asks for it.
+        if status == .unauthorized { headers[.wwwAuthenticate] = code == "invalid_token" ? #"Bearer error="invalid_token""# : "Bearer" }
         if let allow { headers[.allow] = allow }
         self.headers = headers
         let fields = Body(type: "about:blank", title: status.reasonPhrase, status: status.code, detail: detail, code: code)
@@ -58,6 +59,15 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     }
     static let unauthorized = Self(
         status: .unauthorized, code: "unauthorized", detail: "This route needs 'Authorization: Bearer <admin token>'.")
+    /// A user route without a bearer that holds, in JWT mode (RFC 6750's `invalid_token`).
+    static func invalidToken(_ detail: String) -> Self {
+        .init(status: .unauthorized, code: "invalid_token", detail: detail)
+    }
+    static let forbidden = Self(
+        status: .forbidden, code: "forbidden", detail: "This credential may not act for this user.")
+    static let otherOrder = Self(
+        status: .conflict, code: "other_order",
+        detail: "This ticket is redeemed for another order; only that order's cancellation restores it.")
     static let adminDisabled = Self(
         status: .forbidden, code: "admin_disabled",
         detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")

@@ -119,11 +119,22 @@ enum CouponRequests {
         return cursor
     }
 
-    /// The body of `POST /v1/coupons/{id}/issue`: the user asking.
-    static func issueUser(from body: Data) throws(CouponProblem) -> String {
+    /// The body of `POST /v1/coupons/{id}/issue`: the user asking, when the body names one (with a
+    /// bearer JWT it may be empty or `{}`: the token names the user).
+    static func issueUser(from body: Data) throws(CouponProblem) -> String? {
         if let plain = plainUserID(in: body) { return plain }
-        struct Body: Decodable { var user_id: String }
-        return try userID(decode(Body.self, from: body).user_id, field: "field 'user_id'")
+        if body.isEmpty { return nil }
+        struct Body: Decodable { var user_id: String? }
+        return try decode(Body.self, from: body).user_id.map { (user) throws(CouponProblem) in
+            try userID(user, field: "field 'user_id'")
+        }
+    }
+
+    /// `order_id` of a restore's query: the order whose redemption is undone, so a late cancel of
+    /// one order cannot undo another's.
+    static func restoredOrder(_ text: String?) throws(CouponProblem) -> String {
+        guard let text else { throw .invalidRequest("query 'order_id' is required: the order whose redemption to undo") }
+        return try userID(text, field: "query 'order_id'")
     }
 
     /// The body a sale receives thousands of times a second, `{"user_id":"..."}` with nothing else

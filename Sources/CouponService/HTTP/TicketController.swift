@@ -8,6 +8,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     let tickets: TicketStore
     let redemptions: RedemptionStore
     let admin: AdminGuard
+    let access: UserAccess
     let database: DatabaseGate
     let metrics: CouponMetrics
 
@@ -25,7 +26,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func ticket(_ request: Request, context: Context) async throws -> HeldTicketResponse {
-        let (id, userID) = try Self.couponAndUser(context)
+        let (id, userID) = try await ticketOfCaller(request, context)
         guard let held = try await database.short({ try await tickets.heldTicket(couponID: id, userID: userID) }) else {
             throw CouponProblem.ticketNotFound
         }
@@ -33,7 +34,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func redeem(_ request: Request, context: Context) async throws -> EditedResponse<HeldTicketResponse> {
-        let (id, userID) = try Self.couponAndUser(context)
+        let (id, userID) = try await ticketOfCaller(request, context)
         let orderID = try CouponRequests.orderID(from: try await request.jsonBody())
         switch try await database.short({ try await redemptions.redeem(couponID: id, userID: userID, orderID: orderID) }) {
         case .redeemed(let held):
@@ -48,14 +49,18 @@ struct TicketController<Context: RequestContext>: Sendable {
         }
     }
 
+    /// Undoes the redemption for the order the query names, and no other's.
     @Sendable func restore(_ request: Request, context: Context) async throws -> HeldTicketResponse {
-        let (id, userID) = try Self.couponAndUser(context)
-        switch try await database.short({ try await redemptions.restore(couponID: id, userID: userID) }) {
+        let (id, userID) = try await ticketOfCaller(request, context)
+        let orderID = try CouponRequests.restoredOrder(request.uri.queryParameters.get("order_id"))
+        switch try await database.short({ try await redemptions.restore(couponID: id, userID: userID, orderID: orderID) }) {
         case .restored(let held):
             metrics.restores.increment()
-            context.logger.info("redemption restored", metadata: ["coupon_id": "\(id)", "user_id": "\(userID)"])
+            context.logger.info(
+                "redemption restored", metadata: ["coupon_id": "\(id)", "user_id": "\(userID)", "order_id": "\(orderID)"])
             return HeldTicketResponse(held)
         case .notRedeemed(let held): return HeldTicketResponse(held)
+        case .otherOrder: throw CouponProblem.otherOrder
         case .ticketNotFound: throw CouponProblem.ticketNotFound
         case .couponNotFound: throw CouponProblem.couponNotFound
         }
@@ -78,7 +83,9 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func userTickets(_ request: Request, context: Context) async throws -> UserTicketsResponse {
+        let caller = try await access.caller(of: request)
         let userID = try CouponRequests.pathUserID(context.parameters.get("user_id"))
+        try caller.check(actsFor: userID)
         let query = request.uri.queryParameters
         let limit = try CouponRequests.limit(query.get("limit"), in: 1...100, fallback: 20)
         let after = try CouponRequests.userCursor(query.get("after"))
@@ -96,6 +103,14 @@ struct TicketController<Context: RequestContext>: Sendable {
             throw CouponProblem.couponNotFound
         }
         return WinnersResponse(winners: winners, next: winners.count == limit ? winners.last?.ticket.number : nil)
+    }
+
+    /// The coupon id and the user id of a ticket's path, once the caller may act for that user.
+    func ticketOfCaller(_ request: Request, _ context: Context) async throws(CouponProblem) -> (Int64, String) {
+        let caller = try await access.caller(of: request)
+        let (id, userID) = try Self.couponAndUser(context)
+        try caller.check(actsFor: userID)
+        return (id, userID)
     }
 
     /// The coupon id and the user id of a ticket's path.

@@ -1,0 +1,296 @@
+import Crypto
+import Foundation
+import JWTKit
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The user a bearer JWT names, once its signature, issuer, audience and lifetime check out.
+///
+/// The keys come from a JWKS file (RFC 7517) of public keys. Each key must carry its `kid` and its
+/// `alg`: the key decides how a token is checked, never the token's header (which must name the
+/// same `alg`). A token must name the `kid` of one of them. The file is read again every second and
+/// its new keys used from then on, so keys rotate without a restart; a file that no longer reads
+/// keeps the keys before it, with an error logged.
+///
+/// A token verified once is remembered until its `exp` (a bounded cache, emptied when the keys
+/// change), so a retry does not pay the signature check again.
+final class TokenVerifier: Service, Sendable {
+    struct Settings: Sendable {
+        var jwksFile: String
+        var issuer: String
+        var audience: String
+        /// The claim that holds the user id.
+        var userClaim = "sub"
+    }
+
+    /// A longer bearer is refused before it is read.
+    static let maximumTokenBytes = 8 * 1024
+    /// How far `exp` and `nbf` may be off the service's clock.
+    static let leeway: TimeInterval = 60
+    /// Algorithms a key may name; HMAC is not one: a public key is not a shared secret.
+    static let algorithms: Set<String> = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+    /// One key of the file, with the algorithm it names.
+    struct VerificationKey: Sendable {
+        var algorithm: String
+        /// A collection of this key alone, so a token is never checked with another.
+        var collection: JWTKeyCollection
+    }
+
+    /// The keys as last read, and the text they were read from.
+    private struct KeySet: Sendable {
+        var text: Data
+        var keys: [String: VerificationKey]
+    }
+
+    private let settings: Settings
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+    private let keySet: Mutex<KeySet>
+    private let verified = Mutex(VerifiedTokens(capacity: 50_000))
+
+    /// Reads the file once; a file that does not read is a configuration error.
+    init(_ settings: Settings, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) async throws {
+        self.settings = settings
+        self.logger = logger
+        self.now = now
+        let text = try Self.read(settings.jwksFile)
+        keySet = Mutex(KeySet(text: text, keys: try await Self.keys(from: text, file: settings.jwksFile)))
+    }
+
+    var keyIDs: [String] { keySet.withLock { $0.keys.keys.sorted() } }
+
+    /// The user the token names, or a 401 `invalid_token` problem saying what is wrong with it.
+    func user(of token: Substring) async throws(CouponProblem) -> String {
+        guard token.utf8.count <= Self.maximumTokenBytes else { throw .invalidToken("The token is longer than 8 KiB.") }
+        let digest = Array(SHA256.hash(data: Array(token.utf8)))
+        let at = now()
+        if let user = verified.withLock({ $0.user(for: digest, at: at) }) { return user }
+
+        let header = try TokenHeader(token)
+        guard let key = keySet.withLock({ $0.keys[header.keyID] }) else {
+            throw .invalidToken("No key of this service has the token's 'kid'.")
+        }
+        guard header.algorithm == key.algorithm else {
+            throw .invalidToken("The token's 'alg' is not the algorithm of its key.")
+        }
+        let claims: Claims
+        do {
+            claims = try await key.collection.verify(String(token), as: Claims.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            throw .invalidToken("The token's signature does not verify.")
+        } catch {
+            throw .invalidToken("The token is not a well-formed JWT.")
+        }
+        let user = try check(claims, at: at)
+        let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
+        verified.withLock { $0.remember(digest, user: user, until: expires) }
+        return user
+    }
+
+    /// Issuer, audience, lifetime and the user claim, once the signature holds.
+    private func check(_ claims: Claims, at now: Date) throws(CouponProblem) -> String {
+        guard claims.issuer == settings.issuer else { throw .invalidToken("The token's 'iss' is not this service's issuer.") }
+        guard claims.audience.contains(settings.audience) else {
+            throw .invalidToken("The token's 'aud' does not name this service.")
+        }
+        let seconds = now.timeIntervalSince1970
+        guard seconds < claims.expiresAt + Self.leeway else { throw .invalidToken("The token has expired.") }
+        if let notBefore = claims.notBefore, seconds + Self.leeway < notBefore {
+            throw .invalidToken("The token is not valid yet.")
+        }
+        guard let user = claims.strings[settings.userClaim],
+            (try? CouponRequests.userID(user)) != nil
+        else {
+            throw .invalidToken(
+                "The token's '\(settings.userClaim)' must be a user id: 1 to 64 characters of A-Z a-z 0-9 . _ : @ -")
+        }
+        return user
+    }
+
+    // MARK: Keys
+
+    /// Re-reads the file every second until the service stops.
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await self.reloadIfChanged()
+            }
+        }
+    }
+
+    /// Reads the file; when its text changed, its keys replace the old ones and the verified tokens
+    /// are forgotten (a key taken out revokes its tokens). True when the keys changed.
+    @discardableResult
+    func reloadIfChanged() async -> Bool {
+        do {
+            let text = try Self.read(settings.jwksFile)
+            guard keySet.withLock({ $0.text != text }) else { return false }
+            let keys = try await Self.keys(from: text, file: settings.jwksFile)
+            keySet.withLock { $0 = KeySet(text: text, keys: keys) }
+            verified.withLock { $0.removeAll() }
+            logger.info("JWKS reloaded", metadata: ["file": "\(settings.jwksFile)", "kids": "\(keys.keys.sorted())"])
+            return true
+        } catch {
+            logger.error(
+                "JWKS file does not read; keeping the keys before it", metadata: ["file": "\(settings.jwksFile)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private static func read(_ file: String) throws -> Data {
+        do {
+            return try Data(contentsOf: URL(filePath: file))
+        } catch {
+            throw ConfigurationError("cannot read the JWKS file \(file): \(error.localizedDescription)")
+        }
+    }
+
+    /// Every key of the file, checked: public, with a `kid` of its own and an `alg` this service
+    /// accepts that fits its `kty` and curve.
+    static func keys(from text: Data, file: String) async throws -> [String: VerificationKey] {
+        let jwks: JWKS
+        do {
+            jwks = try JSONDecoder().decode(JWKS.self, from: text)
+        } catch {
+            throw ConfigurationError("\(file) is not a JWKS (RFC 7517): \(error)")
+        }
+        guard !jwks.keys.isEmpty else { throw ConfigurationError("\(file) holds no keys") }
+        var keys: [String: VerificationKey] = [:]
+        for jwk in jwks.keys {
+            guard let kid = jwk.keyIdentifier?.string, !kid.isEmpty else {
+                throw ConfigurationError("every key in \(file) needs a 'kid'")
+            }
+            guard keys[kid] == nil else { throw ConfigurationError("the 'kid' \(kid) appears twice in \(file)") }
+            guard jwk.privateExponent == nil else {
+                throw ConfigurationError("key \(kid) in \(file) is a private key; the service needs only public keys")
+            }
+            guard let algorithm = jwk.algorithm?.rawValue, algorithms.contains(algorithm) else {
+                throw ConfigurationError(
+                    "key \(kid) in \(file) needs an 'alg' of \(algorithms.sorted().joined(separator: ", "))")
+            }
+            let collection = JWTKeyCollection()
+            do {
+                try await collection.add(jwk: jwk)
+                // Fails unless the key's own `alg` fits its `kty` and curve.
+                _ = try await collection.getKey(for: jwk.keyIdentifier)
+            } catch {
+                throw ConfigurationError("key \(kid) in \(file) does not make an \(algorithm) key: \(error)")
+            }
+            keys[kid] = VerificationKey(algorithm: algorithm, collection: collection)
+        }
+        return keys
+    }
+}
+
+/// The fields of a token's header this service reads before its signature: `kid` and `alg`.
+struct TokenHeader: Sendable {
+    var keyID: String
+    var algorithm: String
+
+    init(_ token: Substring) throws(CouponProblem) {
+        struct Fields: Decodable {
+            var kid: String?
+            var alg: String?
+        }
+        guard let end = token.firstIndex(of: "."), let json = Data(base64URL: token[..<end]),
+            let fields = try? JSONDecoder().decode(Fields.self, from: json)
+        else { throw .invalidToken("The token is not a well-formed JWT.") }
+        guard let kid = fields.kid, let alg = fields.alg else {
+            throw .invalidToken("The token's header must name its 'kid' and 'alg'.")
+        }
+        keyID = kid
+        algorithm = alg
+    }
+}
+
+/// The claims a token is judged by. Every string claim is kept, so any claim can name the user.
+struct Claims: JWTPayload {
+    var issuer: String?
+    var audience: [String] = []
+    /// Seconds since 1970; required: a token without an end is refused.
+    var expiresAt: Double
+    var notBefore: Double?
+    var strings: [String: String] = [:]
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        for key in container.allKeys {
+            if let text = try? container.decode(String.self, forKey: key) { strings[key.stringValue] = text }
+        }
+        issuer = strings["iss"]
+        let aud = Key(stringValue: "aud")
+        if let one = strings["aud"] {
+            audience = [one]
+        } else if container.contains(aud) {
+            audience = try container.decode([String].self, forKey: aud)
+        }
+        expiresAt = try container.decode(Double.self, forKey: Key(stringValue: "exp"))
+        notBefore = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "nbf"))
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for (name, value) in strings { try container.encode(value, forKey: Key(stringValue: name)) }
+        try container.encode(expiresAt, forKey: Key(stringValue: "exp"))
+        try container.encodeIfPresent(notBefore, forKey: Key(stringValue: "nbf"))
+    }
+
+    /// The claims are checked by `TokenVerifier`, with its clock and leeway.
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
+}
+
+/// Tokens verified before, by their SHA-256, each until its `exp`. Bounded: two generations of at
+/// most `capacity` entries each; when the newer one fills up, the older one is dropped.
+struct VerifiedTokens: Sendable {
+    private struct Entry: Sendable {
+        var user: String
+        var until: Date
+    }
+    let capacity: Int
+    private var newer: [[UInt8]: Entry] = [:]
+    private var older: [[UInt8]: Entry] = [:]
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var count: Int { newer.count + older.count }
+
+    func user(for digest: [UInt8], at now: Date) -> String? {
+        guard let entry = newer[digest] ?? older[digest], now < entry.until else { return nil }
+        return entry.user
+    }
+
+    mutating func remember(_ digest: [UInt8], user: String, until: Date) {
+        if newer.count >= capacity {
+            older = newer
+            newer = [:]
+        }
+        newer[digest] = Entry(user: user, until: until)
+    }
+
+    mutating func removeAll() {
+        newer = [:]
+        older = [:]
+    }
+}
+
+extension Data {
+    /// Base64url without padding (RFC 7515 section 2); nil for anything else.
+    init?(base64URL text: Substring) {
+        guard text.utf8.allSatisfy({ $0 != UInt8(ascii: "+") && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "=") }) else {
+            return nil
+        }
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
+        self.init(base64Encoded: base64)
+    }
+}

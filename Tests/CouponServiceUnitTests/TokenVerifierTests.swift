@@ -1,0 +1,164 @@
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import CouponService
+import CouponTestSupport
+
+/// A clock the test moves.
+final class TestClock: Sendable {
+    private let date = Mutex(Date())
+    func withLock<T>(_ body: (inout Date) -> T) -> T { date.withLock { body(&$0) } }
+}
+
+/// Every way a token can fail, and the ways it holds, against a real JWKS file.
+@Suite struct TokenVerifierTests {
+    let identity: TestIdentity
+    let clock = TestClock()
+
+    init() throws { identity = try TestIdentity() }
+
+    func verifier(userClaim: String = "sub") async throws -> TokenVerifier {
+        let clock = self.clock
+        return try await TokenVerifier(
+            .init(jwksFile: identity.jwksFile.path, issuer: TestIdentity.issuer, audience: TestIdentity.audience, userClaim: userClaim),
+            logger: Logger(label: "test"), now: { clock.withLock { $0 } })
+    }
+
+    /// The detail of the 401, or "ok: USER" when the token holds.
+    func judge(_ verifier: TokenVerifier, _ token: String) async -> String {
+        do {
+            return "ok: " + (try await verifier.user(of: Substring(token)))
+        } catch {
+            #expect(error.status == .unauthorized && error.code == "invalid_token")
+            return error.detail
+        }
+    }
+
+    @Test(arguments: TestSigner.Algorithm.allCases)
+    func eachAlgorithmsKeyVerifiesItsTokens(_ algorithm: TestSigner.Algorithm) async throws {
+        let verifier = try await verifier()
+        let signer = [identity.es256, identity.rs256, identity.eddsa].first { $0.algorithm == algorithm }!
+        #expect(await judge(verifier, try signer.token(TestIdentity.claims(for: "ann"))) == "ok: ann")
+    }
+
+    @Test func brokenAndForgedTokensAreRefused() async throws {
+        let verifier = try await verifier()
+        let claims = TestIdentity.claims(for: "ann")
+        let good = try identity.es256.token(claims)
+        let parts = good.split(separator: ".").map(String.init)
+        let stranger = try TestSigner(.es256, kid: identity.es256.kid)  // another JWKS's key, under a known kid
+        let hmacHeader = try TestSigner.encode(["alg": "HS256", "kid": identity.rs256.kid, "typ": "JWT"])
+        let confused = hmacHeader + "." + parts[1]
+        // Algorithm confusion: an HMAC keyed with the RSA key's public JWK, as a naive verifier would check it.
+        let publicKeyBytes = try JSONSerialization.data(withJSONObject: identity.rs256.publicJWK, options: [.sortedKeys])
+        let hmac = Data(HMAC<SHA256>.authenticationCode(for: Data(confused.utf8), using: SymmetricKey(data: publicKeyBytes)))
+        let malformed = "The token is not a well-formed JWT."
+        let signature = "The token's signature does not verify."
+        let cases: [(String, String, expected: String)] = [
+            ("a bad signature", parts[0] + "." + (try TestSigner.encode(TestIdentity.claims(for: "eve"))) + "." + parts[2], signature),
+            ("another JWKS's key under a known kid", try stranger.token(claims), signature),
+            ("an unknown kid", try identity.es256.token(claims, header: ["kid": "nobody"]), "No key of this service has the token's 'kid'."),
+            ("no kid", try unsigned(["alg": "ES256"], claims, signature: parts[2]), "The token's header must name its 'kid' and 'alg'."),
+            ("alg none", try unsigned(["alg": "none", "kid": identity.es256.kid], claims, signature: ""), "The token's 'alg' is not the algorithm of its key."),
+            ("alg none, no signature part", try unsigned(["alg": "none", "kid": identity.es256.kid], claims, signature: nil), "The token's 'alg' is not the algorithm of its key."),
+            ("HS256 keyed with the public key", confused + "." + hmac.base64URL, "The token's 'alg' is not the algorithm of its key."),
+            ("the key's kid with another alg", try identity.es256.token(claims, header: ["alg": "ES384"]), "The token's 'alg' is not the algorithm of its key."),
+            ("expired beyond the leeway", try identity.es256.token(claims.merging(["exp": now - 61]) { $1 }), "The token has expired."),
+            ("not valid yet beyond the leeway", try identity.es256.token(claims.merging(["nbf": now + 61]) { $1 }), "The token is not valid yet."),
+            ("no exp", try identity.es256.token(claims.filter { $0.key != "exp" }), malformed),
+            ("another issuer", try identity.es256.token(claims.merging(["iss": "https://evil.example"]) { $1 }), "The token's 'iss' is not this service's issuer."),
+            ("another audience", try identity.es256.token(claims.merging(["aud": "another-service"]) { $1 }), "The token's 'aud' does not name this service."),
+            ("a sub that is not a user id", try identity.es256.token(claims.merging(["sub": "has space"]) { $1 }), "The token's 'sub' must be a user id"),
+            ("a sub that is a number", try identity.es256.token(claims.merging(["sub": 42]) { $1 }), "The token's 'sub' must be a user id"),
+            ("malformed base64", "%%%." + parts[1] + "." + parts[2], malformed),
+            ("malformed JSON", Data("{not json".utf8).base64URL + "." + parts[1] + "." + parts[2], malformed),
+            ("a payload that is not JSON", parts[0] + "." + Data("[1,2".utf8).base64URL + "." + parts[2], signature),
+            ("two parts", parts[0] + "." + parts[1], malformed),
+            ("empty", "", malformed),
+            ("over 8 KiB", try identity.es256.token(claims.merging(["pad": String(repeating: "x", count: 8 * 1024)]) { $1 }), "The token is longer than 8 KiB."),
+        ]
+        for (name, token, expected) in cases {
+            let verdict = await judge(verifier, token)
+            #expect(verdict.hasPrefix(expected), "\(name): \(verdict)")
+        }
+    }
+
+    @Test func theLeewayIsSixtySeconds() async throws {
+        let verifier = try await verifier()
+        let claims = TestIdentity.claims(for: "ann", now: clock.withLock { $0 })
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["exp": now - 59]) { $1 })) == "ok: ann")
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["nbf": now + 59]) { $1 })) == "ok: ann")
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["aud": ["x", TestIdentity.audience]]) { $1 })) == "ok: ann")
+    }
+
+    @Test func anotherClaimCanNameTheUser() async throws {
+        let verifier = try await verifier(userClaim: "customer_id")
+        let claims = TestIdentity.claims(for: "ann").merging(["customer_id": "c-42"]) { $1 }
+        #expect(await judge(verifier, try identity.eddsa.token(claims)) == "ok: c-42")
+    }
+
+    @Test func aVerifiedTokenIsRememberedUntilItsEndOnly() async throws {
+        let verifier = try await verifier()
+        let token = try identity.rs256.token(TestIdentity.claims(for: "ann", now: clock.withLock { $0 }))
+        #expect(await judge(verifier, token) == "ok: ann")
+        #expect(await judge(verifier, token) == "ok: ann", "from the cache")
+        clock.withLock { $0 += 3600 + 61 }
+        #expect(await judge(verifier, token) == "The token has expired.", "the cache keeps a token until its exp only")
+    }
+
+    @Test func keysRotateWithoutARestart() async throws {
+        let verifier = try await verifier()
+        let old = try identity.es256.token(TestIdentity.claims(for: "ann"))
+        #expect(await judge(verifier, old) == "ok: ann")
+        let next = try TestSigner(.es256, kid: "es-2")
+        let new = try next.token(TestIdentity.claims(for: "ann"))
+        #expect(await judge(verifier, new) != "ok: ann", "not published yet")
+
+        try identity.publish([next, identity.rs256])
+        #expect(await verifier.reloadIfChanged())
+        #expect(await judge(verifier, new) == "ok: ann", "the new key is used")
+        #expect(await judge(verifier, old) != "ok: ann", "the key taken out revokes its tokens, cached or not")
+        #expect(await verifier.reloadIfChanged() == false, "nothing changed")
+
+        try Data("{not a jwks".utf8).write(to: identity.jwksFile)
+        #expect(await verifier.reloadIfChanged() == false)
+        #expect(await judge(verifier, new) == "ok: ann", "a broken file keeps the keys before it")
+    }
+
+    @Test func aFileThatCannotBeTrustedStopsTheStart() async throws {
+        let private_ = try TestSigner(.es256, kid: "p").publicJWK.merging(["d": "AAAA"]) { $1 }
+        let files: [(String, Any)] = [
+            ("no keys", ["keys": [[String: String]]()]),
+            ("no kid", ["keys": [identity.es256.publicJWK.filter { $0.key != "kid" }]]),
+            ("no alg: the token's header would decide", ["keys": [identity.es256.publicJWK.filter { $0.key != "alg" }]]),
+            ("an alg that does not fit the key", ["keys": [identity.es256.publicJWK.merging(["alg": "RS256"]) { $1 }]]),
+            ("HMAC", ["keys": [["kty": "oct", "k": "c2VjcmV0", "kid": "h", "alg": "HS256"]]]),
+            ("a private key", ["keys": [private_]]),
+            ("a kid twice", ["keys": [identity.es256.publicJWK, identity.es256.publicJWK]]),
+        ]
+        for (name, jwks) in files {
+            try JSONSerialization.data(withJSONObject: jwks).write(to: identity.jwksFile)
+            await #expect(throws: ConfigurationError.self, "\(name)") { _ = try await verifier() }
+        }
+    }
+
+    @Test func theCacheIsBounded() {
+        var cache = VerifiedTokens(capacity: 2)
+        let later = Date().addingTimeInterval(60)
+        for n in 0..<5 { cache.remember([UInt8(n)], user: "u\(n)", until: later) }
+        #expect(cache.count <= 4)
+        #expect(cache.user(for: [4], at: Date()) == "u4")
+        #expect(cache.user(for: [0], at: Date()) == nil, "the oldest generation was dropped")
+    }
+
+    var now: Int { Int(clock.withLock { $0 }.timeIntervalSince1970) }
+
+    /// A token with this header and these claims and any signature part (nil: no third part).
+    func unsigned(_ header: [String: any Sendable], _ claims: [String: any Sendable], signature: String?) throws -> String {
+        let input = try TestSigner.encode(header) + "." + TestSigner.encode(claims)
+        return signature.map { input + "." + $0 } ?? input
+    }
+}
