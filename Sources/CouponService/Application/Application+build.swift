@@ -34,7 +34,7 @@ public protocol AppArguments: Sendable {
 }
 
 /// This build's version (`coupon-server --version`).
-public let couponServiceVersion = "0.14.0"
+public let couponServiceVersion = "0.15.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
