@@ -64,7 +64,7 @@ struct CouponController<Context: RequestContext>: Sendable {
     /// Refusals are answered, not thrown: after a sell-out nearly every request is one, and the
     /// problem's bytes are ready (`CouponProblem`).
     @Sendable func issue(_ request: Request, context: Context) async throws -> Response {
-        let caller = try await access.caller(of: request)
+        let caller = try access.caller(of: request)
         let id = try CouponRequests.couponID(context.parameters.get("id"))
         let userID = try caller.issuingUser(named: CouponRequests.issueUser(from: try await request.jsonBody()))
         let answer: any ResponseGenerator =

@@ -26,7 +26,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func ticket(_ request: Request, context: Context) async throws -> HeldTicketResponse {
-        let (id, userID) = try await ticketOfCaller(request, context)
+        let (id, userID) = try ticketOfCaller(request, context)
         guard let held = try await database.short({ try await tickets.heldTicket(couponID: id, userID: userID) }) else {
             throw CouponProblem.ticketNotFound
         }
@@ -34,7 +34,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func redeem(_ request: Request, context: Context) async throws -> EditedResponse<HeldTicketResponse> {
-        let (id, userID) = try await ticketOfCaller(request, context)
+        let (id, userID) = try ticketOfCaller(request, context)
         let orderID = try CouponRequests.orderID(from: try await request.jsonBody())
         switch try await database.short({ try await redemptions.redeem(couponID: id, userID: userID, orderID: orderID) }) {
         case .redeemed(let held):
@@ -51,7 +51,7 @@ struct TicketController<Context: RequestContext>: Sendable {
 
     /// Undoes the redemption for the order the query names, and no other's.
     @Sendable func restore(_ request: Request, context: Context) async throws -> HeldTicketResponse {
-        let (id, userID) = try await ticketOfCaller(request, context)
+        let (id, userID) = try ticketOfCaller(request, context)
         let orderID = try CouponRequests.restoredOrder(request.uri.queryParameters.get("order_id"))
         switch try await database.short({ try await redemptions.restore(couponID: id, userID: userID, orderID: orderID) }) {
         case .restored(let held):
@@ -83,7 +83,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func userTickets(_ request: Request, context: Context) async throws -> UserTicketsResponse {
-        let caller = try await access.caller(of: request)
+        let caller = try access.caller(of: request)
         let userID = try CouponRequests.pathUserID(context.parameters.get("user_id"))
         try caller.check(actsFor: userID)
         let query = request.uri.queryParameters
@@ -106,8 +106,8 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     /// The coupon id and the user id of a ticket's path, once the caller may act for that user.
-    func ticketOfCaller(_ request: Request, _ context: Context) async throws(CouponProblem) -> (Int64, String) {
-        let caller = try await access.caller(of: request)
+    func ticketOfCaller(_ request: Request, _ context: Context) throws(CouponProblem) -> (Int64, String) {
+        let caller = try access.caller(of: request)
         let (id, userID) = try Self.couponAndUser(context)
         try caller.check(actsFor: userID)
         return (id, userID)

@@ -31,17 +31,11 @@ final class TokenVerifier: Service, Sendable {
     /// Algorithms a key may name; HMAC is not one: a public key is not a shared secret.
     static let algorithms: Set<String> = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
-    /// One key of the file, with the algorithm it names.
-    struct VerificationKey: Sendable {
-        var algorithm: String
-        /// A collection of this key alone, so a token is never checked with another.
-        var collection: JWTKeyCollection
-    }
-
-    /// The keys as last read, and the text they were read from.
+    /// The keys as last read, by `kid`, each made by jwt-kit for the `alg` the file gives it; and
+    /// the text they were read from.
     private struct KeySet: Sendable {
         var text: Data
-        var keys: [String: VerificationKey]
+        var keys: [String: any JWTAlgorithm]
     }
 
     private let settings: Settings
@@ -62,26 +56,32 @@ final class TokenVerifier: Service, Sendable {
     var keyIDs: [String] { keySet.withLock { $0.keys.keys.sorted() } }
 
     /// The user the token names, or a 401 `invalid_token` problem saying what is wrong with it.
-    func user(of token: Substring) async throws(CouponProblem) -> String {
+    ///
+    /// The JWS is taken apart here (RFC 7515 compact form: header, payload, signature), and each part
+    /// decoded once; jwt-kit's key checks the signature over the first two as sent.
+    func user(of token: Substring) throws(CouponProblem) -> String {
         guard token.utf8.count <= Self.maximumTokenBytes else { throw .invalidToken("The token is longer than 8 KiB.") }
         let digest = Array(SHA256.hash(data: Array(token.utf8)))
         let at = now()
         if let user = verified.withLock({ $0.user(for: digest, at: at) }) { return user }
 
-        let header = try TokenHeader(token)
+        let malformed = CouponProblem.invalidToken("The token is not a well-formed JWT.")
+        let parts = token.split(separator: ".", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerJSON = Data(base64URL: parts[0]), let signature = Data(base64URL: parts[2]) else {
+            throw malformed
+        }
+        let header = try TokenHeader(json: headerJSON)
         guard let key = keySet.withLock({ $0.keys[header.keyID] }) else {
             throw .invalidToken("No key of this service has the token's 'kid'.")
         }
-        guard header.algorithm == key.algorithm else {
+        guard header.algorithm == key.name else {
             throw .invalidToken("The token's 'alg' is not the algorithm of its key.")
         }
-        let claims: Claims
-        do {
-            claims = try await key.collection.verify(String(token), as: Claims.self)
-        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+        guard (try? key.verify(signature, signs: Data(token.utf8[..<parts[1].endIndex]))) == true else {
             throw .invalidToken("The token's signature does not verify.")
-        } catch {
-            throw .invalidToken("The token is not a well-formed JWT.")
+        }
+        guard let payload = Data(base64URL: parts[1]), let claims = try? JSONDecoder().decode(Claims.self, from: payload) else {
+            throw malformed
         }
         let user = try check(claims, at: at)
         let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
@@ -150,7 +150,7 @@ final class TokenVerifier: Service, Sendable {
 
     /// Every key of the file, checked: public, with a `kid` of its own and an `alg` this service
     /// accepts that fits its `kty` and curve.
-    static func keys(from text: Data, file: String) async throws -> [String: VerificationKey] {
+    static func keys(from text: Data, file: String) async throws -> [String: any JWTAlgorithm] {
         let jwks: JWKS
         do {
             jwks = try JSONDecoder().decode(JWKS.self, from: text)
@@ -158,7 +158,7 @@ final class TokenVerifier: Service, Sendable {
             throw ConfigurationError("\(file) is not a JWKS (RFC 7517): \(error)")
         }
         guard !jwks.keys.isEmpty else { throw ConfigurationError("\(file) holds no keys") }
-        var keys: [String: VerificationKey] = [:]
+        var keys: [String: any JWTAlgorithm] = [:]
         for jwk in jwks.keys {
             guard let kid = jwk.keyIdentifier?.string, !kid.isEmpty else {
                 throw ConfigurationError("every key in \(file) needs a 'kid'")
@@ -172,14 +172,18 @@ final class TokenVerifier: Service, Sendable {
                     "key \(kid) in \(file) needs an 'alg' of \(algorithms.sorted().joined(separator: ", "))")
             }
             let collection = JWTKeyCollection()
+            let key: any JWTAlgorithm
             do {
                 try await collection.add(jwk: jwk)
-                // Fails unless the key's own `alg` fits its `kty` and curve.
-                _ = try await collection.getKey(for: jwk.keyIdentifier)
+                // Asked without a token's `alg`: fails unless the key's own `alg` fits its `kty` and curve.
+                key = try await collection.getKey(for: jwk.keyIdentifier)
             } catch {
                 throw ConfigurationError("key \(kid) in \(file) does not make an \(algorithm) key: \(error)")
             }
-            keys[kid] = VerificationKey(algorithm: algorithm, collection: collection)
+            guard key.name == algorithm else {
+                throw ConfigurationError("key \(kid) in \(file) made an \(key.name) key, not \(algorithm)")
+            }
+            keys[kid] = key
         }
         return keys
     }
@@ -190,14 +194,14 @@ struct TokenHeader: Sendable {
     var keyID: String
     var algorithm: String
 
-    init(_ token: Substring) throws(CouponProblem) {
+    init(json: Data) throws(CouponProblem) {
         struct Fields: Decodable {
             var kid: String?
             var alg: String?
         }
-        guard let end = token.firstIndex(of: "."), let json = Data(base64URL: token[..<end]),
-            let fields = try? JSONDecoder().decode(Fields.self, from: json)
-        else { throw .invalidToken("The token is not a well-formed JWT.") }
+        guard let fields = try? JSONDecoder().decode(Fields.self, from: json) else {
+            throw .invalidToken("The token is not a well-formed JWT.")
+        }
         guard let kid = fields.kid, let alg = fields.alg else {
             throw .invalidToken("The token's header must name its 'kid' and 'alg'.")
         }
@@ -207,7 +211,7 @@ struct TokenHeader: Sendable {
 }
 
 /// The claims a token is judged by. Every string claim is kept, so any claim can name the user.
-struct Claims: JWTPayload {
+struct Claims: Decodable {
     var issuer: String?
     var audience: [String] = []
     /// Seconds since 1970; required: a token without an end is refused.
@@ -221,6 +225,7 @@ struct Claims: JWTPayload {
         init(stringValue: String) { self.stringValue = stringValue }
         init?(intValue: Int) { nil }
     }
+
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
@@ -237,16 +242,6 @@ struct Claims: JWTPayload {
         expiresAt = try container.decode(Double.self, forKey: Key(stringValue: "exp"))
         notBefore = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "nbf"))
     }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: Key.self)
-        for (name, value) in strings { try container.encode(value, forKey: Key(stringValue: name)) }
-        try container.encode(expiresAt, forKey: Key(stringValue: "exp"))
-        try container.encodeIfPresent(notBefore, forKey: Key(stringValue: "nbf"))
-    }
-
-    /// The claims are checked by `TokenVerifier`, with its clock and leeway.
-    func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
 /// Tokens verified before, by their SHA-256, each until its `exp`. Bounded: two generations of at

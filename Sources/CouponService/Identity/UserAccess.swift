@@ -20,13 +20,13 @@ struct UserAccess: Sendable {
 
     var verifiesTokens: Bool { tokens != nil }
 
-    func caller(of request: Request) async throws(CouponProblem) -> Caller {
+    func caller(of request: Request) throws(CouponProblem) -> Caller {
         guard let tokens else { return .anyone }
         guard let credential = request.bearerCredential else {
             throw .invalidToken("This route needs 'Authorization: Bearer <token>'.")
         }
         if let checkout, checkout.matches(credential) { return .checkout }
-        return .user(try await tokens.user(of: credential))
+        return .user(try tokens.user(of: credential))
     }
 }
 
