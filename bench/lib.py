@@ -5,6 +5,7 @@ wrk's and pgbench's output and the writing of results files.
 Every tool runs as a module from the repository root (`python3 -m bench.run`, ...) and imports
 this as `bench.lib`."""
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -21,6 +22,8 @@ from http.client import HTTPConnection
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL = os.environ["DATABASE_URL"]
 HOST = "127.0.0.1"
+# The admin token of the servers these tools start (the server refuses one shorter than 32 bytes).
+ADMIN_TOKEN = "bench-admin-token-of-32-bytes-or-more"
 
 
 def psql(sql, url=URL):
@@ -135,7 +138,7 @@ class Server:
     or with `log` kept in a temporary file that `stop` shows (last lines) when it is not empty.
     As a context manager: ready on entry, stopped on exit."""
 
-    def __init__(self, port, *args, url=URL, binary=None, token="bench", log_level="warning", env=None, log=False):
+    def __init__(self, port, *args, url=URL, binary=None, token=ADMIN_TOKEN, log_level="warning", env=None, log=False):
         with socket.socket() as probe:
             if probe.connect_ex((HOST, port)) == 0:
                 raise RuntimeError(f"something already listens on {HOST}:{port}")
@@ -183,6 +186,51 @@ class Server:
         self.stop()
 
 
+# Identity -----------------------------------------------------------------------------------------
+
+def b64url(data):
+    """Base64url without padding (RFC 7515), of bytes or of a str's UTF-8."""
+    return base64.urlsafe_b64encode(data.encode() if isinstance(data, str) else data).rstrip(b"=").decode()
+
+
+class Identity:
+    """An identity provider for a server with JWT identity: an ES256 key (`cryptography`), the JWKS file
+    of its public key (with kid and alg) in a folder of its own, and tokens for users. `key`: an EC P-256
+    private key to use instead of a new one."""
+    ISSUER = "https://id.bench.example"
+    AUDIENCE = "coupon-service"
+
+    def __init__(self, kid="k1", key=None):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        self.kid = kid
+        self.key = key or ec.generate_private_key(ec.SECP256R1())
+        point = self.key.public_key().public_numbers()
+        self.jwk = {"kty": "EC", "crv": "P-256", "x": b64url(point.x.to_bytes(32, "big")),
+                    "y": b64url(point.y.to_bytes(32, "big")), "kid": kid, "alg": "ES256", "use": "sig"}
+        self.jwks = os.path.join(tempfile.mkdtemp(prefix="coupon-jwks-"), "jwks.json")
+        with open(self.jwks, "w") as f:
+            json.dump({"keys": [self.jwk]}, f)
+
+    def token(self, user, header=None, **overrides):
+        """A token for `user`, valid for an hour, signed by this key; `overrides` change or add claims
+        (None drops one), `header` changes or adds header fields."""
+        now = int(time.time())
+        claims = {"iss": self.ISSUER, "aud": self.AUDIENCE, "sub": user, "iat": now, "exp": now + 3600, **overrides}
+        head = {"alg": "ES256", "kid": self.kid, "typ": "JWT", **(header or {})}
+        return self.sign(b64url(json.dumps(head)) + "." + b64url(json.dumps({k: v for k, v in claims.items() if v is not None})))
+
+    def sign(self, signing_input):
+        """`signing_input` (header.claims) with its ES256 signature: raw r||s, base64url."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        r, s = utils.decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def server_args(self):
+        """The `serve` flags that make a server trust this identity provider."""
+        return ["--auth-jwks", self.jwks, "--auth-issuer", self.ISSUER, "--auth-audience", self.AUDIENCE]
+
+
 def create_coupon_over_http(base, token, name, quantity, **window):
     """POST /v1/coupons with the admin token (`window`: starts_at, ends_at in RFC 3339); returns the new
     coupon's id."""
@@ -208,21 +256,27 @@ def issue(port, coupon, user, connection=None):
             connection.close()
 
 
-async def issue_async(port, coupon, user, timeout=20.0):
-    """The issue request on a raw connection of its own (for the load of thousands at once): (status
-    as a string, or "timeout", "no_answer" or the error's name; decoded body or None; seconds)."""
-    return await request_async(port, "POST", f"/v1/coupons/{coupon}/issue", {"user_id": user}, timeout=timeout)
+async def issue_async(port, coupon, user, timeout=20.0, token=None):
+    """The issue request on a raw connection of its own (for the load of thousands at once), with the
+    user's JWT `token` when given (`user` None then sends `{}`): (status as a string, or "timeout",
+    "no_answer" or the error's name; decoded body or None; seconds)."""
+    body = {} if user is None else {"user_id": user}
+    return await request_async(port, "POST", f"/v1/coupons/{coupon}/issue", body, token=token, timeout=timeout)
 
 
-async def request_async(port, method, path, body=None, token=None, timeout=20.0):
-    """Any request on a raw connection of its own, with the admin `token` when given; answered as
-    issue_async answers."""
+async def request_async(port, method, path, body=None, token=None, timeout=20.0, headers=False):
+    """Any request on a raw connection of its own, with `token` (the admin token, a user's JWT, the
+    checkout's) as `Authorization: Bearer` when it is not None; answered as issue_async answers, with
+    `headers` the answer's header fields (a dict, names in lower case) fourth."""
     started = time.monotonic()
+
+    def answered(status, parsed=None, fields=None):
+        return (status, parsed, time.monotonic() - started) + ((fields or {},) if headers else ())
     payload = json.dumps(body) if body is not None else ""
     head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nContent-Length: {len(payload)}\r\n"
     if body is not None:
         head += "Content-Type: application/json\r\n"
-    if token:
+    if token is not None:
         head += f"Authorization: Bearer {token}\r\n"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
@@ -232,17 +286,18 @@ async def request_async(port, method, path, body=None, token=None, timeout=20.0)
         writer.close()
         answer_head, _, answer = raw.decode(errors="replace").partition("\r\n\r\n")
         if not answer_head:
-            return "no_answer", None, time.monotonic() - started
-        status = answer_head.split(" ")[1]
+            return answered("no_answer")
+        status, *lines = answer_head.split("\r\n")
         try:
             parsed = json.loads(answer) if answer else None
         except ValueError:
             parsed = None
-        return status, parsed, time.monotonic() - started
+        fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        return answered(status.split(" ")[1], parsed, fields)
     except asyncio.TimeoutError:
-        return "timeout", None, time.monotonic() - started
+        return answered("timeout")
     except (ConnectionError, OSError) as error:
-        return type(error).__name__, None, time.monotonic() - started
+        return answered(type(error).__name__)
 
 
 def metric(port, name):

@@ -105,9 +105,9 @@ def wrk(path_or_url, clients, script, *args):
     return wrk_result(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
-def server(group_size, binary=None):
-    """The release server on HTTP_PORT; `binary` lets bench/speed compare builds."""
-    return Server(HTTP_PORT, "--group-size", str(group_size), binary=binary)
+def server(group_size, binary=None, extra=()):
+    """The release server on HTTP_PORT; `binary` lets bench/speed compare builds, `extra` adds flags."""
+    return Server(HTTP_PORT, "--group-size", str(group_size), *extra, binary=binary)
 
 
 def http_issuance():

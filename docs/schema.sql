@@ -24,13 +24,15 @@ SET row_security = off;
 CREATE FUNCTION public.add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint) RETURNS void
     LANGUAGE plpgsql
     AS $$
-BEGIN
-    INSERT INTO coupon_tickets (coupon_id, number, code)
-    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
-    FROM generate_series(p_first_number, p_last_number) AS n;
-    ANALYZE coupon_tickets;
-END;
-$$;
+    BEGIN
+        INSERT INTO coupon_tickets (coupon_id, number, code)
+        SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+        FROM generate_series(p_first_number, p_last_number) AS n;
+        IF p_first_number = 1 THEN
+            ANALYZE coupon_tickets (coupon_id, issued_at);
+        END IF;
+    END;
+    $$;
 
 
 --

@@ -16,10 +16,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export COUPON_ADMIN_TOKEN="${COUPON_ADMIN_TOKEN:-dev-admin-token}"
-
 ensure_postgres_installed
 start_local_postgres
+
+# The admin token: COUPON_ADMIN_TOKEN or COUPON_ADMIN_TOKEN_FILE when given; else a random one kept in a
+# file only its owner reads (not on a command line, where `ps` shows it), made once and printed.
+if [ -z "${COUPON_ADMIN_TOKEN:-}" ] && [ -z "${COUPON_ADMIN_TOKEN_FILE:-}" ]; then
+    export COUPON_ADMIN_TOKEN_FILE="$COUPON_ROOT/.pg/admin-token"
+    if [ ! -s "$COUPON_ADMIN_TOKEN_FILE" ]; then
+        mkdir -p "$(dirname "$COUPON_ADMIN_TOKEN_FILE")"
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$COUPON_ADMIN_TOKEN_FILE")
+    fi
+fi
+admin_token="${COUPON_ADMIN_TOKEN:-$(cat "$COUPON_ADMIN_TOKEN_FILE")}"
 ensure_database coupons
 url="$(database_url coupons)"
 
@@ -40,7 +49,7 @@ for argument in "$@"; do
     previous="$argument"
 done
 echo "coupon service: http://$host:$port"
-echo "admin token:    $COUPON_ADMIN_TOKEN"
+echo "admin token:    $admin_token   (export TOKEN=$admin_token for the README walkthrough)"
 echo "database:       $url"
 
 # Not exec: the EXIT trap must still stop PostgreSQL. The server runs as a

@@ -126,6 +126,21 @@ struct Serve: AsyncParsableCommand, AppArguments {
     @Option(help: "Seconds a connection may send nothing, mid-request too, before it is closed (env: COUPON_IDLE_TIMEOUT).")
     var idleTimeout = Environment.value("COUPON_IDLE_TIMEOUT", or: Duration.seconds(10))
 
+    @Option(help: "Seconds a request's body may take to arrive whole after its head; then 408 and the connection closes (env: COUPON_REQUEST_TIMEOUT).")
+    var requestTimeout = Environment.value("COUPON_REQUEST_TIMEOUT", or: Duration.seconds(10))
+
+    @Option(help: "Most connections open at once; more wait in the accept queue. Keep it under the open-files limit (env: COUPON_MAX_CONNECTIONS).")
+    var maxConnections = Environment.value("COUPON_MAX_CONNECTIONS", or: 10_000)
+
+    @Option(
+        name: .customLong("metrics-port"),
+        help: "Serve GET /metrics on this port only, not on the public one; 0, the default, serves it on the public port (env: COUPON_METRICS_PORT).")
+    var givenMetricsPort: Int?
+
+    var metricsPort: Int? {
+        let port = givenMetricsPort ?? Environment.value("COUPON_METRICS_PORT", or: 0)
+        return port == 0 ? nil : port
+    }
     var databaseURL: String { common.databaseURL }
     var logLevel: Logger.Level { common.logLevel }
     var adminToken: String? {
@@ -169,6 +184,13 @@ struct Serve: AsyncParsableCommand, AppArguments {
         guard shutdownDrain >= .zero else { throw ValidationError("--shutdown-drain must not be negative") }
         guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
         guard idleTimeout > .zero else { throw ValidationError("--idle-timeout must be positive") }
+        guard requestTimeout > .zero else { throw ValidationError("--request-timeout must be positive") }
+        guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
+        if let metricsPort {
+            guard (1...65535).contains(metricsPort), metricsPort != port else {
+                throw ValidationError("--metrics-port must be 1 to 65535 and not --port")
+            }
+        }
     }
 }
 

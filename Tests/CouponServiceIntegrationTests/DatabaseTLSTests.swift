@@ -10,7 +10,7 @@ import Testing
 @Suite(.migratedDatabase) struct DatabaseTLSTests {
     let folder = ProcessInfo.processInfo.environment["COUPON_PG_TLS"] ?? ""
 
-    func url(_ query: String) -> String { "\(TestDatabase.url)?\(query)" }
+    func url(_ query: String) -> String { query.isEmpty ? TestDatabase.url : "\(TestDatabase.url)?\(query)" }
 
     /// Whether the listener's kind of connection uses TLS, or the error it failed with.
     func connect(_ query: String) async throws -> Bool {
@@ -31,6 +31,7 @@ import Testing
     @Test func encryptingModesConnectWithoutCheckingTheCertificate() async throws {
         try requireTLSCluster()
         #expect(try await connect("sslmode=disable") == false)
+        #expect(try await connect("") == true, "without sslmode, prefer: TLS when the server offers it, as in libpq")
         for mode in ["allow", "prefer", "require"] {
             #expect(try await connect("sslmode=\(mode)") == true, "\(mode) encrypts and trusts any certificate, as in libpq")
         }

@@ -157,6 +157,39 @@ import Testing
             quantity: 4, issuedCount: 4, ticketRows: 4, ticketsHeld: 4, distinctUsers: 4))
     }
 
+    /// ANALYZE takes a SHARE UPDATE EXCLUSIVE lock; held elsewhere, it stops a statement that analyzes
+    /// and lets one that does not through. A raise analyzes nothing (0009); a creation does.
+    @Test(.migratedDatabase) func aRaiseAnalyzesNothingAndACreationDoes() async throws {
+        let client = TestDatabase.client
+        let couponID = try await TestDatabase.makeCoupon(quantity: 10)
+        try await client.withConnection { holder in
+            try await holder.query("BEGIN", logger: TestDatabase.logger)
+            try await holder.query("LOCK TABLE coupon_tickets IN SHARE UPDATE EXCLUSIVE MODE", logger: TestDatabase.logger)
+            try await client.withConnection { other in
+                /// Whether the statement ran within a second, rolled back either way.
+                func attempt(_ sql: PostgresQuery) async -> Bool {
+                    do {
+                        try await other.query("BEGIN", logger: TestDatabase.logger)
+                        try await other.query("SET LOCAL lock_timeout = '1s'", logger: TestDatabase.logger)
+                        _ = try await other.query(sql, logger: TestDatabase.logger).collect()  // its error comes with the rows
+                        try await other.query("ROLLBACK", logger: TestDatabase.logger)
+                        return true
+                    } catch {
+                        _ = try? await other.query("ROLLBACK", logger: TestDatabase.logger)
+                        return false
+                    }
+                }
+                #expect(await attempt("SELECT add_coupon_tickets(\(couponID), 11, 20)"), "a raise does not wait for the statistics lock")
+                #expect(
+                    await attempt(
+                        "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('analyzed', 10) RETURNING id) SELECT add_coupon_tickets(c.id, 1, 10) FROM c"
+                    ) == false, "a creation analyzes, so it waits for it")
+            }
+            try await holder.query("ROLLBACK", logger: TestDatabase.logger)
+        }
+        #expect(try await TestDatabase.audit(couponID: couponID).ticketRows == 10, "both attempts rolled back")
+    }
+
     @Test func issuanceGoesOnWhileARaiseWritesItsRows() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)

@@ -123,8 +123,24 @@ import Testing
         #expect(problem { _ = try CouponRequests.afterNumber("2147483648") } != nil)
         let cursor = TicketStore.UserCursor(issuedAtMicros: 1_764_114_000_123_456, couponID: 7)
         #expect(try CouponRequests.userCursor(cursor.description) == cursor)
-        for bad in ["12", "a-1", "1-2-3", "-1", "1-", "99999999999999999999-1"] {
+        // Found by hand: the largest 64-bit instant answered 500 (an interval out of PostgreSQL's range).
+        for bad in ["12", "a-1", "1-2-3", "-1", "1-", "99999999999999999999-1", "9223372036854775807-1",
+                    "253402300800000000-1", "1764114000123456-0"] {
             #expect(problem { _ = try CouponRequests.userCursor(bad) } != nil, "\(bad)")
         }
+    }
+
+    /// JSON allows a key twice and parsers differ on which value wins, so a body naming one twice is refused.
+    @Test func aKeyNamedTwiceIsRefused() throws {
+        for (body, key) in [(#"{"user_id":"victim","user_id":"me"}"#, "user_id"), (#"{"user_id":"a","user\u005fid":"b"}"#, "user_id"),
+                            (#"{"name":"x","quantity":1, "quantity" : 2}"#, "quantity"), (#"{"a":{"b":1,"b":2}}"#, "b")] {
+            #expect(CouponRequests.repeatedKey(in: Data(body.utf8)) == key, "\(body)")
+        }
+        for body in [#"{"a":{"x":1},"b":{"x":1},"c":[{"x":1},{"x":"a\"x"}]}"#, #"{"user_ids":["a","a"]}"#, #"{"a":"b","b":"a"}"#] {
+            #expect(CouponRequests.repeatedKey(in: Data(body.utf8)) == nil, "\(body)")
+        }
+        let issue = problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":"victim", "user_id":"me"}"#.utf8)) }
+        #expect(issue?.detail == "field 'user_id' appears twice in the body")
+        #expect(problem { _ = try CouponRequests.newCoupon(from: Data(#"{"name":"x","quantity":1,"quantity":2}"#.utf8)) } != nil)
     }
 }

@@ -35,8 +35,25 @@ import Testing
 
     @Test(arguments: ["", "2026-11-24", "2026-11-24 20:00:00Z", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
                       "2026-11-24T24:00:00Z", "2026-11-24T20:00:00", "2026-11-24T20:00:00+24:00", "2026-11-24T20:00:00.Z",
-                      "2026-11-24T20:00:00Z ", "+2026-11-24T20:00:00Z", "2026-11-24T20:00:00+0100"])
+                      "2026-11-24T20:00:00Z ", "+2026-11-24T20:00:00Z", "2026-11-24T20:00:00+0100",
+                      // Outside years 0001-9999 once in UTC (found by hand: the first trapped the writer).
+                      "0000-01-01T00:00:00+00:01", "0000-12-31T23:59:59Z", "0001-01-01T00:00:00+00:01",
+                      "9999-12-31T23:59:59-23:59", "9999-12-31T23:59:60Z"])
     func refusesWhatIsNot(_ text: String) {
         #expect(RFC3339.date(text) == nil)
+    }
+
+    @Test func theBoundsOfFourDigitYearsReadAndWriteBack() throws {
+        for text in ["0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"] {
+            #expect(RFC3339.string(try #require(RFC3339.date(text))) == text)
+        }
+    }
+
+    /// No `Date` traps the writer, and whatever it writes reads back.
+    @Test(arguments: [-1e300, -62_135_596_800.5, -1e12, 253_402_300_800.0, 1e13, 1e300,
+                      .infinity, -.infinity, .nan, .greatestFiniteMagnitude, -.greatestFiniteMagnitude])
+    func anyDateIsWrittenAsOneTheReaderTakes(_ seconds: Double) {
+        let text = RFC3339.string(Date(timeIntervalSince1970: seconds))
+        #expect(RFC3339.date(text) != nil, "\(seconds) was written as \(text)")
     }
 }

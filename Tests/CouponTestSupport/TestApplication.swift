@@ -37,6 +37,9 @@ package struct TestArguments: AppArguments {
     package var poolSize = 20
     package var groupSize = 512
     package var idleTimeout: Duration = .seconds(10)
+    package var requestTimeout: Duration = .seconds(10)
+    package var maxConnections = 1000
+    package var metricsPort: Int? = nil
     package var listenerDatabaseURL: String? = nil
 
     /// Tokens are at least 32 bytes.

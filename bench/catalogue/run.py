@@ -85,7 +85,7 @@ class Server(lib.Server):
 
     def __init__(self, url):
         try:
-            super().__init__(PORT, url=url, token="x", log_level="error", log=True)
+            super().__init__(PORT, url=url, log_level="error", log=True)
         except RuntimeError as error:  # the port is taken
             raise RuntimeError(f"{error} (set CATALOGUE_PORT)") from None
 

@@ -22,7 +22,7 @@ import time
 from bench import lib
 from bench.lib import ROOT, URL, Server, create_coupon_over_http, issue_async, metric, pgbench_tps, psql, request_async
 
-TOKEN = "citus-check"
+TOKEN = lib.ADMIN_TOKEN
 check = lib.Checks("citus check")
 
 

@@ -26,7 +26,7 @@ import urllib.request
 from bench import lib
 from bench.lib import ROOT, Server, create_coupon_over_http, issue_async as issue, metric, psql
 
-TOKEN = "faults-admin"
+TOKEN = lib.ADMIN_TOKEN
 BASE_PORT = 8301
 failures = []
 
@@ -215,9 +215,9 @@ async def sigterm_under_load():
 
 
 async def slow_clients():
-    print("slow and half-sent requests: 1 instance (--idle-timeout 2), 200 stalled connections, 300 ordinary requests",
-          flush=True)
-    with running(1, extra=("--idle-timeout", "2")) as (instance,):
+    print("slow and half-sent requests: 1 instance (--idle-timeout 2 --request-timeout 3), 200 stalled connections, "
+          "300 ordinary requests", flush=True)
+    with running(1, extra=("--idle-timeout", "2", "--request-timeout", "3")) as (instance,):
         coupon = create_coupon(instance.port, 100)
         body = json.dumps({"user_id": "slow"})
 
@@ -230,24 +230,31 @@ async def slow_clients():
                 writer.write(head.encode())
             elif kind == "half body":
                 writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n{body[:len(body) // 2]}".encode())
+            elif kind in ("dribbled body", "huge length"):
+                length = 99_999_999_999 if kind == "huge length" else 10_000
+                writer.write(f"{head}Content-Length: {length}\r\n\r\n{{".encode())
             try:
-                if kind == "dribbled head":
-                    for char in head * 4:  # one byte every 0.25 s, never the end of the head
+                answer = b""
+                if kind in ("dribbled head", "dribbled body"):
+                    # One byte every 0.25 s, within the idle timeout each: the head never ends, or the
+                    # body goes on past the request deadline. Read meanwhile, as a real client does.
+                    for char in (head * 4 if kind == "dribbled head" else " " * 100):
                         writer.write(char.encode())
                         await writer.drain()
-                        await asyncio.sleep(0.25)
-                        if reader.at_eof():
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            answer = await asyncio.wait_for(reader.read(1000), 0.25)
+                        if answer or reader.at_eof():
                             break
                 await writer.drain()
-                answer = await asyncio.wait_for(reader.read(), 15)
+                answer += await asyncio.wait_for(reader.read(), 15)
                 return kind, time.monotonic() - opened, answer.decode(errors="replace").split("\r\n")[0]
             except (asyncio.TimeoutError, ConnectionError, OSError) as error:
                 return kind, time.monotonic() - opened, type(error).__name__
             finally:
                 writer.close()
 
-        stalled = [asyncio.create_task(stall(kind, n)) for n in range(200)
-                   for kind in [("half head", "half body", "dribbled head", "half head")[n % 4]]]
+        kinds = ("half head", "half body", "dribbled head", "dribbled body", "huge length")
+        stalled = [asyncio.create_task(stall(kinds[n % len(kinds)], n)) for n in range(200)]
         await asyncio.sleep(0.3)
         answers, results = await send(coupon, [(instance.port, f"fast-{n}") for n in range(300)])
         slowest = max(seconds for _, _, seconds in results)
@@ -255,17 +262,62 @@ async def slow_clients():
         print(f"  ordinary requests beside the stalled ones: slowest answer {slowest:.2f} s, {unanswered} without 201/409",
               flush=True)
         closed = await asyncio.gather(*stalled)
-        for kind in ("half head", "half body", "dribbled head"):
+        for kind in kinds:
             times = [seconds for k, seconds, _ in closed if k == kind]
             print(f"  {kind}: {len(times)} connections closed by the server after {min(times):.1f} to {max(times):.1f} s "
                   f"({sorted({line for k, _, line in closed if k == kind})})", flush=True)
         late = [seconds for _, seconds, _ in closed if seconds > 6]
         if unanswered or late:
             failures.append(f"slow clients: {unanswered} ordinary requests unanswered, {len(late)} stalled connections open > 6 s")
+        # A body dribbled within the idle timeout ends at the request deadline with 408; a length over
+        # the route's limit gets 413 before a byte of the body is read.
+        expected = {"dribbled body": ("HTTP/1.1 408", 3, 5), "huge length": ("HTTP/1.1 413", 0, 1)}
+        for kind, (line, earliest, latest) in expected.items():
+            wrong = [(round(seconds, 1), answer) for k, seconds, answer in closed
+                     if k == kind and not (answer.startswith(line) and earliest <= seconds <= latest)]
+            if wrong:
+                failures.append(f"slow clients: {kind} not answered '{line}' within {earliest}-{latest} s: {wrong[:3]}")
         stalled_holders = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id = 'slow'"))
         if stalled_holders:
             failures.append("slow clients: a half-sent request was issued a ticket")
         audit("after slow clients", coupon, answers, expect_sold_out=True)
+
+
+async def connection_cap():
+    print("a cap on open connections: 1 instance (--max-connections 50 --idle-timeout 2), 80 keep-alive connections",
+          flush=True)
+    with running(1, extra=("--max-connections", "50", "--idle-timeout", "2")) as (instance,):
+        release = asyncio.Event()
+
+        async def ask():
+            """A keep-alive request on a connection of its own, kept open by this side until released:
+            seconds until its answer."""
+            reader, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+            opened = time.monotonic()
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: faults\r\n\r\n")
+            await writer.drain()
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                answered = time.monotonic() - opened
+                await release.wait()
+                return answered
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                return None
+            finally:
+                writer.close()
+
+        asking = [asyncio.create_task(ask()) for _ in range(80)]
+        await asyncio.sleep(6)
+        release.set()
+        waits = await asyncio.gather(*asking)
+        prompt = sum(1 for seconds in waits if seconds is not None and seconds < 1)
+        later = sum(1 for seconds in waits if seconds is not None and seconds >= 1)
+        print(f"  {prompt} answered at once, {later} once the idle timeout closed others, "
+              f"{waits.count(None)} never", flush=True)
+        # 50 open connections are served (a few more: the accept loop stops after its current batch of
+        # reads); the others wait in the accept queue until idle ones close.
+        if not 50 <= prompt <= 60 or prompt + later != 80:
+            failures.append(f"connection cap: {prompt} answered at once and {later} later, not 50-60 and the rest")
 
 
 FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
@@ -503,12 +555,13 @@ async def after_the_sale():
 
 def main():
     lib.raise_file_limit()
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "clock", "aftersale", "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
-        "sigterm": sigterm_under_load, "slow": slow_clients, "clock": skewed_clocks, "aftersale": after_the_sale,
+        "sigterm": sigterm_under_load, "slow": slow_clients, "cap": connection_cap, "clock": skewed_clocks,
+        "aftersale": after_the_sale,
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0

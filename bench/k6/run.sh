@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
 port="${K6_PORT:-8391}"
-token="k6-admin"
+token="k6-admin-token-of-32-bytes-or-more"
 work="$COUPON_ROOT/bench/results/tmp/k6"
 server_pid=""
 

@@ -27,8 +27,11 @@ import yaml
 from bench import lib
 from bench.lib import ROOT, Server, create_coupon_over_http, issue_async, request_async
 
-TOKEN = "monitoring"
+TOKEN = lib.ADMIN_TOKEN
 PORTS = (8411, 8412)
+# The second instance serves /metrics on a listener of its own (--metrics-port), as production should.
+METRICS_PORT = 8413
+SCRAPED = (PORTS[0], METRICS_PORT)
 PROMETHEUS = "127.0.0.1:9391"
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
@@ -48,7 +51,7 @@ def configuration(folder):
         config = yaml.safe_load(f)
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [RULES]
-    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in PORTS]}]
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in SCRAPED]}]
     path = os.path.join(folder, "prometheus.yml")
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
@@ -161,7 +164,10 @@ def main():
     config = configuration(folder)
     promtool("check", "config", config)
     try:
-        with Server(PORTS[0], token=TOKEN), Server(PORTS[1], token=TOKEN), prometheus(config, folder):
+        with Server(PORTS[0], token=TOKEN), Server(PORTS[1], "--metrics-port", str(METRICS_PORT), token=TOKEN), \
+                prometheus(config, folder):
+            public = asyncio.run(request_async(PORTS[1], "GET", "/metrics"))[0]
+            check(public == "404", f"GET /metrics on the public port of an instance with --metrics-port: {public}")
             coupons = asyncio.run(sale(PORTS))
             held = sum(lib.audit(coupon).held for coupon in coupons)
             for coupon in coupons:

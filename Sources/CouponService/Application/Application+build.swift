@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 import PostgresNIO
 import ServiceLifecycle
@@ -28,6 +29,12 @@ public protocol AppArguments: Sendable {
     var groupSize: Int { get }
     /// A connection that sends nothing for this long (mid-request too) is closed.
     var idleTimeout: Duration { get }
+    /// A request's body must arrive whole within this long of its head, else 408 and the connection closes.
+    var requestTimeout: Duration { get }
+    /// Most connections open at once; past it, new ones wait in the accept queue.
+    var maxConnections: Int { get }
+    /// When given, `/metrics` is served on this port alone, not on the public one.
+    var metricsPort: Int? { get }
     /// Where the catalogue listener connects, when not `databaseURL`: LISTEN needs a session, so
     /// behind a transaction-mode pooler it must reach PostgreSQL directly.
     var listenerDatabaseURL: String? { get }
@@ -52,14 +59,17 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     logger.info(
         "database", metadata: [
             "host": "\(databaseURL.host):\(databaseURL.port)", "database": "\(databaseURL.database ?? databaseURL.username)",
-            "user": "\(databaseURL.username)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
+            "user": "\(databaseURL.username)", "sslmode": "\(databaseURL.sslMode.rawValue)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
         ])
 
     if arguments.adminToken == nil {
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token-file): admin routes answer 403")
     }
     let tokens = try await buildTokenVerifier(arguments, logger: logger)
-    let database = DatabaseGate(client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300))
+    // A quarter of the pool for admin writes at most: the rest stays the sale's.
+    let database = DatabaseGate(
+        client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300),
+        adminWrites: AdminWriteSlots(limit: max(1, arguments.poolSize / 4)))
     let catalogue = CouponCatalogue()
     let listener = try CatalogueListener(
         databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
@@ -71,7 +81,19 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
-    MetricsController(metrics: metrics).addRoutes(to: router)
+    var services: [any Service] = [client, listener]
+    if let metricsPort = arguments.metricsPort {
+        // Its own listener, so the public port does not list open coupons and their remaining tickets.
+        let metricsRouter = Router(context: CouponRequestContext.self)
+        metricsRouter.middlewares.add(ProblemMiddleware())
+        MetricsController(metrics: metrics).addRoutes(to: metricsRouter)
+        services.append(
+            Application(
+                router: metricsRouter, configuration: .init(address: .hostname(arguments.host, port: metricsPort), serverName: "coupon-server"),
+                logger: logger))
+    } else {
+        MetricsController(metrics: metrics).addRoutes(to: router)
+    }
     let issuance = IssuanceStore(client: client, logger: logger, metrics: metrics)
     let coupons = CouponStore(client: client, logger: logger)
     let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
@@ -81,7 +103,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
             catalogue: catalogue,
             queue: IssuanceQueue(
                 database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics),
-            store: issuance, tickets: tickets, database: database, metrics: metrics),
+            coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics),
         catalogue: catalogue,
         admin: admin,
         access: access,
@@ -93,17 +115,22 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         metrics: metrics
     ).addRoutes(to: router)
 
-    var services: [any Service] = [client, listener, gauges]
+    services.append(gauges)
     if let tokens { services.append(tokens) }
+    let requestTimeout = arguments.requestTimeout
     return Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: TimeAmount(arguments.idleTimeout))),
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout)],
+                idleTimeout: TimeAmount(arguments.idleTimeout))),
         // A sale opens with thousands of connections in the same second. Those the accept queue has no
         // room for are dropped and retried by the client 1, 3, 7, 15... seconds later (10,000 at once:
         // the last answered after 15-42 s with Hummingbird's 256). The kernel caps it at
         // net.core.somaxconn (4096 by default).
         configuration: .init(
-            address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096),
+            address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096,
+            availableConnectionsDelegate: MaximumAvailableConnections(arguments.maxConnections, logger: logger)),
         services: services,
         logger: logger)
 }

@@ -60,7 +60,7 @@ struct CatalogueListener: Service {
                     let level: Logger.Level = catalogue.listenerState == .connected ? .warning : .debug
                     logger.log(
                         level: level, "catalogue listener disconnected; requests go to the database until it is back",
-                        metadata: ["error": "\(String(reflecting: error))", "retry_in": "\(backoff)"])
+                        metadata: ["error": "\(DatabaseFailure.logged(error))", "retry_in": "\(backoff)"])
                 }
                 catalogue.distrust(.reconnecting)
                 metrics.listenerConnected.record(0)
@@ -163,7 +163,7 @@ struct CatalogueListener: Service {
                 guard !Task.isCancelled else { return }
                 logger.warning(
                     "could not load a coupon's holders; its holder checks read the database meanwhile",
-                    metadata: ["coupon_id": "\(id)", "error": "\(String(reflecting: error))"])
+                    metadata: ["coupon_id": "\(id)", "error": "\(DatabaseFailure.logged(error))"])
             }
         }
     }

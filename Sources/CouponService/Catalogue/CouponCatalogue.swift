@@ -19,6 +19,9 @@ final class CouponCatalogue: Sendable {
         case refused(IssueOutcome)
         /// The refusal, unless this user holds a ticket: one indexed read of it tells.
         case refusedUnlessHolder(IssueOutcome)
+        /// An id above every coupon this instance has heard of: one read of the coupon tells whether
+        /// it exists (one created a moment ago whose notification is on its way), never a queue.
+        case unheardOf
     }
 
     /// One coupon as last read from the database.
@@ -67,8 +70,9 @@ final class CouponCatalogue: Sendable {
 
     /// Within this much (plus the clock's uncertainty) of a window's edge, the database decides.
     static let edgeMargin: TimeInterval = 0.25
-    /// Negative entries are capped, so probing random ids cannot grow memory without bound.
-    static let maxMissing = 100_000
+    /// Ids found missing are remembered in two generations of at most this many each: when the newer
+    /// is full the older is dropped, so probing random ids neither grows memory nor forgets them all.
+    static let maxMissing = 50_000
 
     private struct Stored {
         var entry: Entry
@@ -81,7 +85,11 @@ final class CouponCatalogue: Sendable {
     private struct State {
         var listener = ListenerState.connecting
         var coupons: [Int64: Stored] = [:]
+        /// The highest coupon id heard of since the last reload: ids up to it that are not in `coupons`
+        /// do not exist (ids come from a sequence, and every creation notifies).
+        var highestID: Int64 = 0
         var missing: Set<Int64> = []
+        var missingBefore: Set<Int64> = []
         var holdersWanted: Set<Int64> = []
         var holderHashes = 0
         var ticks: UInt64 = 0
@@ -116,7 +124,8 @@ final class CouponCatalogue: Sendable {
         state.withLock { state in
             guard state.listener == .connected else { return nil }
             guard let stored = state.coupons[couponID] else {
-                return state.missing.contains(couponID) ? .refused(.couponNotFound) : nil
+                let known = couponID <= state.highestID || state.missing.contains(couponID) || state.missingBefore.contains(couponID)
+                return known ? .refused(.couponNotFound) : .unheardOf
             }
             let entry = stored.entry
             guard let refusal = entry.refusal(at: clock) else { return nil }
@@ -154,7 +163,10 @@ final class CouponCatalogue: Sendable {
         state.withLock { state in
             // A creation the listener already saw wins over a lookup that raced it.
             guard state.listener == .connected, state.coupons[couponID] == nil else { return }
-            if state.missing.count >= Self.maxMissing { state.missing.removeAll() }
+            if state.missing.count >= Self.maxMissing {
+                state.missingBefore = state.missing
+                state.missing = []
+            }
             state.missing.insert(couponID)
         }
     }
@@ -184,7 +196,9 @@ final class CouponCatalogue: Sendable {
             }
             state.coupons = coupons
             state.holderHashes = holderHashes
+            state.highestID = coupons.keys.max() ?? 0
             state.missing.removeAll()
+            state.missingBefore.removeAll()
             state.holdersWanted.removeAll()
             state.listener = .connected
         }
@@ -197,8 +211,10 @@ final class CouponCatalogue: Sendable {
             let old = state.coupons.removeValue(forKey: couponID)
             state.holderHashes -= old?.entry.holders?.count ?? 0
             state.missing.remove(couponID)
+            state.missingBefore.remove(couponID)
             state.holdersWanted.remove(couponID)
             guard let entry = entry?.keepingHolders(of: old?.entry) else { return }
+            state.highestID = max(state.highestID, couponID)
             state.holderHashes += entry.holders?.count ?? 0
             let generation = state.tick()
             state.coupons[couponID] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)

@@ -36,9 +36,10 @@ struct TicketStore: Sendable {
 
         init?(_ text: String) {
             let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 2, let micros = parts[0].plainInteger(), let couponID = parts[1].plainInteger() else {
-                return nil
-            }
+            // Both in range: an instant of a four-digit year (PostgreSQL overflows past it), a coupon id.
+            guard parts.count == 2, let micros = parts[0].plainInteger(), let couponID = parts[1].plainInteger(),
+                RFC3339.instants.contains(Double(micros) / 1_000_000), couponID > 0
+            else { return nil }
             self.init(issuedAtMicros: micros, couponID: couponID)
         }
 

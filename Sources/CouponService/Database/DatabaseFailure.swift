@@ -6,6 +6,25 @@ enum DatabaseFailure {
         isUnavailable(error) ? .unavailable : nil
     }
 
+    /// An error as the logs show it: for PostgreSQL's, the code, SQLSTATE, message and the statement's
+    /// text, never its bind values (a user's id, an order's) nor the server's detail, which quotes them.
+    static func logged(_ error: any Error) -> String {
+        switch error {
+        case let error as PSQLError:
+            var parts = ["code: \(error.code)"]
+            if let state = error.serverInfo?[.sqlState] { parts.append("sqlstate: \(state)") }
+            if let message = error.serverInfo?[.message] { parts.append("message: \(message)") }
+            if let sql = error.query?.sql { parts.append("statement: \(sql)") }
+            return "PSQLError(\(parts.joined(separator: ", ")))"
+        case let error as PostgresTransactionError:
+            let parts = [("begin", error.beginError), ("closure", error.closureError), ("commit", error.commitError), ("rollback", error.rollbackError)]
+                .compactMap { name, error in error.map { "\(name): \(logged($0))" } }
+            return "PostgresTransactionError(\(parts.joined(separator: ", ")))"
+        default:
+            return String(reflecting: error)
+        }
+    }
+
     static func isUnavailable(_ error: any Error) -> Bool {
         switch error {
         case is DeadlineExceeded:

@@ -25,25 +25,78 @@ struct DatabaseURL: Sendable {
     var sslMode: SSLMode
     var sslRootCert: String?
 
+    /// The query parameters read; any other is refused rather than silently ignored (`ssl=true` is
+    /// not how libpq asks for TLS).
+    static let parameters: Set = ["sslmode", "sslrootcert"]
+
     init(_ text: String) throws {
+        let form = "the database URL must look like postgres://user:password@host:port/database"
+        // Foundation takes a bare '%' as a literal one; libpq refuses it, and so does this.
+        guard Self.percentDecoded(text) != nil else {
+            throw ConfigurationError("the database URL has a '%' that is not %XX: \(form)")
+        }
         guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme ?? ""),
             let host = url.host, !host.isEmpty
-        else {
-            throw ConfigurationError("the database URL must look like postgres://user:password@host:port/database")
+        else { throw ConfigurationError(form) }
+        // Each part percent-decoded once, from the text as written: "%2541" is the password "%41".
+        func decoded(_ part: String?, _ name: String) throws -> String? {
+            guard let part else { return nil }
+            guard let text = Self.percentDecoded(part) else {
+                throw ConfigurationError("the database URL's \(name) has a '%' that is not %XX: \(form)")
+            }
+            return text
         }
-        let database = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
-        let mode = url.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        var query: [String: String] = [:]
+        for item in url.queryItems ?? [] {
+            guard Self.parameters.contains(item.name) else {
+                throw ConfigurationError(
+                    "unknown parameter '\(item.name)' in the database URL (known: \(Self.parameters.sorted().joined(separator: ", ")))")
+            }
+            guard query.updateValue(item.value ?? "", forKey: item.name) == nil else {
+                throw ConfigurationError("the database URL names '\(item.name)' twice")
+            }
+        }
+        // libpq's default: TLS when the server offers it.
+        let mode = query["sslmode"] ?? SSLMode.prefer.rawValue
         guard let sslMode = SSLMode(rawValue: mode) else {
             throw ConfigurationError(
                 "unknown sslmode '\(mode)' in the database URL (\(SSLMode.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         self.sslMode = sslMode
-        self.sslRootCert = url.queryItems?.first { $0.name == "sslrootcert" }?.value
+        self.sslRootCert = query["sslrootcert"]
         self.host = host
         self.port = url.port ?? 5432
-        self.username = url.user?.removingPercentEncoding ?? "postgres"
-        self.password = url.password?.removingPercentEncoding
-        self.database = database.isEmpty ? nil : database
+        self.username = try decoded(url.percentEncodedUser, "user") ?? "postgres"
+        self.password = try decoded(url.percentEncodedPassword, "password")
+        let database = try decoded(url.percentEncodedPath, "database name") ?? ""
+        self.database = database.hasPrefix("/") ? String(database.dropFirst()).nilIfEmpty : database.nilIfEmpty
+    }
+
+    /// `part` with each `%XX` turned into its byte, once; nil for a `%` without two hex digits or
+    /// bytes that are not UTF-8 (Foundation's `removingPercentEncoding` keeps a bare `%` as it is).
+    static func percentDecoded(_ part: String) -> String? {
+        func hex(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        let encoded = Array(part.utf8)
+        var bytes: [UInt8] = []
+        var index = 0
+        while index < encoded.count {
+            guard encoded[index] == UInt8(ascii: "%") else {
+                bytes.append(encoded[index])
+                index += 1
+                continue
+            }
+            guard index + 2 < encoded.count, let high = hex(encoded[index + 1]), let low = hex(encoded[index + 2]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 3
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// The same database, user and TLS settings on another server (a Citus worker, say).
@@ -98,6 +151,10 @@ struct DatabaseURL: Sendable {
         configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         return configuration
     }
+}
+
+private extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }
 
 /// A setting the server cannot start with.

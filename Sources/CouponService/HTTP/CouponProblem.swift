@@ -73,8 +73,16 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")
     static let unavailable = Self(
         status: .serviceUnavailable, code: "unavailable", detail: "The database is unreachable; retry shortly.", retryAfter: 1)
+    static func adminBusy(limit: Int) -> Self {
+        .init(
+            status: .serviceUnavailable, code: "admin_busy",
+            detail: "\(limit) admin writes are running, as many as this instance runs at once; retry shortly.", retryAfter: 1)
+    }
     static let bodyTooLarge = Self(
         status: .contentTooLarge, code: "body_too_large", detail: "The request body is larger than this route accepts (64 KiB; 1 MiB for grants).")
+    static let requestTimeout = Self(
+        status: .requestTimeout, code: "request_timeout",
+        detail: "The request body did not arrive whole within the request deadline (--request-timeout).")
     static let unsupportedMediaType = Self(
         status: .unsupportedMediaType, code: "unsupported_media_type", detail: "The request body must be application/json.")
     static let routeNotFound = Self(status: .notFound, code: "not_found", detail: "No route matches this path.")

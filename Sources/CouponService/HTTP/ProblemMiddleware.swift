@@ -13,9 +13,13 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw Self.problem(for: error)
         } catch is NIOTooManyBytesError {
             throw CouponProblem.bodyTooLarge
+        } catch let busy as AdminWritesBusy {
+            throw CouponProblem.adminBusy(limit: busy.limit)
+        } catch is RequestDeadlineExceeded {
+            throw CouponProblem.requestTimeout
         } catch {
             if let problem = DatabaseFailure.problem(for: error) { throw problem }
-            context.logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+            context.logger.error("request failed", metadata: ["error": "\(DatabaseFailure.logged(error))"])
             throw CouponProblem.internalError
         }
     }

@@ -4,11 +4,13 @@ import Foundation
 ///
 /// First the catalogue: refusals it can give (sold out, not started, ended, no such coupon) come
 /// from memory, and a request it would refuse unless the user holds a ticket (a likely holder of a
-/// final coupon) costs one indexed read of that ticket. Then the queue: everyone else is issued in
+/// final coupon) costs one indexed read of that ticket, and an id above every coupon heard of one
+/// read of the coupon (cached when missing). Then the queue: everyone else is issued in
 /// the database, grouped per coupon. Then the metrics: every answer counted by where it came from.
 struct TicketIssuer: Sendable {
     let catalogue: CouponCatalogue
     let queue: IssuanceQueue
+    let coupons: CouponStore
     /// Grants go straight to the store: an admin's list is one group already.
     let store: IssuanceStore
     let tickets: TicketStore
@@ -28,6 +30,17 @@ struct TicketIssuer: Sendable {
             result = await Result(catching: {
                 try await database.short { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
                     .map { .held($0) } ?? refusal
+            })
+        case .unheardOf:
+            // Not through the queue: an id nobody created must not wait behind a sale, nor hold a
+            // transaction; one read of the coupon by its key tells, and a missing one is remembered.
+            source = .lookup
+            result = await Result(catching: {
+                guard try await database.short({ [coupons] in try await coupons.find(id: couponID) }) != nil else {
+                    catalogue.learnMissing(couponID: couponID)
+                    return .couponNotFound
+                }
+                return try await queue.issue(couponID: couponID, userID: userID)
             })
         case nil:
             source = .database

@@ -31,7 +31,7 @@ struct CouponGauges: Service {
         } catch {
             guard !Task.isCancelled else { return }
             metrics.databaseReachable.record(0)
-            logger.debug("could not read the remaining tickets", metadata: ["error": "\(String(reflecting: error))"])
+            logger.debug("could not read the remaining tickets", metadata: ["error": "\(DatabaseFailure.logged(error))"])
         }
     }
 }

@@ -4,20 +4,27 @@ import NIOCore
 /// `2026-11-24T19:35:10.349Z`: UTC, milliseconds. Written by hand because it is on every answer,
 /// and `ISO8601FormatStyle` costs more than the rest of the answer's encoding.
 enum RFC3339 {
+    /// The instants RFC 3339 can write in UTC: four-digit years, 0001-01-01T00:00:00Z up to (not
+    /// including) 10000-01-01T00:00:00Z, in seconds since 1970. The reader refuses anything outside.
+    static let instants = -62_135_596_800.0..<253_402_300_800.0
+
     static func string(_ date: Date) -> String {
         var buffer = ByteBuffer()
         write(date, to: &buffer)
         return String(buffer: buffer)
     }
 
+    /// Any `Date` at all: one the reader could not have made (a year past 9999 or before 1, from the
+    /// database's `infinity` say, or NaN) is written as the nearest instant it can make, so the text
+    /// always reads back and no answer traps.
     static func write(_ date: Date, to buffer: inout ByteBuffer) {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let interval = date.timeIntervalSince1970
+        let clamped = interval.isNaN ? 0 : min(max(interval, instants.lowerBound), instants.upperBound - 0.001)
+        let milliseconds = Int64((clamped * 1000).rounded(.down))
         var seconds = time_t(milliseconds.quotientFloorDiv(1000))
         var parts = tm()
         gmtime_r(&seconds, &parts)
         let year = parts.tm_year + 1900
-        // Years beyond 9999 keep their extra digits in front.
-        if year > 9999 { buffer.writeString(String(year / 10000)) }
         // "YYYY-MM-DDTHH:MM:SS.mmmZ": the separators written at once, the digits set in place.
         let start = buffer.writerIndex
         buffer.writeStaticString("0000-00-00T00:00:00.000Z")
@@ -28,7 +35,7 @@ enum RFC3339 {
                 value /= 10
             }
         }
-        put(year % 10000, at: 3, width: 4)
+        put(year, at: 3, width: 4)
         put(parts.tm_mon + 1, at: 6, width: 2)
         put(parts.tm_mday, at: 9, width: 2)
         put(parts.tm_hour, at: 12, width: 2)
@@ -41,7 +48,8 @@ enum RFC3339 {
 extension RFC3339 {
     /// Reads RFC 3339 section 5.6 as written: `T` or `t`, `Z`, `z` or any offset up to ±23:59, any
     /// number of fractional digits, and a leap second (:60, read as the next second). Foundation's
-    /// ISO 8601 parser turns down offsets beyond ±18:00, which the RFC allows.
+    /// ISO 8601 parser turns down offsets beyond ±18:00, which the RFC allows. An instant outside
+    /// `instants` once in UTC (`0001-01-01T00:00:00+00:01` is in year 0) is refused.
     static func date(_ text: String) -> Date? {
         let bytes = Array(text.utf8)
         var at = 0
@@ -96,7 +104,9 @@ extension RFC3339 {
         let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
         let days = era * 146_097 + dayOfEra - 719_468
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
-        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+        let instant = Double(seconds) + fraction
+        guard instants.contains(instant) else { return nil }
+        return Date(timeIntervalSince1970: instant)
     }
 }
 
