@@ -5,12 +5,14 @@ wrk's and pgbench's output and the writing of results files.
 Every tool runs as a module from the repository root (`python3 -m bench.run`, ...) and imports
 this as `bench.lib`."""
 import asyncio
+import atexit
 import base64
 import json
 import os
 import platform
 import re
 import resource
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -195,8 +197,8 @@ def b64url(data):
 
 class Identity:
     """An identity provider for a server with JWT identity: an ES256 key (`cryptography`), the JWKS file
-    of its public key (with kid and alg) in a folder of its own, and tokens for users. `key`: an EC P-256
-    private key to use instead of a new one."""
+    of its public key (with kid and alg) in a folder of its own (removed when the process exits), and
+    tokens for users. `key`: an EC P-256 private key to use instead of a new one."""
     ISSUER = "https://id.bench.example"
     AUDIENCE = "coupon-service"
 
@@ -207,7 +209,9 @@ class Identity:
         point = self.key.public_key().public_numbers()
         self.jwk = {"kty": "EC", "crv": "P-256", "x": b64url(point.x.to_bytes(32, "big")),
                     "y": b64url(point.y.to_bytes(32, "big")), "kid": kid, "alg": "ES256", "use": "sig"}
-        self.jwks = os.path.join(tempfile.mkdtemp(prefix="coupon-jwks-"), "jwks.json")
+        folder = tempfile.mkdtemp(prefix="coupon-jwks-")
+        atexit.register(shutil.rmtree, folder, True)
+        self.jwks = os.path.join(folder, "jwks.json")
         with open(self.jwks, "w") as f:
             json.dump({"keys": [self.jwk]}, f)
 

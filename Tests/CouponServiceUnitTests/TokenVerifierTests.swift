@@ -56,6 +56,11 @@ final class TestClock: Sendable {
         let publicKeyBytes = try JSONSerialization.data(withJSONObject: identity.rs256.publicJWK, options: [.sortedKeys])
         let hmac = Data(HMAC<SHA256>.authenticationCode(for: Data(confused.utf8), using: SymmetricKey(data: publicKeyBytes)))
         let malformed = "The token is not a well-formed JWT."
+        // Named twice (found by the token fuzzer: the first value won, where RFC 7519 says refuse).
+        let claimsJSON = String(decoding: try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]), as: UTF8.self)
+        let headerJSON = #"{"alg":"ES256","kid":"\#(identity.es256.kid)","typ":"JWT"}"#
+        let subTwice = try identity.es256.token(headerJSON: headerJSON, payloadJSON: claimsJSON.dropLast() + #","sub":"eve"}"#)
+        let kidTwice = try identity.es256.token(headerJSON: headerJSON.dropLast() + #","kid":"nobody"}"#, payloadJSON: claimsJSON)
         let signature = "The token's signature does not verify."
         let cases: [(String, String, expected: String)] = [
             ("a bad signature", parts[0] + "." + (try TestSigner.encode(TestIdentity.claims(for: "eve"))) + "." + parts[2], signature),
@@ -78,6 +83,9 @@ final class TestClock: Sendable {
             ("malformed JSON", Data("{not json".utf8).base64URL + "." + parts[1] + "." + parts[2], malformed),
             ("a payload that is not JSON", parts[0] + "." + Data("[1,2".utf8).base64URL + "." + parts[2], signature),
             ("two parts", parts[0] + "." + parts[1], malformed),
+            ("a claim named twice", subTwice, "The token names a claim twice."),
+            ("a header field named twice", kidTwice, "The token's header names a field twice."),
+            ("an extension asked for in crit", try identity.es256.token(claims, header: ["crit": ["exp"]]), "The token's header asks for extensions"),
             ("empty", "", malformed),
             ("over 8 KiB", try identity.es256.token(claims.merging(["pad": String(repeating: "x", count: 8 * 1024)]) { $1 }), "The token is longer than 8 KiB."),
         ]

@@ -50,6 +50,12 @@ package struct TestSigner: Sendable {
         return input + "." + (try signature(Data(input.utf8))).base64URL
     }
 
+    /// `header.payload`, both JSON text as given (base64url-encoded here), signed by this key.
+    package func token(headerJSON: String, payloadJSON: String) throws -> String {
+        let input = Data(headerJSON.utf8).base64URL + "." + Data(payloadJSON.utf8).base64URL
+        return input + "." + (try signature(Data(input.utf8))).base64URL
+    }
+
     package static func encode(_ object: [String: any Sendable]) throws -> String {
         try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).base64URL
     }

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Schemathesis against the live server, driven by openapi.yaml: generated requests for every route,
-# checked for 5xx and for answers outside the document. Extra arguments go to `schemathesis run`.
+# checked for 5xx and for answers outside the document. The server runs with JWT identity (a JWKS
+# made by bench/fuzz/tokens.py --identity); hooks.py gives each operation its credential: the admin
+# token, or a JWT for the user the request names. Then bench/fuzz/tokens.py sends forged and broken
+# tokens to a server of its own. FUZZ_PORT (8390, and the next one for tokens.py), FUZZ_EXAMPLES
+# (150), FUZZ_SEED (both tools; random by default), FUZZ_TOKENS (2000). Extra arguments go to
+# `schemathesis run`. Both tools run; the exit status is non-zero when either failed.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 
 port="${FUZZ_PORT:-8390}"
+token="fuzz-admin-token-of-32-bytes-or-more"
+seed="${FUZZ_SEED:-$RANDOM}"
+identity="$(mktemp -d -t coupon-fuzz-identity.XXXXXX)"
 server_pid=""
 cleanup() {
     [ -z "$server_pid" ] || kill -TERM "$server_pid" 2>/dev/null || true
+    rm -rf "$identity"
     if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
 }
 trap cleanup EXIT
@@ -29,13 +38,29 @@ for quantity in 3 50 1000; do
     psql_local -q -d coupon_fuzz -c "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('fuzz', $quantity) RETURNING id) SELECT FROM c, LATERAL add_coupon_tickets(c.id, 1, $quantity)"
 done
 
-COUPON_ADMIN_TOKEN=fuzz "$bin" serve --port "$port" --database-url "$url" --log-level error --shutdown-drain 0 &
+# The users' tokens are signed by the key saved in $identity; the server gets its JWKS (--auth-* flags).
+export DATABASE_URL="$url" FUZZ_SEED="$seed"
+auth_flags="$(python3 -m bench.fuzz.tokens --identity "$identity")"
+mapfile -t auth_args <<<"$auth_flags"
+COUPON_ADMIN_TOKEN="$token" "$bin" serve --port "$port" --database-url "$url" --log-level error --shutdown-drain 0 \
+    "${auth_args[@]}" &
 server_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
-# hooks.py keeps generated valid bodies valid where JSON Schema cannot say how (see its docstring).
+# hooks.py gives each operation its credential, and keeps generated valid bodies valid where JSON
+# Schema cannot say how (see its docstring).
 # One worker: with two, hypothesis' lambda descriptions race and schemathesis reports internal errors.
 cd "$COUPON_ROOT/bench/fuzz"
-SCHEMATHESIS_HOOKS=hooks "$schemathesis" run "$COUPON_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
-    -H "Authorization: Bearer fuzz" --checks all --max-examples "${FUZZ_EXAMPLES:-150}" \
-    --request-timeout 10 --workers 1 --seed "${FUZZ_SEED:-$RANDOM}" --generation-database none "$@"
+status=0
+FUZZ_ADMIN_TOKEN="$token" FUZZ_IDENTITY="$identity" SCHEMATHESIS_HOOKS=hooks \
+    "$schemathesis" run "$COUPON_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
+    --checks all --max-examples "${FUZZ_EXAMPLES:-150}" \
+    --request-timeout 10 --workers 1 --seed "$seed" --generation-database none "$@" || status=$?
+kill -TERM "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+
+# Forged and broken tokens on every user route, against a server of its own (see tokens.py).
+cd "$COUPON_ROOT"
+FUZZ_PORT=$((port + 1)) python3 -m bench.fuzz.tokens || status=$?
+exit "$status"

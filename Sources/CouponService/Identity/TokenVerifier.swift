@@ -83,6 +83,8 @@ final class TokenVerifier: Service, Sendable {
         guard let payload = Data(base64URL: parts[1]), let claims = try? JSONDecoder().decode(Claims.self, from: payload) else {
             throw malformed
         }
+        // RFC 7519 section 4: a claim named twice is refused (decoders differ on which value wins).
+        if CouponRequests.repeatedKey(in: payload) != nil { throw .invalidToken("The token names a claim twice.") }
         let user = try check(claims, at: at)
         let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
         verified.withLock { $0.remember(digest, user: user, until: expires) }
@@ -189,7 +191,9 @@ final class TokenVerifier: Service, Sendable {
     }
 }
 
-/// The fields of a token's header this service reads before its signature: `kid` and `alg`.
+/// The fields of a token's header this service reads before its signature: `kid` and `alg`. A header
+/// that names a field twice, or asks for extensions in `crit` (this service understands none), is
+/// refused (RFC 7515 sections 4 and 4.1.11).
 struct TokenHeader: Sendable {
     var keyID: String
     var algorithm: String
@@ -198,10 +202,13 @@ struct TokenHeader: Sendable {
         struct Fields: Decodable {
             var kid: String?
             var alg: String?
+            var crit: [String]?
         }
         guard let fields = try? JSONDecoder().decode(Fields.self, from: json) else {
             throw .invalidToken("The token is not a well-formed JWT.")
         }
+        if CouponRequests.repeatedKey(in: json) != nil { throw .invalidToken("The token's header names a field twice.") }
+        guard fields.crit == nil else { throw .invalidToken("The token's header asks for extensions ('crit') this service does not know.") }
         guard let kid = fields.kid, let alg = fields.alg else {
             throw .invalidToken("The token's header must name its 'kid' and 'alg'.")
         }
