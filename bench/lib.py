@@ -196,19 +196,25 @@ def b64url(data):
 
 
 class Identity:
-    """An identity provider for a server with JWT identity: an ES256 key (`cryptography`), the JWKS file
-    of its public key (with kid and alg) in a folder of its own (removed when the process exits), and
-    tokens for users. `key`: an EC P-256 private key to use instead of a new one."""
+    """An identity provider for a server with JWT identity: an ES256 key (`cryptography`; RS256, a
+    2048-bit RSA key, with `alg="RS256"`), the JWKS file of its public key (with kid and alg) in a
+    folder of its own (removed when the process exits), and tokens for users. `key`: an EC P-256
+    private key to use instead of a new one."""
     ISSUER = "https://id.bench.example"
     AUDIENCE = "coupon-service"
 
-    def __init__(self, kid="k1", key=None):
-        from cryptography.hazmat.primitives.asymmetric import ec
-        self.kid = kid
-        self.key = key or ec.generate_private_key(ec.SECP256R1())
-        point = self.key.public_key().public_numbers()
-        self.jwk = {"kty": "EC", "crv": "P-256", "x": b64url(point.x.to_bytes(32, "big")),
-                    "y": b64url(point.y.to_bytes(32, "big")), "kid": kid, "alg": "ES256", "use": "sig"}
+    def __init__(self, kid="k1", key=None, alg="ES256"):
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        self.kid, self.alg = kid, alg
+        if alg == "RS256":
+            self.key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            numbers = self.key.public_key().public_numbers()
+            self.jwk = {"kty": "RSA", "n": b64url(numbers.n.to_bytes(256, "big")), "e": b64url(numbers.e.to_bytes(3, "big"))}
+        else:
+            self.key = key or ec.generate_private_key(ec.SECP256R1())
+            point = self.key.public_key().public_numbers()
+            self.jwk = {"kty": "EC", "crv": "P-256", "x": b64url(point.x.to_bytes(32, "big")), "y": b64url(point.y.to_bytes(32, "big"))}
+        self.jwk.update(kid=kid, alg=alg, use="sig")
         folder = tempfile.mkdtemp(prefix="coupon-jwks-")
         atexit.register(shutil.rmtree, folder, True)
         self.jwks = os.path.join(folder, "jwks.json")
@@ -220,13 +226,15 @@ class Identity:
         (None drops one), `header` changes or adds header fields."""
         now = int(time.time())
         claims = {"iss": self.ISSUER, "aud": self.AUDIENCE, "sub": user, "iat": now, "exp": now + 3600, **overrides}
-        head = {"alg": "ES256", "kid": self.kid, "typ": "JWT", **(header or {})}
+        head = {"alg": self.alg, "kid": self.kid, "typ": "JWT", **(header or {})}
         return self.sign(b64url(json.dumps(head)) + "." + b64url(json.dumps({k: v for k, v in claims.items() if v is not None})))
 
     def sign(self, signing_input):
-        """`signing_input` (header.claims) with its ES256 signature: raw r||s, base64url."""
+        """`signing_input` (header.claims) with its signature, base64url: ES256's raw r||s, or RS256's."""
         from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec, utils
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+        if self.alg == "RS256":
+            return f"{signing_input}.{b64url(self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
         r, s = utils.decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 

@@ -157,10 +157,11 @@ final class TestClock: Sendable {
     @Test func theCacheIsBounded() {
         var cache = VerifiedTokens(capacity: 2)
         let later = Date().addingTimeInterval(60)
-        for n in 0..<5 { cache.remember([UInt8(n)], user: "u\(n)", until: later) }
+        func digest(_ n: Int) -> SHA256Digest { SHA256.hash(data: [UInt8(n)]) }
+        for n in 0..<5 { cache.remember(digest(n), user: "u\(n)", until: later) }
         #expect(cache.count <= 4)
-        #expect(cache.user(for: [4], at: Date()) == "u4")
-        #expect(cache.user(for: [0], at: Date()) == nil, "the oldest generation was dropped")
+        #expect(cache.user(for: digest(4), at: Date()) == "u4")
+        #expect(cache.user(for: digest(0), at: Date()) == nil, "the oldest generation was dropped")
     }
 
     var now: Int { Int(clock.withLock { $0 }.timeIntervalSince1970) }
@@ -170,4 +171,18 @@ final class TestClock: Sendable {
         let input = try TestSigner.encode(header) + "." + TestSigner.encode(claims)
         return signature.map { input + "." + $0 } ?? input
     }
+
+    @Test func base64URLIsReadStrictly() {
+        for length in 0..<40 {
+            let bytes = Data((0..<length).map { _ in UInt8.random(in: 0...255) })
+            #expect(Data(base64URL: Substring(bytes.base64URL)) == bytes, "\(length) bytes")
+        }
+        // Padding, the other alphabet, whitespace, a length of 4n + 1, spare bits not zero.
+        for text in ["QQ==", "a+b/", "QUJD\n", " QUJD", "QUJDR", "QR", "QUJ"] {
+            #expect(Data(base64URL: Substring(text)) == nil, "\(text)")
+        }
+        #expect(Data(base64URL: "QQ") == Data("A".utf8))
+        #expect(Data(base64URL: "QUI") == Data("AB".utf8))
+    }
 }
+

@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 from bench.cpu import run_measured
-from bench.lib import ROOT, URL, audit, checkpoint, first_line, machine, metric, pgbench_tps, prepend_result, psql, wrk_result
+from bench.lib import (ROOT, URL, Identity, audit, checkpoint, first_line, machine, metric, pgbench_tps, prepend_result,
+                       psql, wrk_result)
 from bench.run import HTTP_PORT, create_coupon, server, verdict, wrk_check
 
 CONNECTIONS = 256
@@ -21,6 +22,8 @@ LABEL = os.environ.get("SPEED_LABEL", "")
 # Binaries to compare in one run, `name=path` each (bench/speed/run.sh builds them); rounds alternate.
 SIDES = [tuple(side.split("=", 1)) for side in os.environ.get("SPEED_SIDES", f"head={os.environ['COUPON_BIN']}").split()]
 ROUNDS = int(os.environ.get("SPEED_ROUNDS", "1"))
+# JWT identity beside trusted mode: tokens signed ahead for this many new users per row (0: no JWT rows).
+TOKENS = int(os.environ.get("SPEED_TOKENS", "150000"))
 
 
 def wrk(path, script, *args):
@@ -96,6 +99,74 @@ def http_rows(side, binary, tag):
     return rows, mean_group
 
 
+def token_file(identity, prefix, count):
+    """`count` ES256 tokens of new users, one per line, in a file; its path."""
+    path = os.path.join(ROOT, "bench", "results", "tmp", f"tokens-{prefix}.txt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(identity.token(f"{prefix}-{n}") + "\n" for n in range(count))
+    return path
+
+
+def jwt_rows(side, binary, tag):
+    """The same sale with JWT identity (ES256): every request carries a bearer token and no body.
+    Refusals with new users' tokens pay a signature check each; retries (5,000 tokens round and round)
+    find theirs in the cache of verified tokens. Then issuance with RS256 tokens, whose check costs
+    less (RSA verifies with a small exponent)."""
+    identity = Identity()
+    print(f"  {side}: signing {2 * TOKENS + 5000:,} ES256 tokens", flush=True)
+    fresh_refused, fresh_issued = token_file(identity, f"refused-{tag}", TOKENS), token_file(identity, f"jwt-{tag}", TOKENS)
+    retries = token_file(identity, f"retry-{tag}", 5000)
+    rows = [jwt_issuance(side, binary, identity, fresh_issued, "ES256")]
+    rsa = Identity(alg="RS256")
+    print(f"  {side}: signing {TOKENS:,} RS256 tokens", flush=True)
+    rows.append(jwt_issuance(side, binary, rsa, token_file(rsa, f"rsa-{tag}", TOKENS), "RS256"))
+    sold = create_coupon(1)
+    psql(f"BEGIN; SELECT count(*) FROM issue_tickets({sold}, ARRAY['only-winner']); COMMIT;")
+    with server(group_size=512, binary=binary, extra=identity.server_args()) as running:
+        for label, tokens in [("JWT: sold-out refusals (new users, a signature check each)", fresh_refused),
+                              ("JWT: sold-out refusals (retries, tokens verified before)", retries)]:
+            result = measure(running, wrk("", "issue_token.lua", str(sold), tokens))
+            rows.append((side, label, result["rate"], "answers", per_answer(result["cpu"], result["requests"]),
+                         result["p99_us"] / 1000, "-"))
+            print(f"  {side}: {label}: {result['rate']:,.0f}/s", flush=True)
+    return rows
+
+
+def jwt_issuance(side, binary, identity, tokens, alg):
+    """Issuance of a new coupon with JWT identity, every request a new user's token."""
+    big = create_coupon(60_000 * SECONDS)
+    psql("VACUUM coupon_tickets")
+    checkpoint()
+    with server(group_size=512, binary=binary, extra=identity.server_args()) as running:
+        before = audit(big).held
+        result = measure(running, wrk("", "issue_token.lua", str(big), tokens))
+        after = audit(big)
+        issued = after.held - before
+        rate = issued / (result["duration_us"] / 1e6)
+        checked = verdict(after, wrk_check(result, issued, CONNECTIONS))
+        if result["requests"] > TOKENS:
+            checked += f" (tokens ran out: {result['requests']:,} requests for {TOKENS:,}; raise SPEED_TOKENS)"
+        print(f"  {side}: JWT {alg} issuance: {rate:,.0f} issued/s, audit {checked}", flush=True)
+        return (side, f"JWT: issuance with {alg} tokens, every request a new user", rate, "issued",
+                per_answer(result["cpu"], issued), result["p99_us"] / 1000, checked)
+
+
+def ratios(rows):
+    """JWT against trusted mode, per binary: issuance and sold-out refusals."""
+    lines = []
+    for side in dict.fromkeys(side for side, *_ in rows if side != "-"):
+        rate = {label: rate for s, label, rate, *_ in rows if s == side}
+        trusted_issue = next((r for label, r in rate.items() if label.startswith("issuance")), None)
+        trusted_refused = rate.get("sold-out refusals (new users)")
+        for label, r in rate.items():
+            if label.startswith("JWT: issuance") and trusted_issue:
+                lines.append(f"- `{side}`: {label[5:].split(',')[0]} at {r / trusted_issue:.2f} of trusted mode's")
+            elif label.startswith("JWT: sold-out") and trusted_refused:
+                lines.append(f"- `{side}`: {label[5:]} at {r / trusted_refused:.2f} of trusted mode's")
+    return "\n".join(lines)
+
+
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     rows = []
@@ -105,6 +176,8 @@ def main():
             side_rows, mean_group = http_rows(side, binary, f"{started:%H%M%S}-{number}-{side}")
             rows += side_rows
             groups.append(mean_group)
+            if TOKENS:
+                rows += jwt_rows(side, binary, f"{started:%H%M%S}-{number}-{side}")
 
     group = max(1, round(sum(groups) / len(groups)))
     sql_coupon = create_coupon(400_000)
@@ -134,6 +207,8 @@ Machine: {wrk_machine()}.
 {SECONDS} s per row; CPU per answer (per issued ticket for issuance), from /proc and wait4().
 
 {chr(10).join(lines)}
+
+{ratios(rows)}
 """
     prepend_result("speed.md", "# Speed: CPU per issuance beside the framework's constant answer\n\n"
                    "Written by `bench/speed/run.sh`, newest first.\n\n", report)
