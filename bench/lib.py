@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from http.client import HTTPConnection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-URL = os.environ["DATABASE_URL"]
+URL = os.environ.get("DATABASE_URL", "")  # every tool that reaches the database sets it
 HOST = "127.0.0.1"
 # The admin token of the servers these tools start (the server refuses one shorter than 32 bytes).
 ADMIN_TOKEN = "bench-admin-token-of-32-bytes-or-more"
@@ -237,6 +237,24 @@ class Identity:
             return f"{signing_input}.{b64url(self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
         r, s = utils.decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    @classmethod
+    def kept(cls, folder):
+        """The ES256 identity kept in `folder` (key.pem, readable by its owner only, and jwks.json), made
+        there the first time."""
+        from cryptography.hazmat.primitives import serialization
+        path = os.path.join(folder, "key.pem")
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(cls().key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+        with open(path, "rb") as f:
+            identity = cls(key=serialization.load_pem_private_key(f.read(), None))
+        identity.jwks = os.path.join(folder, "jwks.json")
+        with open(identity.jwks, "w") as f:
+            json.dump({"keys": [identity.jwk]}, f)
+        return identity
 
     def server_args(self):
         """The `serve` flags that make a server trust this identity provider."""

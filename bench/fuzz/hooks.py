@@ -30,12 +30,12 @@ from urllib.parse import unquote
 import schemathesis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from bench.fuzz.tokens import saved_identity  # noqa: E402 (the repository root first)
+from bench.lib import Identity  # noqa: E402 (the repository root first)
 
 LARGEST_SENT = 5000
 MAXIMUM = 1_000_000
 ADMIN_TOKEN = os.environ["FUZZ_ADMIN_TOKEN"]
-IDENTITY = saved_identity(os.environ["FUZZ_IDENTITY"])
+IDENTITY = Identity.kept(os.environ["FUZZ_IDENTITY"])
 FIXED_USER = os.environ.get("FUZZ_USER", "fuzz-user")
 USER_ID = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 ISSUED = set()  # the JWTs Credentials made, which before_call signs again for the request as sent

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Schemathesis against the live server, driven by openapi.yaml: generated requests for every route,
 # checked for 5xx and for answers outside the document. The server runs with JWT identity (a JWKS
-# made by bench/fuzz/tokens.py --identity); hooks.py gives each operation its credential: the admin
+# made by bench/identity.py); hooks.py gives each operation its credential: the admin
 # token, or a JWT for the user the request names. Then bench/fuzz/tokens.py sends forged and broken
 # tokens to a server of its own. FUZZ_PORT (8390, and the next one for tokens.py), FUZZ_EXAMPLES
 # (150), FUZZ_SEED (both tools; random by default), FUZZ_TOKENS (2000). Extra arguments go to
@@ -40,7 +40,7 @@ done
 
 # The users' tokens are signed by the key saved in $identity; the server gets its JWKS (--auth-* flags).
 export DATABASE_URL="$url" FUZZ_SEED="$seed"
-auth_flags="$(python3 -m bench.fuzz.tokens --identity "$identity")"
+auth_flags="$(python3 -m bench.identity "$identity")"
 mapfile -t auth_args <<<"$auth_flags"
 COUPON_ADMIN_TOKEN="$token" "$bin" serve --port "$port" --database-url "$url" --log-level error --shutdown-drain 0 \
     "${auth_args[@]}" &

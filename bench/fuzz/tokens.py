@@ -32,8 +32,6 @@ stream). Exits non-zero when a check fails. FUZZ_SEED seeds the stream's choices
 ECDSA signatures are new each run, and the choices made on a token's characters follow them, so two
 runs with one seed make the same kinds of tokens, not the same tokens.
 
-`--identity DIR` instead writes an identity for bench/fuzz/run.sh's schemathesis server and hooks:
-DIR/jwks.json and DIR/key.pem (see saved_identity), and prints that server's flags, one a line.
 """
 import asyncio
 import base64
@@ -43,7 +41,6 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import time
 from collections import Counter
@@ -60,28 +57,6 @@ NOT_BASE64 = "!\"#$%&'()*+,/:;<=>?@[\\]^`{|}~ "
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 BAD, OTHER, GOOD, LENIENT = "bad", "other", "good", "lenient"
 DROP = object()
-
-
-def save_identity(folder):
-    """A new lib.Identity with its JWKS in `folder`/jwks.json and its private key in `folder`/key.pem."""
-    from cryptography.hazmat.primitives import serialization
-    identity = lib.Identity()
-    os.makedirs(folder, exist_ok=True)
-    shutil.copy(identity.jwks, os.path.join(folder, "jwks.json"))
-    identity.jwks = os.path.join(folder, "jwks.json")
-    with open(os.open(os.path.join(folder, "key.pem"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(identity.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return identity
-
-
-def saved_identity(folder):
-    """The identity save_identity wrote in `folder` (bench/fuzz/hooks.py signs users' tokens with it)."""
-    from cryptography.hazmat.primitives import serialization
-    with open(os.path.join(folder, "key.pem"), "rb") as f:
-        identity = lib.Identity(key=serialization.load_pem_private_key(f.read(), None))
-    identity.jwks = os.path.join(folder, "jwks.json")
-    return identity
 
 
 def b64decode_strict(text):
@@ -492,9 +467,6 @@ def shown(token):
 
 
 def main():
-    if sys.argv[1:2] == ["--identity"]:
-        print("\n".join(save_identity(sys.argv[2]).server_args()))
-        return 0
     seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(2 ** 32))
     count = int(os.environ.get("FUZZ_TOKENS", "2000"))
     print(f"tokens: {count} forged or broken bearer tokens on every user route (FUZZ_SEED={seed})", flush=True)
