@@ -74,7 +74,7 @@ import Testing
             // The PATCH goes through another instance's hands in real life: keep this one's own
             // shortcut out of it by raising the quantity in SQL, as an operator might.
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { admin in
-                let resized = try await CouponStore(client: admin, logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 25))
+                let resized = try await CouponStore(primary: .running(admin), logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 25))
                 #expect(resized != .notFound)
             }
             var issued = 0

@@ -11,7 +11,7 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 700)
         // Groups of users, some repeated within a group and across groups, from 32 connections.
         let outcomes = try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { client in
-            let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+            let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
             return try await withThrowingTaskGroup(of: [String: IssueOutcome].self) { group in
                 for worker in 0..<32 {
                     group.addTask {
@@ -47,7 +47,7 @@ import Testing
     @Test func aGroupAnswersEveryDistinctUserOnce() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 2)
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
         let first = try await issuer.issue(couponID: couponID, userIDs: ["a", "b", "a", "c"])
         #expect(first.count == 3)
         #expect(first.values.filter { if case .issued = $0 { true } else { false } }.count == 2)
@@ -63,7 +63,7 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
         // One pooled connection, so the issuance after the failure runs on the connection it left.
         try await withPostgresClient(databaseURL: TestDatabase.url, maximumConnections: 1, logger: TestDatabase.logger) { client in
-            let store = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+            let store = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
             // PostgreSQL refuses a NUL in text once BEGIN and the lock have run, with COMMIT queued
             // behind the failing statement: that COMMIT is answered with ROLLBACK.
             await #expect(throws: (any Error).self) {
@@ -131,7 +131,7 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 3)
         // What a raise leaves for a moment: its new rows are written before the quantity moves.
         try await client.query("SELECT add_coupon_tickets(\(couponID), 4, 10)")
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
         let outcomes = try await issuer.issue(couponID: couponID, userIDs: (1...6).map { "cap-\($0)" })
         #expect(outcomes.values.filter { if case .issued = $0 { true } else { false } }.count == 3)
         #expect(outcomes["cap-4"] == .soldOut && outcomes["cap-6"] == .soldOut)
@@ -142,7 +142,7 @@ import Testing
     @Test func aFreeTicketBehindTheHintIsStillIssued() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 4)
-        let issuer = IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
         _ = try await issuer.issue(couponID: couponID, userIDs: ["hint-1"])
         // A hint that lies (as a ticket skipped while someone else held its row lock would leave):
         // tickets 2..4 are free and all behind it.
@@ -194,7 +194,7 @@ import Testing
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
         let raise = Task {
-            try await CouponStore(client: client, logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 300_000))
+            try await CouponStore(primary: .running(client), logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 300_000))
         }
         // The raise is writing its rows (a few seconds' work) once its statement shows as active.
         let writing = try await waitUntil {
@@ -206,7 +206,7 @@ import Testing
             return try await rows.decode(Int.self).first(where: { _ in true }) == 1
         }
         try #require(writing, "the raise was never seen writing its rows")
-        let outcomes = try await IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics())
+        let outcomes = try await IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
             .issue(couponID: couponID, userIDs: ["during-raise"])
         let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity
         #expect(outcomes["during-raise"].map { if case .issued = $0 { true } else { false } } == true)

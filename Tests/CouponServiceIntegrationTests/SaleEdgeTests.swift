@@ -29,7 +29,7 @@ import Testing
                     "SELECT pg_backend_pid() FROM coupons WHERE id = \(couponID) FOR NO KEY UPDATE", logger: TestDatabase.logger)
                 let holder = try #require(try await locked.decode(Int32.self).first(where: { _ in true }))
                 let issuance = Task {
-                    try await IssuanceStore(client: client, logger: TestDatabase.logger, metrics: CouponMetrics()).issue(couponID: couponID, userIDs: ["late"])
+                    try await IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics()).issue(couponID: couponID, userIDs: ["late"])
                 }
                 let waiting = try await waitUntil {
                     let rows = try await client.query(
@@ -129,8 +129,7 @@ import Testing
         let catalogue = CouponCatalogue(clock: clock)
         try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
             let listener = try CatalogueListener(
-                databaseURL: DatabaseURL(url), catalogue: catalogue, client: client, logger: TestDatabase.logger,
-                metrics: CouponMetrics())
+                primary: .running(client, url: url), catalogue: catalogue, logger: TestDatabase.logger, metrics: CouponMetrics())
             let running = Task { try await listener.run() }
             defer { running.cancel() }
             try #require(await waitUntil { catalogue.listenerState == .connected })
@@ -140,7 +139,7 @@ import Testing
             // Far enough ahead that a loaded machine still learns of the coupon before it opens.
             let startsAt = Date().addingTimeInterval(4)
             let endsAt = startsAt.addingTimeInterval(1.5)
-            let couponID = try await CouponStore(client: client, logger: TestDatabase.logger)
+            let couponID = try await CouponStore(primary: .running(client), logger: TestDatabase.logger)
                 .create(name: "skew", quantity: 5, startsAt: startsAt, endsAt: endsAt).id
             try #require(
                 await waitUntil { catalogue.answer(couponID: couponID, userID: "u") == .refused(.notStarted) },

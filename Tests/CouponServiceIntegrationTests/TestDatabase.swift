@@ -93,7 +93,7 @@ struct TestDatabase: Sendable {
 
     /// Creates a coupon straight in the database (the API has its own tests).
     static func makeCoupon(quantity: Int, startsAt: Date? = nil, endsAt: Date? = nil) async throws -> Int64 {
-        try await CouponStore(client: client, logger: logger)
+        try await CouponStore(primary: .running(client), logger: logger)
             .create(name: "test coupon", quantity: quantity, startsAt: startsAt, endsAt: endsAt).id
     }
 
@@ -159,4 +159,13 @@ struct MigratedDatabase: SuiteTrait, TestTrait, TestScoping {
 
 extension Trait where Self == MigratedDatabase {
     static var migratedDatabase: Self { MigratedDatabase() }
+}
+
+extension PrimaryDatabase {
+    /// A pool the test already runs (on the running suite's database unless another is named), as the
+    /// stores take it.
+    static func running(_ client: PostgresClient, url: String = TestDatabase.url) -> PrimaryDatabase {
+        // The test database's URL always reads.
+        PrimaryDatabase(running: client, url: try! DatabaseURL(url), logger: TestDatabase.logger)
+    }
 }

@@ -24,21 +24,22 @@ import urllib.error
 import urllib.request
 
 from bench import lib
+from bench.faults import ha
 from bench.lib import ROOT, Server, create_coupon_over_http, issue_async as issue, metric, psql
 
 TOKEN = lib.ADMIN_TOKEN
-BASE_PORT = 8301
+BASE_PORT = int(os.environ.get("FAULTS_PORT", "8301"))
 failures = []
 
 
 @contextlib.contextmanager
-def running(count, extra=(), envs=()):
+def running(count, extra=(), envs=(), url=lib.URL):
     """`count` ready instances on BASE_PORT, BASE_PORT + 1, ..., stopped when the scenario is done,
     however it ends. `envs[i]`, when given, is added to instance i's environment."""
     instances = []
     try:
         for i in range(count):
-            instances.append(Server(BASE_PORT + i, "--database-timeout", "2", *extra, token=TOKEN, log_level="error",
+            instances.append(Server(BASE_PORT + i, "--database-timeout", "2", *extra, url=url, token=TOKEN, log_level="error",
                                     env=envs[i] if i < len(envs) else None))
         for instance in instances:
             instance.wait_ready()
@@ -60,12 +61,12 @@ def readyz(port):
         return error.code, error.read(), None
 
 
-def audit(name, coupon, answers, expect_sold_out=False):
+def audit(name, coupon, answers, expect_sold_out=False, url=lib.URL):
     """bench.lib's audit, and every user answered 200 or 201 holds the one ticket they were shown.
     answers: list of (user, status, body). Records a failure instead of raising."""
-    result = lib.audit(coupon)
+    result = lib.audit(coupon, url)
     codes = dict(line.split("|") for line in psql(
-        f"SELECT user_id, code FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id IS NOT NULL").splitlines() if line)
+        f"SELECT user_id, code FROM coupon_tickets WHERE coupon_id = {coupon} AND user_id IS NOT NULL", url).splitlines() if line)
     shown = {}
     for user, status, body in answers:
         if status in ("200", "201") and body:
@@ -320,6 +321,110 @@ async def connection_cap():
             failures.append(f"connection cap: {prompt} answered at once and {later} later, not 50-60 and the rest")
 
 
+async def failover():
+    print("failover: pg_auto_failover (a monitor, two nodes, synchronous replication), 2 instances on the "
+          "multi-host URL, 16 shoppers; the primary's host lost mid-sale", flush=True)
+    with ha.Cluster() as cluster:
+        url = cluster.url()
+        subprocess.run([os.environ["COUPON_BIN"], "migrate", "--database-url", url, "--log-level", "error"], check=True)
+        with running(2, url=url) as instances:
+            await failover_sale(cluster, [instance.port for instance in instances])
+
+
+async def failover_sale(cluster, ports):
+    """The sale through the loss of the primary's host, then the checks on the new primary."""
+    coupon = create_coupon(ports[0], 100_000)
+    answers = []  # (user, status, body, port, sent at, seconds)
+    selling = True
+
+    async def shopper(n):
+        for k in range(1_000_000):
+            if not selling:
+                return
+            user, port, sent = f"fo-{n}-{k}", ports[n % len(ports)], time.monotonic()
+            status, body, seconds = await issue(port, coupon, user, timeout=15)
+            answers.append((user, status, body, port, sent, seconds))
+            if status != "201":
+                await asyncio.sleep(0.05)
+
+    shoppers = [asyncio.create_task(shopper(n)) for n in range(16)]
+    await asyncio.sleep(2)
+    old = await asyncio.to_thread(cluster.primary)
+    survivor = next(name for name in ha.NODES if name != old)
+    lost_at = time.monotonic()
+    await asyncio.to_thread(cluster.lose, old)
+    while await asyncio.to_thread(cluster.primary) != survivor:
+        if time.monotonic() - lost_at > 90:
+            failures.append("failover: no promotion within 90 s")
+            break
+        await asyncio.sleep(0.1)
+    promoted_at = time.monotonic()
+    # The sale goes on: each instance issues again (bounded), then a few seconds more.
+    def first_issued():
+        """Per instance, when the first request sent after the promotion and answered 201 was sent."""
+        first = {}
+        for _, status, _, port, sent, _ in answers:
+            if status == "201" and sent > promoted_at:
+                first[port] = min(sent, first.get(port, sent))
+        return first
+
+    while len(first_issued()) < len(ports) and time.monotonic() - promoted_at < 30:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(3)
+    selling = False
+    await asyncio.gather(*shoppers)
+    first = first_issued()
+
+    statuses = {}
+    for _, status, *_ in answers:
+        statuses[status] = statuses.get(status, 0) + 1
+    during = [seconds for _, _, _, _, sent, seconds in answers if sent >= lost_at - 3]
+    print(f"  {old} lost; {survivor} promoted {promoted_at - lost_at:.1f} s later; first 201 after the promotion: "
+          + ", ".join(f"instance {port}: +{first[port] - promoted_at:.1f} s" if port in first else f"instance {port}: none"
+                      for port in ports)
+          + f"; longest wait {max(during):.2f} s; answers {dict(sorted(statuses.items()))}", flush=True)
+    if len(first) < len(ports):
+        failures.append(f"failover: instances {sorted(set(ports) - set(first))} issued nothing after the promotion")
+    primary_url = cluster.node_url(survivor)
+    audit("after the failover (on the promoted node)", coupon, [(u, s, b) for u, s, b, *_ in answers], url=primary_url)
+
+    # The catalogue is trusted again: a coupon sold out now is refused from memory on both instances.
+    small = create_coupon(ports[0], 3)
+    for n in range(3):
+        await issue(ports[n % 2], small, f"fo-small-{n}")
+    await asyncio.sleep(1.5)
+    from_memory = []
+    for port in ports:
+        before = metric(port, 'coupon_issue_answers_total{source="cache"}') or 0
+        refused = [(await issue(port, small, f"fo-late-{port}-{n}"))[0] for n in range(20)]
+        from_memory.append((metric(port, 'coupon_issue_answers_total{source="cache"}') or 0) - before)
+        if refused != ["409"] * 20:
+            failures.append(f"failover: latecomers on {port} answered {sorted(set(refused))}")
+    print(f"  a coupon sold out after the failover: 20 latecomers per instance, answered from memory: {from_memory}",
+          flush=True)
+    if any(count < 20 for count in from_memory):
+        failures.append(f"failover: the catalogue answered {from_memory} of 20 refusals from memory")
+
+    # The old node back as a standby: the sale goes on, and none of it reaches that node.
+    await asyncio.to_thread(cluster.rejoin, old)
+    after = [await issue(ports[n % 2], coupon, f"fo-after-{n}") for n in range(40)]
+    # The service's sessions on the standby, by what they last ran: the pool of each host may hold a
+    # connection there (one that ran nothing, or asked whether the host accepts writes), nothing else.
+    sessions = await asyncio.to_thread(
+        cluster.node_sql, old, "SELECT application_name || ': ' || coalesce(nullif(left(query, 60), ''), '(nothing)') "
+                               "FROM pg_stat_activity WHERE application_name LIKE 'coupon%'")
+    others = [line for line in (sessions or "").splitlines()
+              if line and "transaction_read_only" not in line and not line.endswith("(nothing)")]
+    print(f"  {old} rejoined as a standby: 40 more users answered {sorted({status for status, _, _ in after})}; "
+          f"the service's sessions on {old}: {len((sessions or '').splitlines())}, other than the host check: {others}",
+          flush=True)
+    if any(status != "201" for status, _, _ in after) or others:
+        failures.append(f"failover: after the rejoin, answers {sorted({s for s, _, _ in after})}, sessions on {old}: {others}")
+    audit("after the rejoin (on the primary)", coupon,
+          [(u, s, b) for u, s, b, *_ in answers] + [(f"fo-after-{n}", s, b) for n, (s, b, _) in enumerate(after)],
+          url=primary_url)
+
+
 FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
 
 
@@ -555,13 +660,14 @@ async def after_the_sale():
 
 def main():
     lib.raise_file_limit()
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "failover",
+                              "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
         "sigterm": sigterm_under_load, "slow": slow_clients, "cap": connection_cap, "clock": skewed_clocks,
-        "aftersale": after_the_sale,
+        "aftersale": after_the_sale, "failover": failover,
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0

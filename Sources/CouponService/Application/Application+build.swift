@@ -51,14 +51,15 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     logger.logLevel = arguments.logLevel
 
     let databaseURL = try DatabaseURL(arguments.databaseURL)
-    var configuration = databaseURL.clientConfiguration()
-    configuration.options.maximumConnections = arguments.poolSize
-    configuration.options.connectTimeout = arguments.databaseTimeout
-    let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     let metrics = CouponMetrics()
+    let primary = PrimaryDatabase(url: databaseURL, logger: logger, metrics: metrics) { configuration in
+        configuration.options.maximumConnections = arguments.poolSize
+        configuration.options.connectTimeout = arguments.databaseTimeout
+    }
     logger.info(
         "database", metadata: [
-            "host": "\(databaseURL.host):\(databaseURL.port)", "database": "\(databaseURL.database ?? databaseURL.username)",
+            "hosts": "\(databaseURL.hosts)", "target_session_attrs": "\(databaseURL.targetSessionAttrs.rawValue)",
+            "database": "\(databaseURL.database ?? databaseURL.username)",
             "user": "\(databaseURL.username)", "sslmode": "\(databaseURL.sslMode.rawValue)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
         ])
 
@@ -68,20 +69,20 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let tokens = try await buildTokenVerifier(arguments, logger: logger)
     // A quarter of the pool for admin writes at most: the rest stays the sale's.
     let database = DatabaseGate(
-        client: client, timeout: arguments.databaseTimeout, longTimeout: .seconds(300),
+        primary: primary, timeout: arguments.databaseTimeout, longTimeout: .seconds(300),
         adminWrites: AdminWriteSlots(limit: max(1, arguments.poolSize / 4)))
     let catalogue = CouponCatalogue()
     let listener = try CatalogueListener(
-        databaseURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init) ?? databaseURL, catalogue: catalogue,
-        client: client, logger: logger, metrics: metrics)
-    let tickets = TicketStore(client: client, logger: logger)
+        primary: primary, ownURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init), catalogue: catalogue, logger: logger,
+        metrics: metrics)
+    let tickets = TicketStore(primary: primary, logger: logger)
     let admin = AdminGuard(token: try arguments.adminToken.map(SharedSecret.init))
     let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
-    var services: [any Service] = [client, listener]
+    var services: [any Service] = [primary, listener]
     if let metricsPort = arguments.metricsPort {
         // Its own listener, so the public port does not list open coupons and their remaining tickets.
         let metricsRouter = Router(context: CouponRequestContext.self)
@@ -94,8 +95,8 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     } else {
         MetricsController(metrics: metrics).addRoutes(to: router)
     }
-    let issuance = IssuanceStore(client: client, logger: logger, metrics: metrics)
-    let coupons = CouponStore(client: client, logger: logger)
+    let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
+    let coupons = CouponStore(primary: primary, logger: logger)
     let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
     CouponController(
         coupons: coupons,
@@ -110,7 +111,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         database: database
     ).addRoutes(to: router)
     TicketController(
-        tickets: tickets, redemptions: RedemptionStore(client: client, logger: logger), admin: admin, access: access,
+        tickets: tickets, redemptions: RedemptionStore(primary: primary, logger: logger), admin: admin, access: access,
         database: database,
         metrics: metrics
     ).addRoutes(to: router)

@@ -20,11 +20,13 @@ struct CatalogueListener: Service {
     static let channel = "coupon_events"
     static let applicationName = "coupon-listener"
 
-    let databaseURL: DatabaseURL
-    let configuration: PostgresConnection.Configuration
+    /// Where it connects: the current host of `primary`, unless a URL of its own is given (LISTEN needs
+    /// a session, so behind a transaction-mode pooler it must reach PostgreSQL directly).
+    let primary: PrimaryDatabase
+    let ownURL: DatabaseURL?
     let catalogue: CouponCatalogue
     /// For holder reads.
-    let client: PostgresClient
+    var client: PostgresClient { primary.client }
     let store: CatalogueStore
     let logger: Logger
     let metrics: CouponMetrics
@@ -37,12 +39,13 @@ struct CatalogueListener: Service {
     let holdersInterval: Duration = .milliseconds(20)
 
     init(
-        databaseURL: DatabaseURL, catalogue: CouponCatalogue, client: PostgresClient, logger: Logger, metrics: CouponMetrics
+        primary: PrimaryDatabase, ownURL: DatabaseURL? = nil, catalogue: CouponCatalogue, logger: Logger, metrics: CouponMetrics
     ) throws {
-        self.databaseURL = databaseURL
-        self.configuration = try databaseURL.connectionConfiguration(applicationName: Self.applicationName)
+        self.primary = primary
+        self.ownURL = ownURL
+        // A TLS setting that cannot be made stops the start, not the first connection.
+        _ = try (ownURL ?? primary.url).connectionConfiguration(applicationName: Self.applicationName)
         self.catalogue = catalogue
-        self.client = client
         self.store = CatalogueStore(logger: logger)
         self.logger = logger
         self.metrics = metrics
@@ -74,7 +77,9 @@ struct CatalogueListener: Service {
     }
 
     private func listenUntilDisconnected(onTrusted: () -> Void) async throws {
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        let databaseURL = ownURL ?? primary.currentURL
+        let connection = try await PostgresConnection.connect(
+            configuration: try databaseURL.connectionConfiguration(applicationName: Self.applicationName), id: 0, logger: logger)
         var workers: [PostgresConnection] = []
         defer {
             for worker in workers { Task { try? await worker.close() } }

@@ -10,11 +10,12 @@ struct CouponStore: Sendable {
         case belowIssued(issued: Int)
     }
 
-    let client: PostgresClient
+    let primary: PrimaryDatabase
+    var client: PostgresClient { primary.client }
     let logger: Logger
 
-    init(client: PostgresClient, logger: Logger) {
-        self.client = client
+    init(primary: PrimaryDatabase, logger: Logger) {
+        self.primary = primary
         self.logger = logger
     }
 

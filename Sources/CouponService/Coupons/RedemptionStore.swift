@@ -49,7 +49,8 @@ struct RedemptionStore: Sendable {
         }
     }
 
-    let client: PostgresClient
+    let primary: PrimaryDatabase
+    var client: PostgresClient { primary.client }
     let logger: Logger
 
     func redeem(couponID: Int64, userID: String, orderID: String) async throws -> Redeem {

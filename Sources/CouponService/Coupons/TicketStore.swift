@@ -46,7 +46,8 @@ struct TicketStore: Sendable {
         var description: String { "\(issuedAtMicros)-\(couponID)" }
     }
 
-    let client: PostgresClient
+    let primary: PrimaryDatabase
+    var client: PostgresClient { primary.client }
     let logger: Logger
 
     /// The user's ticket, for the issuance path's one indexed read.

@@ -3,7 +3,8 @@ import Synchronization
 
 /// Bounds how long a request waits for PostgreSQL, so an unreachable database means a prompt 503.
 struct DatabaseGate: Sendable {
-    let client: PostgresClient
+    let primary: PrimaryDatabase
+    var client: PostgresClient { primary.client }
     /// For reads and issuance.
     let timeout: Duration
     /// For admin writes that generate ticket rows (millions take a while).
@@ -25,7 +26,8 @@ struct DatabaseGate: Sendable {
     }
 
     func ping() async throws {
-        try await withDeadline(timeout) { [client] in
+        let client = client
+        try await withDeadline(timeout) {
             for try await _ in try await client.query("SELECT 1") {}
         }
     }

@@ -2,8 +2,13 @@ import Foundation
 import NIOSSL
 import PostgresNIO
 
-/// `postgres://user:password@host:port/database?sslmode=...&sslrootcert=...`, read once and turned into
-/// a pool configuration or, for the listener, a single connection's.
+/// `postgres://user:password@host:port,host2:port2/database?sslmode=...&target_session_attrs=...`, as
+/// libpq reads it, read once and turned into a pool configuration or, for the listener, a single
+/// connection's, for one of its hosts.
+///
+/// Several hosts are tried in order (`PrimaryDatabase`) for the first one `target_session_attrs`
+/// accepts: `any` (libpq's default: the first that answers), `read-write` (one that accepts writes:
+/// `transaction_read_only` off) or `primary` (not in recovery).
 ///
 /// `sslmode` means what it means to libpq: `disable` no TLS; `allow` and `prefer` TLS when the server
 /// offers it, `require` always, all three without checking the certificate; `verify-ca` checks that
@@ -17,43 +22,75 @@ struct DatabaseURL: Sendable {
         case verifyFull = "verify-full"
     }
 
-    var host: String
-    var port: Int
+    /// What a host must be to be used (libpq's `target_session_attrs`; its `read-only`, `standby`
+    /// and `prefer-standby` have no use for a service that writes).
+    enum TargetSessionAttrs: String, Sendable, CaseIterable {
+        case any
+        case readWrite = "read-write"
+        case primary
+    }
+
+    struct Host: Sendable, Equatable, CustomStringConvertible {
+        var name: String
+        var port: Int
+        var description: String { name.contains(":") ? "[\(name)]:\(port)" : "\(name):\(port)" }
+    }
+
+    var hosts: [Host]
     var username: String
     var password: String?
     var database: String?
     var sslMode: SSLMode
     var sslRootCert: String?
+    var targetSessionAttrs: TargetSessionAttrs
 
     /// The query parameters read; any other is refused rather than silently ignored (`ssl=true` is
     /// not how libpq asks for TLS).
-    static let parameters: Set = ["sslmode", "sslrootcert"]
+    static let parameters: Set = ["sslmode", "sslrootcert", "target_session_attrs"]
 
     init(_ text: String) throws {
-        let form = "the database URL must look like postgres://user:password@host:port/database"
-        // Foundation takes a bare '%' as a literal one; libpq refuses it, and so does this.
+        let form = "the database URL must look like postgres://user:password@host:port[,host:port...]/database"
+        // A bare '%' is refused, as libpq refuses it.
         guard Self.percentDecoded(text) != nil else {
             throw ConfigurationError("the database URL has a '%' that is not %XX: \(form)")
         }
-        guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme ?? ""),
-            let host = url.host, !host.isEmpty
-        else { throw ConfigurationError(form) }
-        // Each part percent-decoded once, from the text as written: "%2541" is the password "%41".
-        func decoded(_ part: String?, _ name: String) throws -> String? {
-            guard let part else { return nil }
-            guard let text = Self.percentDecoded(part) else {
-                throw ConfigurationError("the database URL's \(name) has a '%' that is not %XX: \(form)")
-            }
-            return text
+        guard let schemeEnd = text.range(of: "://"), ["postgres", "postgresql"].contains(text[..<schemeEnd.lowerBound]) else {
+            throw ConfigurationError(form)
         }
+        let rest = text[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        var authority = rest[..<authorityEnd]
+        // Each part percent-decoded once, from the text as written: "%2541" is the password "%41".
+        func decoded(_ part: Substring) -> String { Self.percentDecoded(String(part)) ?? "" }
+        var user: String?
+        if let at = authority.lastIndex(of: "@") {
+            let info = authority[..<at]
+            authority = authority[authority.index(after: at)...]
+            let colon = info.firstIndex(of: ":")
+            user = decoded(info[..<(colon ?? info.endIndex)])
+            password = colon.map { decoded(info[info.index(after: $0)...]) }
+        }
+        hosts = try authority.split(separator: ",", omittingEmptySubsequences: false).map { try Self.host($0, form: form) }
+        username = user.flatMap { $0.isEmpty ? nil : $0 } ?? "postgres"
+
+        var tail = rest[authorityEnd...]
+        var queryText: Substring = ""
+        if let mark = tail.firstIndex(of: "?") {
+            queryText = tail[tail.index(after: mark)...]
+            tail = tail[..<mark]
+        }
+        database = tail.isEmpty || tail == "/" ? nil : decoded(tail.dropFirst())
+
         var query: [String: String] = [:]
-        for item in url.queryItems ?? [] {
-            guard Self.parameters.contains(item.name) else {
+        for item in queryText.split(separator: "&") {
+            let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = decoded(pair[0])
+            guard Self.parameters.contains(name) else {
                 throw ConfigurationError(
-                    "unknown parameter '\(item.name)' in the database URL (known: \(Self.parameters.sorted().joined(separator: ", ")))")
+                    "unknown parameter '\(name)' in the database URL (known: \(Self.parameters.sorted().joined(separator: ", ")))")
             }
-            guard query.updateValue(item.value ?? "", forKey: item.name) == nil else {
-                throw ConfigurationError("the database URL names '\(item.name)' twice")
+            guard query.updateValue(pair.count > 1 ? decoded(pair[1]) : "", forKey: name) == nil else {
+                throw ConfigurationError("the database URL names '\(name)' twice")
             }
         }
         // libpq's default: TLS when the server offers it.
@@ -63,13 +100,36 @@ struct DatabaseURL: Sendable {
                 "unknown sslmode '\(mode)' in the database URL (\(SSLMode.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         self.sslMode = sslMode
-        self.sslRootCert = query["sslrootcert"]
-        self.host = host
-        self.port = url.port ?? 5432
-        self.username = try decoded(url.percentEncodedUser, "user") ?? "postgres"
-        self.password = try decoded(url.percentEncodedPassword, "password")
-        let database = try decoded(url.percentEncodedPath, "database name") ?? ""
-        self.database = database.hasPrefix("/") ? String(database.dropFirst()).nilIfEmpty : database.nilIfEmpty
+        sslRootCert = query["sslrootcert"]
+        let attrs = query["target_session_attrs"] ?? TargetSessionAttrs.any.rawValue
+        guard let targetSessionAttrs = TargetSessionAttrs(rawValue: attrs) else {
+            throw ConfigurationError(
+                "target_session_attrs '\(attrs)' in the database URL is not one this service can use "
+                    + "(\(TargetSessionAttrs.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        self.targetSessionAttrs = targetSessionAttrs
+    }
+
+    /// `name`, `name:port`, `[v6]` or `[v6]:port`; the port 5432 when not given.
+    private static func host(_ text: Substring, form: String) throws -> Host {
+        var name = text
+        var port: Substring?
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            name = text[text.index(after: text.startIndex)..<close]
+            let after = text[text.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw ConfigurationError(form) }
+                port = after.dropFirst()
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            name = text[..<colon]
+            port = text[text.index(after: colon)...]
+        }
+        let number = port.map { $0.plainInteger(maxDigits: 5) } ?? 5432
+        guard let name = percentDecoded(String(name)), !name.isEmpty, let number, (1...65535).contains(number) else {
+            throw ConfigurationError("'\(text)' is not a host:port: \(form)")
+        }
+        return Host(name: name, port: Int(number))
     }
 
     /// `part` with each `%XX` turned into its byte, once; nil for a `%` without two hex digits or
@@ -99,13 +159,15 @@ struct DatabaseURL: Sendable {
         return String(validating: bytes, as: UTF8.self)
     }
 
-    /// The same database, user and TLS settings on another server (a Citus worker, say).
+    /// The same database, user and TLS settings on one server: one of the hosts, or another (a Citus
+    /// worker, say).
     func on(host: String, port: Int) -> DatabaseURL {
         var other = self
-        other.host = host
-        other.port = port
+        other.hosts = [Host(name: host, port: port)]
         return other
     }
+
+    func on(_ host: Host) -> DatabaseURL { on(host: host.name, port: host.port) }
 
     /// The TLS settings `sslmode` and `sslrootcert` ask for; nil for `disable`.
     var tlsConfiguration: TLSConfiguration? {
@@ -124,7 +186,7 @@ struct DatabaseURL: Sendable {
     /// Whether a server that offers no TLS is still used.
     private var plainTextAllowed: Bool { sslMode == .allow || sslMode == .prefer }
 
-    /// For the pool; `applicationName` shows in `pg_stat_activity`.
+    /// For the pool, on the first host (`on(_:)` picks another); `applicationName` shows in `pg_stat_activity`.
     func clientConfiguration(applicationName: String = "coupon-server") -> PostgresClient.Configuration {
         let tls: PostgresClient.Configuration.TLS =
             switch tlsConfiguration {
@@ -133,7 +195,7 @@ struct DatabaseURL: Sendable {
             case let tls?: .require(tls)
             }
         var configuration = PostgresClient.Configuration(
-            host: host, port: port, username: username, password: password, database: database, tls: tls)
+            host: hosts[0].name, port: hosts[0].port, username: username, password: password, database: database, tls: tls)
         configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         return configuration
     }
@@ -147,14 +209,10 @@ struct DatabaseURL: Sendable {
             case let tls?: .require(try NIOSSLContext(configuration: tls))
             }
         var configuration = PostgresConnection.Configuration(
-            host: host, port: port, username: username, password: password, database: database, tls: tls)
+            host: hosts[0].name, port: hosts[0].port, username: username, password: password, database: database, tls: tls)
         configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         return configuration
     }
-}
-
-private extension String {
-    var nilIfEmpty: String? { isEmpty ? nil : self }
 }
 
 /// A setting the server cannot start with.

@@ -1,13 +1,15 @@
 import Logging
 import PostgresNIO
 
-/// Runs `body` with a running pool for `databaseURL`, and shuts the pool down afterwards.
-/// For commands and tests; the server runs its pool as a service instead.
+/// Runs `body` with a running pool for `databaseURL` (on its first host that `target_session_attrs`
+/// wants), and shuts the pool down afterwards. For commands and tests; the server runs its pools as
+/// a service instead (`PrimaryDatabase`).
 @discardableResult
 public func withPostgresClient<T: Sendable>(
     databaseURL: String, maximumConnections: Int = 20, logger: Logger, _ body: (PostgresClient) async throws -> T
 ) async throws -> T {
-    var configuration = try DatabaseURL(databaseURL).clientConfiguration()
+    let url = try DatabaseURL(databaseURL)
+    var configuration = url.on(try await PrimaryDatabase.firstWanted(in: url, logger: logger)).clientConfiguration()
     configuration.options.maximumConnections = maximumConnections
     let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in

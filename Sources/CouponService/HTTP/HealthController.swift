@@ -13,6 +13,9 @@ struct HealthController<Context: RequestContext>: Sendable {
         var listener: String?
         /// The database's clock minus this instance's, in seconds, as the catalogue last measured it.
         var clock_offset_seconds: Double?
+        /// The host written to (`host:port`), and how many times it changed since the start.
+        var primary: String?
+        var primary_switches: Int?
     }
 
     func addRoutes(to router: Router<Context>) {
@@ -22,20 +25,26 @@ struct HealthController<Context: RequestContext>: Sendable {
         router.get("/readyz") { _, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
             let offset = catalogue.clock.offset
+            let primary = database.primary.status
+            func health(_ status: String, _ reachable: String?) -> Health {
+                Health(
+                    status: status, database: reachable, listener: listener, clock_offset_seconds: offset,
+                    primary: "\(primary.host)", primary_switches: primary.switches)
+            }
             if drain?.isDraining == true {
                 return EditedResponse(
                     status: .serviceUnavailable, headers: [.retryAfter: "1"],
-                    response: Health(status: "draining", database: nil, listener: listener, clock_offset_seconds: offset))
+                    response: health("draining", nil))
             }
             do {
                 try await database.ping()
-                return EditedResponse(status: .ok, response: Health(status: "ready", database: "up", listener: listener, clock_offset_seconds: offset))
+                return EditedResponse(status: .ok, response: health("ready", "up"))
             } catch {
                 var headers: HTTPFields = [:]
                 headers[.retryAfter] = "1"
                 return EditedResponse(
                     status: .serviceUnavailable, headers: headers,
-                    response: Health(status: "unavailable", database: "down", listener: listener, clock_offset_seconds: offset))
+                    response: health("unavailable", "down"))
             }
         }
     }

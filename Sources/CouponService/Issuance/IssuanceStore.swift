@@ -6,7 +6,8 @@ import PostgresNIO
 /// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
 /// before anyone hears of it.
 struct IssuanceStore: IssuanceDatabase {
-    let client: PostgresClient
+    let primary: PrimaryDatabase
+    var client: PostgresClient { primary.client }
     let logger: Logger
     let metrics: CouponMetrics
 

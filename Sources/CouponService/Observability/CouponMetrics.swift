@@ -34,6 +34,8 @@ struct CouponMetrics: Sendable {
     let clockOffset: Metrics.Gauge
     /// 1 while the database answered this instance's last poll (every 2 s), else 0.
     let databaseReachable: Metrics.Gauge
+    /// Times the database host written to changed (a failover found by `PrimaryDatabase`).
+    let primarySwitches: Metrics.Counter
     /// Per coupon, for coupons open or active in the last hour.
     let sales: CouponSeries
 
@@ -67,6 +69,7 @@ struct CouponMetrics: Sendable {
         holderHashes = Metrics.Gauge(label: "coupon_catalogue_holder_hashes", factory: factory)
         clockOffset = Metrics.Gauge(label: "coupon_database_clock_offset_seconds", factory: factory)
         databaseReachable = Metrics.Gauge(label: "coupon_database_reachable", factory: factory)
+        primarySwitches = Metrics.Counter(label: "coupon_database_primary_switches_total", factory: factory)
         sales = CouponSeries(factory: factory)
     }
 
