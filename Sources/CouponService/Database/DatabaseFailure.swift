@@ -36,9 +36,11 @@ enum DatabaseFailure {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
                 return true
             case .server:
-                // Class 08: connection exception; 57P01..57P03: shutdown, crash recovery, cannot connect now.
+                // Class 08: connection exception; 57P01..57P03: shutdown, crash recovery, cannot connect
+                // now; 25006: a read-only transaction, from a server that is (or turned into) a standby,
+                // which PrimaryDatabase leaves at its next check.
                 let state = error.serverInfo?[.sqlState] ?? ""
-                return state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state)
+                return state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300", "25006"].contains(state)
             default:
                 return false
             }

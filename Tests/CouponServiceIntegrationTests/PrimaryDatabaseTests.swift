@@ -1,0 +1,68 @@
+@testable import CouponService
+import CouponTestSupport
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import Testing
+
+/// The database host written to, among several: the first that accepts writes, and a server that
+/// stops accepting them is a 503, never a 500. (A real failover, under pg_auto_failover: the fault
+/// scenario `failover`.)
+@Suite struct PrimaryDatabaseTests {
+    struct Readiness: Decodable {
+        var primary: String?
+        var primary_switches: Int?
+    }
+
+    /// The suite's database URL with a host in front of it that nothing listens on.
+    func withDeadHostFirst(_ url: String, attrs: String) throws -> String {
+        let parsed = try DatabaseURL(url)
+        let host = parsed.hosts[0]
+        return url.replacingOccurrences(of: "@\(host.name):\(host.port)/", with: "@127.0.0.1:9,\(host.name):\(host.port)/")
+            + (url.contains("?") ? "&" : "?") + "target_session_attrs=\(attrs)"
+    }
+
+    @Test(.migratedDatabase, arguments: ["read-write", "primary", "any"])
+    func theFirstHostThatIsWantedIsUsed(attrs: String) async throws {
+        let url = try withDeadHostFirst(TestDatabase.url, attrs: attrs)
+        let real = try DatabaseURL(TestDatabase.url).hosts[0]
+        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in
+            let found = try await waitUntil(.seconds(10), every: .milliseconds(50)) {
+                try await client.send(.get, "/readyz").decode(Readiness.self).primary == "\(real)"
+            }
+            #expect(found, "the instance moved to the host that answers")
+            try #require(try await client.waitForListener())
+            let couponID = try await client.createCoupon(quantity: 2)
+            #expect(try await client.issue(couponID, "after-the-dead-host").status == .created)
+            #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 1)
+            #expect(try await client.send(.get, "/readyz").decode(Readiness.self).primary_switches == 1)
+        }
+    }
+
+    /// A server that turns read-only under the pool (as an old primary that comes back as a standby
+    /// does) answers 25006: a 503 with Retry-After, nothing written; writable again, it issues.
+    @Test(.migratedDatabase) func aServerThatTurnsReadOnlyIsA503() async throws {
+        let name = String(try DatabaseURL(TestDatabase.url).database ?? "")
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 5)
+            try await setReadOnly(name, true)
+            let refused = try await client.issue(couponID, "on-a-standby")
+            #expect(refused.status == .serviceUnavailable && refused.problemCode == "unavailable")
+            #expect(refused.headers[.retryAfter] != nil)
+            try await setReadOnly(name, false)
+            #expect(try await client.issue(couponID, "back-on-a-primary").status == .created)
+            #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 1)
+        }
+    }
+
+    /// Every new session of the database read-only (or not), and the application's sessions ended so
+    /// that its pool opens new ones.
+    func setReadOnly(_ database: String, _ readOnly: Bool) async throws {
+        try await withPostgresClient(databaseURL: TestDatabaseURL.server, logger: TestDatabase.logger) { server in
+            try await server.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \"\(database)\" SET default_transaction_read_only = \(readOnly)"))
+            try await server.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(database) AND application_name = 'coupon-server'")
+        }
+    }
+}
