@@ -332,7 +332,8 @@ async def failover():
 
 
 async def failover_sale(cluster, ports):
-    """The sale through the loss of the primary's host, then the checks on the new primary."""
+    """The sale through the loss of the primary's host, then the checks on the new primary, and the
+    old node rejoined as a standby. Returns what was measured (bench/failover runs it five times)."""
     coupon = create_coupon(ports[0], 100_000)
     answers = []  # (user, status, body, port, sent at, seconds)
     selling = True
@@ -423,6 +424,10 @@ async def failover_sale(cluster, ports):
     audit("after the rejoin (on the primary)", coupon,
           [(u, s, b) for u, s, b, *_ in answers] + [(f"fo-after-{n}", s, b) for n, (s, b, _) in enumerate(after)],
           url=primary_url)
+    return {"lost": old, "promoted": survivor, "promotion_s": promoted_at - lost_at,
+            "first_201_s": [first[port] - promoted_at if port in first else None for port in ports],
+            "longest_wait_s": max(during), "unavailable": statuses.get("503", 0), "issued": statuses.get("201", 0),
+            "other": sum(n for status, n in statuses.items() if status not in ("201", "503"))}
 
 
 FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
