@@ -9,19 +9,15 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     let status: HTTPResponse.Status
     let code: String
     let detail: String
-    /// Seconds, sent as `Retry-After` when the client should come back.
-    let retryAfter: Int?
-    /// The methods the path does serve, sent as `Allow` with 405.
-    let allow: String?
     private let headers: HTTPFields
     private let body: ByteBuffer
 
+    /// `retryAfter`: seconds, sent as `Retry-After` when the client should come back; `allow`: the
+    /// methods the path does serve, sent as `Allow` with 405.
     init(status: HTTPResponse.Status, code: String, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.status = status
         self.code = code
         self.detail = detail
-        self.retryAfter = retryAfter
-        self.allow = allow
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         // RFC 6750: a bearer that does not hold says so; an admin route without one just asks for it.
