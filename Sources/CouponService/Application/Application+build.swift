@@ -67,57 +67,41 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token-file): admin routes answer 403")
     }
     let tokens = try await buildTokenVerifier(arguments, logger: logger)
-    // A quarter of the pool for admin writes at most: the rest stays the sale's.
-    let database = DatabaseGate(
-        primary: primary, timeout: arguments.databaseTimeout, longTimeout: .seconds(300),
-        adminWrites: AdminWriteSlots(limit: max(1, arguments.poolSize / 4)))
-    let catalogue = CouponCatalogue()
-    let listener = try CatalogueListener(
-        primary: primary, ownURL: try arguments.listenerDatabaseURL.map(DatabaseURL.init), catalogue: catalogue, logger: logger,
-        metrics: metrics)
-    let tickets = TicketStore(primary: primary, logger: logger)
     let admin = AdminGuard(token: try arguments.adminToken.map(SharedSecret.init))
     let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
-    let router = Router(context: CouponRequestContext.self)
-    router.middlewares.add(ProblemMiddleware())
-    router.middlewares.add(LogRequestsMiddleware(.debug))
+    // A quarter of the pool for admin writes at most: the rest stays the sale's.
+    let adminWrites = AdminWriteSlots(limit: max(1, arguments.poolSize / 4))
+    let database = DatabaseGate(primary: primary, timeout: arguments.databaseTimeout, longTimeout: .seconds(300), adminWrites: adminWrites)
+    let catalogue = CouponCatalogue()
+    let listenerURL = try arguments.listenerDatabaseURL.map(DatabaseURL.init)
+    let listener = try CatalogueListener(primary: primary, ownURL: listenerURL, catalogue: catalogue, logger: logger, metrics: metrics)
+    let coupons = CouponStore(primary: primary, logger: logger)
+    let tickets = TicketStore(primary: primary, logger: logger)
+    let redemptions = RedemptionStore(primary: primary, logger: logger)
+    let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
+    let queue = IssuanceQueue(database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics)
+    let issuer = TicketIssuer(
+        catalogue: catalogue, queue: queue, coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics)
+    let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
+
+    let router = buildRouter()
     HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
-    var services: [any Service] = [primary, listener]
+    CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access, database: database)
+        .addRoutes(to: router)
+    TicketController(tickets: tickets, redemptions: redemptions, admin: admin, access: access, database: database, metrics: metrics)
+        .addRoutes(to: router)
+
+    var services: [any Service] = [primary, listener, gauges]
+    if let tokens { services.append(tokens) }
     if let metricsPort = arguments.metricsPort {
         // Its own listener, so the public port does not list open coupons and their remaining tickets.
-        let metricsRouter = Router(context: CouponRequestContext.self)
-        metricsRouter.middlewares.add(ProblemMiddleware())
+        let metricsRouter = buildRouter()
         MetricsController(metrics: metrics).addRoutes(to: metricsRouter)
-        services.append(
-            Application(
-                router: metricsRouter, configuration: .init(address: .hostname(arguments.host, port: metricsPort), serverName: "coupon-server"),
-                logger: logger))
+        let address = BindAddress.hostname(arguments.host, port: metricsPort)
+        services.append(Application(router: metricsRouter, configuration: .init(address: address, serverName: "coupon-server"), logger: logger))
     } else {
         MetricsController(metrics: metrics).addRoutes(to: router)
     }
-    let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
-    let coupons = CouponStore(primary: primary, logger: logger)
-    let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
-    CouponController(
-        coupons: coupons,
-        issuer: TicketIssuer(
-            catalogue: catalogue,
-            queue: IssuanceQueue(
-                database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics),
-            coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics),
-        catalogue: catalogue,
-        admin: admin,
-        access: access,
-        database: database
-    ).addRoutes(to: router)
-    TicketController(
-        tickets: tickets, redemptions: RedemptionStore(primary: primary, logger: logger), admin: admin, access: access,
-        database: database,
-        metrics: metrics
-    ).addRoutes(to: router)
-
-    services.append(gauges)
-    if let tokens { services.append(tokens) }
     let requestTimeout = arguments.requestTimeout
     return Application(
         router: router,
@@ -134,6 +118,14 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
             availableConnectionsDelegate: MaximumAvailableConnections(arguments.maxConnections, logger: logger)),
         services: services,
         logger: logger)
+}
+
+/// A router whose failures are all problem answers, with one log line per request at `debug`.
+func buildRouter() -> Router<CouponRequestContext> {
+    let router = Router(context: CouponRequestContext.self)
+    router.middlewares.add(ProblemMiddleware())
+    router.middlewares.add(LogRequestsMiddleware(.debug))
+    return router
 }
 
 /// JWT identity when a JWKS file is given, else nil (trusted mode), said at start either way.
