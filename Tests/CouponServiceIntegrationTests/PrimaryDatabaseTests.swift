@@ -27,8 +27,10 @@ import Testing
     func theFirstHostThatIsWantedIsUsed(attrs: String) async throws {
         let url = try withDeadHostFirst(TestDatabase.url, attrs: attrs)
         let real = try DatabaseURL(TestDatabase.url).hosts[0]
-        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in
-            let found = try await waitUntil(.seconds(10), every: .milliseconds(50)) {
+        // A short deadline: a request that meets the dead host gives up soon.
+        try await buildApplication(TestArguments(databaseURL: url, databaseTimeout: .seconds(2))).test(.router) { client in
+            // Each /readyz may wait for the dead host up to the database deadline before it answers.
+            let found = try await waitUntil(.seconds(40), every: .milliseconds(50)) {
                 try await client.send(.get, "/readyz").decode(Readiness.self).primary == "\(real)"
             }
             #expect(found, "the instance moved to the host that answers")

@@ -25,9 +25,10 @@ struct HealthController<Context: RequestContext>: Sendable {
         router.get("/readyz") { _, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
             let offset = catalogue.clock.offset
-            let primary = database.primary.status
             func health(_ status: String, _ reachable: String?) -> Health {
-                Health(
+                // Read as the answer leaves: the ping may have waited through a switch of host.
+                let primary = database.primary.status
+                return Health(
                     status: status, database: reachable, listener: listener, clock_offset_seconds: offset,
                     primary: "\(primary.host)", primary_switches: primary.switches)
             }
