@@ -26,6 +26,8 @@ trap cleanup EXIT
 # The version these hooks and findings were made with; pip puts its command in python's scripts folder.
 python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: 4.32.5" \
     || python3 -m pip install -q --disable-pip-version-check "schemathesis==4.32.5"
+# The users' tokens are signed with `cryptography` (bench/lib.py's Identity).
+python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check cryptography
 schemathesis="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis"
 ensure_postgres_installed
 start_local_postgres
