@@ -23,7 +23,7 @@ from bench.faults import faults
 from bench.faults.ha import PG_BIN, as_postgres
 from bench.lib import first_line, prepend_result, psql
 
-PORTS = {"primary": 55200, "standby": 55201}
+PORTS = {"primary": 25200, "standby": 25201}  # below the ephemeral ports, as bench/faults/ha.py
 DATABASE = "coupons_async"
 
 

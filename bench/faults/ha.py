@@ -17,8 +17,10 @@ import tempfile
 import time
 
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
-MONITOR_PORT = 55100
-NODES = {"node1": 55101, "node2": 55102}
+# Below the kernel's ephemeral ports (32768-60999): after the other scenarios' thousands of client
+# connections, a port in that range may still be held by one, and the monitor could not listen there.
+MONITOR_PORT = 25100
+NODES = {"node1": 25101, "node2": 25102}
 DATABASE = "coupons_ha"
 MONITOR = f"postgres://autoctl_node@127.0.0.1:{MONITOR_PORT}/pg_auto_failover?sslmode=disable"
 # The monitor's checks, in milliseconds (pgautofailover.* settings).
@@ -140,11 +142,16 @@ class Cluster:
                 self.node_sql(other, "CHECKPOINT", database="postgres")
         return False
 
-    @staticmethod
-    def wait(condition, what, seconds=60):
+    def wait(self, condition, what, seconds=60):
+        """Until `condition()`; past `seconds`, TimeoutError with the last lines of every log here."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if condition():
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"waited {seconds} s for {what}")
+        logs = []
+        for name in sorted(os.listdir(self.folder)):
+            if name.endswith(".log"):
+                with open(os.path.join(self.folder, name), errors="replace") as f:
+                    logs.append(f"--- {name}\n" + "".join(f.readlines()[-15:]))
+        raise TimeoutError(f"waited {seconds} s for {what}\n" + "\n".join(logs))
