@@ -28,8 +28,6 @@ final class PrimaryDatabase: Service, Sendable {
 
     private struct State {
         var current = 0
-        /// Whether the last check found the current host as wanted.
-        var confirmed = false
         var switches = 0
     }
 
@@ -46,9 +44,8 @@ final class PrimaryDatabase: Service, Sendable {
             configure(&configuration)
             return PostgresClient(configuration: configuration, backgroundLogger: logger)
         }
-        // Nothing to watch with one host that only has to answer.
         ownsClients = true
-        state = Mutex(State(confirmed: clients.count == 1 && url.targetSessionAttrs == .any))
+        state = Mutex(State())
     }
 
     /// A pool that already runs, on `url`'s only host, nothing watched: for tests and tools.
@@ -58,15 +55,15 @@ final class PrimaryDatabase: Service, Sendable {
         metrics = nil
         clients = [client]
         ownsClients = false
-        state = Mutex(State(confirmed: true))
+        state = Mutex(State())
     }
 
     /// The pool of the current host.
     var client: PostgresClient { clients[state.withLock { $0.current }] }
 
-    /// The current host, whether the last check confirmed it, and how many times it changed.
-    var status: (host: DatabaseURL.Host, confirmed: Bool, switches: Int) {
-        state.withLock { (url.hosts[$0.current], $0.confirmed, $0.switches) }
+    /// The current host, and how many times it changed.
+    var status: (host: DatabaseURL.Host, switches: Int) {
+        state.withLock { (url.hosts[$0.current], $0.switches) }
     }
 
     /// The URL of the current host alone, for a dedicated connection (the listener's).
@@ -77,8 +74,8 @@ final class PrimaryDatabase: Service, Sendable {
             if ownsClients {
                 for client in clients { group.addTask { await client.run() } }
             }
-            // With one host there is nothing to choose: its pool alone.
-            if !state.withLock({ $0.confirmed }) {
+            // Nothing to watch with one host that only has to answer, or a pool given already running.
+            if ownsClients && (clients.count > 1 || url.targetSessionAttrs != .any) {
                 group.addTask { await cancelWhenGracefulShutdown { await self.watch() } }
             }
         }
@@ -87,28 +84,18 @@ final class PrimaryDatabase: Service, Sendable {
     private func watch() async {
         while !Task.isCancelled {
             let current = state.withLock { $0.current }
-            if await isWanted(current) {
-                state.withLock { $0.confirmed = true }
-            } else {
-                state.withLock { $0.confirmed = false }
-                await locate(after: current)
-            }
+            if await !isWanted(current) { await locate(after: current) }
             try? await Task.sleep(for: checkInterval)
         }
     }
 
-    /// The hosts in the URL's order; the first one wanted becomes current (the lost one too, when it
-    /// is wanted again: no switch then).
+    /// The other hosts in the URL's order, each asked once; the first one wanted becomes current.
+    /// The lost one, just asked, stays current when none is (it is asked again at the next check).
     private func locate(after lost: Int) async {
-        for index in clients.indices {
+        for index in clients.indices where index != lost {
             guard await isWanted(index) else { continue }
-            if index == lost {
-                state.withLock { $0.confirmed = true }
-                return
-            }
             let switches = state.withLock { state in
                 state.current = index
-                state.confirmed = true
                 state.switches += 1
                 return state.switches
             }
