@@ -9,7 +9,7 @@ import Synchronization
 /// A `PostgresClient` knows one host, so there is one per host, each run here and opening
 /// connections only when used; `client` is the current host's. Twice a second the current host is
 /// asked whether it is still what `target_session_attrs` wants (accepts writes, or is not in
-/// recovery); when it does not answer in time or answers no, the hosts are asked in the URL's order
+/// recovery); when it does not answer in time or answers no, the other hosts are asked in the URL's order
 /// and the first that is becomes current, without a restart. Meanwhile requests meet the database
 /// deadline (503). A server that turns read-only under a connection answers 25006, which is a 503
 /// too, and is left at the next check: no write goes to a standby or to an old primary that came
