@@ -24,15 +24,48 @@ SET row_security = off;
 CREATE FUNCTION public.add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint) RETURNS void
     LANGUAGE plpgsql
     AS $$
-    BEGIN
-        INSERT INTO coupon_tickets (coupon_id, number, code)
-        SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
-        FROM generate_series(p_first_number, p_last_number) AS n;
-        IF p_first_number = 1 THEN
-            ANALYZE coupon_tickets (coupon_id, issued_at);
+DECLARE
+    v_shard text;
+BEGIN
+    INSERT INTO coupon_tickets (coupon_id, number, code)
+    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+    FROM generate_series(p_first_number, p_last_number) AS n;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        v_shard := shard_name('coupon_tickets'::regclass,
+                              get_shard_id_for_distribution_column('coupon_tickets', p_coupon_id));
+        IF to_regclass(v_shard) IS NOT NULL THEN
+            EXECUTE format('ANALYZE %s', v_shard);
         END IF;
-    END;
-    $$;
+    ELSIF p_first_number = 1 THEN
+        ANALYZE coupon_tickets (coupon_id, issued_at);
+    END IF;
+END;
+$$;
+
+
+--
+-- Name: audit_coupon(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.audit_coupon(p_coupon_id bigint) RETURNS TABLE(quantity integer, issued_count integer, ticket_rows integer, held integer, users integer, violations text[])
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT a.quantity, a.issued_count, a.ticket_rows, a.held, a.users,
+           array_remove(ARRAY[
+               CASE WHEN a.held > a.quantity THEN format('%s tickets held for %s', a.held, a.quantity) END,
+               CASE WHEN a.issued_count <> a.held THEN format('counter %s but %s held', a.issued_count, a.held) END,
+               CASE WHEN a.users <> a.held THEN format('%s tickets but %s users', a.held, a.users) END,
+               CASE WHEN a.ticket_rows <> a.quantity THEN format('%s ticket rows for %s', a.ticket_rows, a.quantity) END
+           ], NULL)
+    FROM (
+        SELECT c.quantity, c.issued_count, count(t.number)::int AS ticket_rows, count(t.user_id)::int AS held,
+               count(DISTINCT t.user_id)::int AS users
+        FROM coupons c
+        LEFT JOIN coupon_tickets t ON t.coupon_id = c.id
+        WHERE c.id = p_coupon_id
+        GROUP BY c.id
+    ) AS a
+$$;
 
 
 --
@@ -315,6 +348,17 @@ ALTER TABLE public.coupons ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: schema_functions; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.schema_functions (
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
 -- Name: schema_migrations; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -356,6 +400,14 @@ ALTER TABLE ONLY public.coupon_tickets
 
 ALTER TABLE ONLY public.coupons
     ADD CONSTRAINT coupons_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: schema_functions schema_functions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.schema_functions
+    ADD CONSTRAINT schema_functions_pkey PRIMARY KEY (name);
 
 
 --

@@ -201,7 +201,7 @@ struct Migrate: AsyncParsableCommand {
         defaultSubcommand: Apply.self)
 
     struct Source: ParsableArguments {
-        @Option(help: "Folder of NNNN_name.sql files; by default the checkout's migrations/ folder, found from the binary (env: COUPON_MIGRATIONS).")
+        @Option(help: "Folder of NNNN_name.sql files (and functions/name.sql); by default the checkout's migrations/ folder, found from the binary (env: COUPON_MIGRATIONS).")
         var migrations: String?
 
         func runner(logger: Logger) throws -> MigrationRunner {
@@ -228,7 +228,7 @@ struct Migrate: AsyncParsableCommand {
                 print("up to date: \(runner.migrations.count) migration(s) applied")
             }
             for migration in pending {
-                print("\(dryRun ? "pending" : "applied") \(String(format: "%04d", migration.version)) \(migration.name)")
+                print("\(dryRun ? "pending" : "applied") \(migration.label)")
             }
         }
     }
@@ -247,7 +247,7 @@ struct Migrate: AsyncParsableCommand {
             }
             for entry in entries {
                 let when = entry.appliedAt.map { " at \($0.formatted(.iso8601))" } ?? ""
-                print("\(String(format: "%04d", entry.version)) \(entry.name): \(entry.state.rawValue)\(when)")
+                print("\(entry.label): \(entry.state.rawValue)\(when)")
             }
         }
     }

@@ -86,16 +86,14 @@ import Testing
     }
 
     @Test func aLaterCouponDoesNotReadTheRowsOfAnEarlierOne() async throws {
-        // Migration 0004: the hint probe once read every row of the coupons created before this one
+        // issue_tickets's hint probe once read every row of the coupons created before this one
         // (a sequential scan where an index probe would do), so the second coupon of a database sold
         // at a tenth of the speed of the first. Counted in buffers, not timed.
         try await TestDatabase.withScratchDatabase(migrated: true) { url in
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
                 var coupons: [Int64] = []
                 for _ in 1...2 {
-                    let created = try await client.query(
-                        "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('rows', 50000) RETURNING id) SELECT c.id FROM c, LATERAL add_coupon_tickets(c.id, 1, 50000)")
-                    coupons.append(try #require(try await created.decode(Int64.self).first(where: { _ in true })))
+                    coupons.append(try await TestDatabase.makeCoupon(quantity: 50000, name: "rows", on: client))
                 }
                 let (earlier, later) = (coupons[0], coupons[1])
                 try await client.query("SELECT FROM issue_tickets(\(earlier), ARRAY(SELECT 'first-' || g FROM generate_series(1, 100) AS g))")
@@ -158,7 +156,7 @@ import Testing
     }
 
     /// ANALYZE takes a SHARE UPDATE EXCLUSIVE lock; held elsewhere, it stops a statement that analyzes
-    /// and lets one that does not through. A raise analyzes nothing (0009); a creation does.
+    /// and lets one that does not through. A raise analyzes nothing (add_coupon_tickets); a creation does.
     @Test(.migratedDatabase) func aRaiseAnalyzesNothingAndACreationDoes() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)

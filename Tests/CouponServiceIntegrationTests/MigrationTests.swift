@@ -26,8 +26,12 @@ import Testing
                 #expect(try await runner.apply(on: client).count == runner.migrations.count)
                 #expect(try await runner.apply(on: client).isEmpty)
                 #expect(try await runner.status(on: client).allSatisfy { $0.state == .applied })
-                let rows = try await client.query("SELECT count(*)::int FROM schema_migrations")
-                for try await count in rows.decode(Int.self) { #expect(count == runner.migrations.count) }
+                let rows = try await client.query("SELECT (SELECT count(*)::int FROM schema_migrations), (SELECT count(*)::int FROM schema_functions)")
+                for try await (versioned, repeatable) in rows.decode((Int, Int).self) {
+                    #expect(versioned == runner.migrations.count { $0.version != nil })
+                    #expect(repeatable == runner.migrations.count { $0.version == nil })
+                    #expect(repeatable > 0, "the functions live in migrations/functions")
+                }
             }
         }
     }
@@ -94,5 +98,105 @@ import Testing
     @Test func badFileNamesAreRefused() throws {
         let folder = try scratchFolder(["first.sql": "SELECT 1;"])
         #expect(throws: MigrationError.badFileName("first.sql")) { try Migration.load(from: folder) }
+    }
+
+    /// A function file is applied after the versioned ones, again whenever its text changes, and not
+    /// otherwise; a failing one rolls back whole, its record untouched.
+    @Test func aChangedFunctionFileIsAppliedAgain() async throws {
+        try await TestDatabase.withScratchDatabase { url in
+            let folder = try scratchFolder(["0001_first.sql": "CREATE TABLE first (x int);"])
+            let functions = folder.appending(path: "functions", directoryHint: .isDirectory)
+            try FileManager.default.createDirectory(at: functions, withIntermediateDirectories: true)
+            func write(_ body: String) throws {
+                try "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql AS $$ \(body) $$;"
+                    .write(to: functions.appending(path: "answer.sql"), atomically: true, encoding: .utf8)
+            }
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                func answer() async throws -> Int? {
+                    for try await value in try await client.query("SELECT answer()").decode(Int.self) { return value }
+                    return nil
+                }
+                try write("SELECT count(*)::int FROM first")
+                #expect(try await runner(folder).apply(on: client).map(\.label) == ["0001 first", "functions/answer"])
+                #expect(try await runner(folder).apply(on: client).isEmpty, "unchanged: not applied again")
+                try write("SELECT 42")
+                #expect(try await runner(folder).status(on: client).map(\.state) == [.applied, .pending])
+                #expect(try await runner(folder).apply(on: client).map(\.label) == ["functions/answer"])
+                #expect(try await answer() == 42)
+                try write("SELECT no_such_column FROM first")
+                await #expect(throws: MigrationError.self) { try await runner(folder).apply(on: client) }
+                #expect(try await answer() == 42, "the failed text rolled back")
+                #expect(try await runner(folder).status(on: client).map(\.state) == [.applied, .pending])
+            }
+        }
+    }
+
+    /// The commit whose migrations still held every function: databases migrated until 2026-12-04
+    /// recorded its files.
+    static let commitBeforeFunctionsMoved = "c97bcd0"
+
+    /// Its migration files, read from git (the test needs the checkout's history).
+    func filesBeforeFunctionsMoved() throws -> [String: String] {
+        let root = TestDatabase.migrationsFolder.deletingLastPathComponent().path
+        func git(_ arguments: String...) throws -> String {
+            let process = Process()
+            process.executableURL = URL(filePath: "/usr/bin/env")
+            process.arguments = ["git", "-C", root] + arguments
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            try #require(process.terminationStatus == 0, "git \(arguments.joined(separator: " ")) failed: a clone with its history is needed")
+            return String(decoding: data, as: UTF8.self)
+        }
+        let names = try git("ls-tree", "--name-only", Self.commitBeforeFunctionsMoved, "migrations/")
+            .split(separator: "\n").map { String($0.dropFirst("migrations/".count)) }
+        return try Dictionary(uniqueKeysWithValues: names.map { ($0, try git("show", "\(Self.commitBeforeFunctionsMoved):migrations/\($0)")) })
+    }
+
+    /// A database at the schema of before (nine versioned files, with a sale in it) upgrades to
+    /// today's layout: nothing versioned runs again, the functions are applied from their files, the
+    /// records name today's files, the tickets stay, and the schema is the one a fresh database gets.
+    @Test func aDatabaseMigratedBeforeTheFunctionsMovedUpgrades() async throws {
+        let before = try scratchFolder(try filesBeforeFunctionsMoved())
+        let old = try runner(before)
+        #expect(old.migrations.count == 9)
+        for migration in old.migrations {
+            #expect(Migration.checksumsBeforeFunctionsMoved[migration.version!] == migration.checksum, "\(migration.fileName)")
+        }
+        let now = try runner(TestDatabase.migrationsFolder)
+        try await TestDatabase.withScratchDatabase(migrated: true) { freshURL in
+            try await TestDatabase.withScratchDatabase { url in
+                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                    try await old.apply(on: client)
+                    let coupon = try await TestDatabase.makeCoupon(quantity: 5, on: client)
+                    try await client.query("SELECT * FROM issue_tickets(\(coupon), ARRAY['ann', 'bob', 'cid'])")
+                    try await client.query("SELECT * FROM redeem_ticket(\(coupon), 'ann', 'order-1')")
+
+                    let applied = try await now.apply(on: client)
+                    #expect(applied.map(\.label) == now.migrations.filter { $0.version == nil }.map(\.label))
+                    #expect(try await now.status(on: client).allSatisfy { $0.state == .applied })
+                    var recorded: [Int: String] = [:]
+                    for try await (version, checksum) in try await client.query("SELECT version, checksum FROM schema_migrations")
+                        .decode((Int, String).self) { recorded[version] = checksum }
+                    #expect(recorded == Dictionary(uniqueKeysWithValues: now.migrations.compactMap { m in m.version.map { ($0, m.checksum) } }))
+
+                    let audit = try await TestDatabase.audit(couponID: coupon, on: client)
+                    #expect(audit.isConsistent && audit.ticketsHeld == 3, "\(audit)")
+                    func outcomes(_ query: PostgresQuery) async throws -> [String] {
+                        var outcomes: [String] = []
+                        for try await outcome in try await client.query(query).decode(String.self) { outcomes.append(outcome) }
+                        return outcomes.sorted()
+                    }
+                    #expect(try await outcomes("SELECT outcome FROM issue_tickets(\(coupon), ARRAY['bob', 'dan'])") == ["held", "issued"])
+                    #expect(
+                        try await outcomes("SELECT outcome FROM restore_ticket(\(coupon), 'ann', 'order-1')") == ["restored"],
+                        "the redemption made before the upgrade is undone by today's function")
+                }
+                let difference = SchemaDocumentTests.firstDifference(try SchemaDocumentTests.schema(of: url), try SchemaDocumentTests.schema(of: freshURL))
+                #expect(difference == nil, "the upgraded schema differs from a fresh one at \(difference ?? "")")
+            }
+        }
     }
 }

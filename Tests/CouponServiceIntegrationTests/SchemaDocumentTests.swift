@@ -16,23 +16,34 @@ import Testing
         }
     }
 
+    /// `pg_dump --schema-only` of a database, normalized.
+    static func schema(of url: String) throws -> [Substring] {
+        let dump = Process()
+        dump.executableURL = URL(filePath: "/usr/bin/env")
+        dump.arguments = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", url]
+        let output = Pipe()
+        dump.standardOutput = output
+        try dump.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        dump.waitUntilExit()
+        try #require(dump.terminationStatus == 0, "pg_dump failed")
+        return normalized(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Where two schemas first differ, or nil.
+    static func firstDifference(_ a: [Substring], _ b: [Substring]) -> String? {
+        if let line = zip(a, b).enumerated().first(where: { $0.element.0 != $0.element.1 }) {
+            return "line \(line.offset): \(line.element.0) | \(line.element.1)"
+        }
+        return a.count == b.count ? nil : "length \(a.count) against \(b.count)"
+    }
+
     @Test func theSchemaDocumentIsCurrent() async throws {
         try await TestDatabase.withScratchDatabase(migrated: true) { url in
-            let dump = Process()
-            dump.executableURL = URL(filePath: "/usr/bin/env")
-            dump.arguments = ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", url]
-            let output = Pipe()
-            dump.standardOutput = output
-            try dump.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            dump.waitUntilExit()
-            try #require(dump.terminationStatus == 0, "pg_dump failed")
-            let current = Self.normalized(String(decoding: data, as: UTF8.self))
+            let current = try Self.schema(of: url)
             let written = Self.normalized(try String(contentsOf: Self.document, encoding: .utf8))
-            let firstDifference = zip(current, written).enumerated().first { $0.element.0 != $0.element.1 }
-            #expect(
-                firstDifference == nil && current.count == written.count,
-                "docs/schema.sql is stale (run scripts/schema.sh); first difference at line \(firstDifference?.offset ?? min(current.count, written.count)): \(firstDifference.map { "\($0.element.0) | \($0.element.1)" } ?? "length")")
+            let difference = Self.firstDifference(current, written)
+            #expect(difference == nil, "docs/schema.sql is stale (run scripts/schema.sh); first difference at \(difference ?? "")")
         }
     }
 }

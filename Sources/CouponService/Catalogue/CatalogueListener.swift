@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 import ServiceLifecycle
 
-/// Keeps the `CouponCatalogue` current from `LISTEN coupon_events` (see migrations/0002), its clock
+/// Keeps the `CouponCatalogue` current from `LISTEN coupon_events` (migrations/functions/notify_coupon_event.sql), its clock
 /// in step with the database's, and loads the holders of final coupons that requests ask about.
 ///
 /// LISTEN needs a session of its own, so the listener owns one connection outside the pool (a

@@ -63,7 +63,7 @@ struct CatalogueStore: Sendable {
     /// clock. Nil when it does not exist.
     ///
     /// `FOR SHARE` waits for every issuer that holds the coupon's row lock; `issue_tickets` judges the
-    /// window once it holds that lock (0005), so any issuer after this one issues nothing while the
+    /// window once it holds that lock (issue_tickets), so any issuer after this one issues nothing while the
     /// coupon stays final. The holders, read after it, are then all there are until the row changes
     /// (which moves `xmin` and notifies). The clock is read with the row, at the latest when the lock
     /// is granted, so it can only make a coupon look less ended than it is.

@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 
 /// Redeems tickets at checkout and restores them when the order is cancelled (`redeem_ticket`,
-/// `restore_ticket`, migrations/0006). The ticket's row lock orders every change to one ticket.
+/// `restore_ticket`, migrations/functions/). The ticket's row lock orders every change to one ticket.
 struct RedemptionStore: Sendable {
     /// What redeeming led to.
     enum Redeem: Sendable, Equatable {
@@ -80,7 +80,7 @@ struct RedemptionStore: Sendable {
         throw TicketStoreError.noRowReturned
     }
 
-    /// Undoes the redemption for `orderID` only (migrations/0008).
+    /// Undoes the redemption for `orderID` only.
     func restore(couponID: Int64, userID: String, orderID: String) async throws -> Restore {
         let rows = try await client.query(
             "SELECT outcome, number, code, issued_at FROM restore_ticket(\(couponID), \(userID), \(orderID))", logger: logger)

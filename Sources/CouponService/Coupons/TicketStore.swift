@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 
 /// Tickets users hold: one user's ticket, a user's tickets across coupons, a coupon's winners, and
-/// a ticket returned to the pool (`return_ticket`, migrations/0006).
+/// a ticket returned to the pool (migrations/functions/return_ticket.sql).
 struct TicketStore: Sendable {
     /// What returning a ticket to the pool led to; raw values are `return_ticket`'s outcomes.
     enum Return: String, Sendable {

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The issuance SQL: `issue_tickets` (migrations/0001) for a group of users of one coupon, in its
+/// The issuance SQL: `issue_tickets` (migrations/functions/issue_tickets.sql) for a group of users of one coupon, in its
 /// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
 /// before anyone hears of it.
 struct IssuanceStore: IssuanceDatabase {

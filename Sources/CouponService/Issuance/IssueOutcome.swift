@@ -11,7 +11,7 @@ enum IssueOutcome: Sendable, Equatable {
     case ended
     case couponNotFound
 
-    /// Every outcome's name, spelled once: `issue_tickets`' `outcome` column (migrations/0001), the
+    /// Every outcome's name, spelled once: `issue_tickets`' `outcome` column (migrations/functions/issue_tickets.sql), the
     /// problem `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
     enum Name: String, Sendable, CaseIterable {
         case issued, held

@@ -1,23 +1,57 @@
 import Crypto
 import Foundation
 
-/// One file `migrations/NNNN_name.sql`.
+/// One file of the migrations folder: versioned, `NNNN_name.sql`, applied once in version order; or
+/// repeatable, `functions/name.sql` (a function and what it needs: its trigger, its distribution),
+/// applied after the versioned ones whenever its text changes, as Flyway's repeatable migrations.
+/// So `git log -p migrations/functions/issue_tickets.sql` is that function's history.
 public struct Migration: Sendable, Equatable {
-    public var version: Int
+    /// Nil for a repeatable migration.
+    public var version: Int?
     public var name: String
     public var sql: String
-    /// SHA-256 of the file, hex: an applied migration whose file changes is refused.
+    /// SHA-256 of the file, hex: an applied versioned migration whose file changes is refused; a
+    /// repeatable one whose file changes is applied again.
     public var checksum: String
 
-    /// `NNNN_name.sql`, as in the folder.
-    public var fileName: String { String(format: "%04d", version) + "_\(name).sql" }
+    /// The file's path in the folder: `NNNN_name.sql` or `functions/name.sql`.
+    public var fileName: String {
+        guard let version else { return "\(Self.functionsFolder)/\(name).sql" }
+        return String(format: "%04d", version) + "_\(name).sql"
+    }
 
-    public init(version: Int, name: String, sql: String) {
+    /// `0001 coupons`, or `functions/issue_tickets`, as the command prints it.
+    public var label: String { Self.label(version: version, name: name) }
+
+    static func label(version: Int?, name: String) -> String {
+        guard let version else { return "\(functionsFolder)/\(name)" }
+        return String(format: "%04d", version) + " \(name)"
+    }
+
+    static let functionsFolder = "functions"
+
+    public init(version: Int?, name: String, sql: String) {
         self.version = version
         self.name = name
         self.sql = sql
         self.checksum = SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
     }
+
+    /// The versioned files' checksums before their functions moved to `functions/` (2026-12-04), as
+    /// databases migrated until then recorded them. Such a record stands for its version's file as it
+    /// is now (the runner records the new checksum); a version whose file held only functions, and is
+    /// gone, is retired (its record removed).
+    static let checksumsBeforeFunctionsMoved: [Int: String] = [
+        1: "0f628e7422f645080044549d8456dfe42e716853d2536fcd83fe5d2e2125cab7",
+        2: "63a8fd3d37b5c70d218689c409419fecb338c2f1411ccb5eda101aba682e62de",
+        3: "6628b87145fd8901ab02625587df6f64677aca1ed498a37552c298e1f74e4688",
+        4: "19aa9f59ebf55afdc5eec1775835d8527607fba3640cd4dc5997fc295da9da05",
+        5: "779e0f5c65074ef5fba85d84b0fa830f26250492b9b19d50242d9d9d761d6c4e",
+        6: "b3dc10739f1568c177bc1dee1ca7f135b411d2c3e0559ff34af756aa145a6e89",
+        7: "1e65d6cc062969eef96469265584e8f1f3a722b1cf2f276161f02801e5ce5e6f",
+        8: "a260d0b17deb1ae186c107d5982ca587c4f27d43b5f003f3e905a9eaf79a6f93",
+        9: "31c681873fa7e50092546932e306c0960e57dd451d65c6271e4ebfce80c51349",
+    ]
 
     /// The `migrations/` folder of the checkout this binary was built in (it lives under
     /// `.build/<platform>/<configuration>/`), whatever the working directory; else `./migrations`.
@@ -31,16 +65,29 @@ public struct Migration: Sendable, Equatable {
         return URL(filePath: "migrations", directoryHint: .isDirectory)
     }
 
-    /// Loads every `NNNN_name.sql` of a folder, in version order.
+    /// Loads every `NNNN_name.sql` of a folder, in version order, then every `functions/name.sql`
+    /// (when that folder exists), by name.
     public static func load(from directory: URL) throws -> [Migration] {
-        let files: [String]
+        let functions = directory.appending(path: functionsFolder, directoryHint: .isDirectory)
+        let repeatable = FileManager.default.fileExists(atPath: functions.path)
+            ? try sqlFiles(in: functions).sorted().map { file in
+                Migration(version: nil, name: String(file.dropLast(4)), sql: try String(contentsOf: functions.appending(path: file), encoding: .utf8))
+            }
+            : []
+        return try versioned(in: directory) + repeatable
+    }
+
+    private static func sqlFiles(in directory: URL) throws -> [String] {
         do {
-            files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            return try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
         } catch {
             throw MigrationError.folderUnreadable(directory.path)
         }
+    }
+
+    private static func versioned(in directory: URL) throws -> [Migration] {
         var migrations: [Migration] = []
-        for file in files where file.hasSuffix(".sql") {
+        for file in try sqlFiles(in: directory) {
             let stem = file.dropLast(4)
             guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]), version > 0 else {
                 throw MigrationError.badFileName(file)
@@ -48,9 +95,9 @@ public struct Migration: Sendable, Equatable {
             let sql = try String(contentsOf: directory.appending(path: file), encoding: .utf8)
             migrations.append(Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
         }
-        migrations.sort { $0.version < $1.version }
+        migrations.sort { $0.version! < $1.version! }
         for (a, b) in zip(migrations, migrations.dropFirst()) where a.version == b.version {
-            throw MigrationError.duplicateVersion(a.version)
+            throw MigrationError.duplicateVersion(a.version!)
         }
         return migrations
     }

@@ -2,22 +2,27 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Applies migrations in order, each in its own transaction, recorded in `schema_migrations`.
+/// Applies migrations, each in its own transaction: the pending versioned ones in order, recorded in
+/// `schema_migrations`, then the repeatable ones whose text changed, recorded in `schema_functions`.
 ///
 /// A session advisory lock serializes runners, so instances starting together apply each file once.
 public struct MigrationRunner: Sendable {
     public enum State: String, Sendable { case applied, pending, missingFile = "applied, file missing" }
 
     public struct Entry: Sendable, Equatable {
-        public var version: Int
+        /// Nil for a repeatable migration.
+        public var version: Int?
         public var name: String
         public var state: State
         public var appliedAt: Date?
+
+        public var label: String { Migration.label(version: version, name: name) }
     }
 
     /// `hashtext('coupon-service schema_migrations')` would do too; a constant is easier to find in pg_locks.
     static let advisoryLockKey: Int64 = 0x436F_7570_6F6E_4D67
 
+    /// Versioned migrations in version order, then repeatable ones, as `Migration.load` gives them.
     public var migrations: [Migration]
     public var logger: Logger
 
@@ -26,7 +31,7 @@ public struct MigrationRunner: Sendable {
         self.logger = logger
     }
 
-    /// Every known migration and whether it is applied; refuses when an applied file changed.
+    /// Every known migration and whether it is applied; refuses when an applied versioned file changed.
     public func status(on client: PostgresClient) async throws -> [Entry] {
         try await withLock(on: client) { connection in try await entries(on: connection) }
     }
@@ -36,11 +41,12 @@ public struct MigrationRunner: Sendable {
     public func apply(on client: PostgresClient, dryRun: Bool = false) async throws -> [Migration] {
         try await withLock(on: client) { connection in
             let pending = try await entries(on: connection).filter { $0.state == .pending }
-                .compactMap { entry in migrations.first { $0.version == entry.version } }
+                .compactMap { entry in migrations.first { $0.version == entry.version && $0.name == entry.name } }
             if dryRun { return pending }
+            try await recordRewrittenFiles(on: connection)
             for migration in pending {
                 try await Self.unwrappingFailedStatement { try await apply(migration, on: connection) }
-                logger.info("applied migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                logger.info("applied migration", metadata: ["migration": "\(migration.label)"])
             }
             return pending
         }
@@ -72,37 +78,78 @@ public struct MigrationRunner: Sendable {
                         sqlState: error.serverInfo?[.sqlState], sql: statement)
                 }
             }
-            try await connection.execute(
-                """
-                INSERT INTO schema_migrations (version, name, checksum)
-                VALUES (\(migration.version), \(migration.name), \(migration.checksum))
-                """, logger: logger)
+            if let version = migration.version {
+                try await connection.execute(
+                    """
+                    INSERT INTO schema_migrations (version, name, checksum)
+                    VALUES (\(version), \(migration.name), \(migration.checksum))
+                    """, logger: logger)
+            } else {
+                try await connection.execute(
+                    """
+                    INSERT INTO schema_functions (name, checksum) VALUES (\(migration.name), \(migration.checksum))
+                    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()
+                    """, logger: logger)
+            }
+        }
+    }
+
+    /// Records of files as they were before their functions moved out
+    /// (`Migration.checksumsBeforeFunctionsMoved`): the file's new checksum where it remains, no
+    /// record where it is gone. The functions themselves are then applied from `functions/`.
+    private func recordRewrittenFiles(on connection: PostgresConnection) async throws {
+        for (version, former) in Migration.checksumsBeforeFunctionsMoved {
+            if let file = migrations.first(where: { $0.version == version }) {
+                try await connection.execute(
+                    "UPDATE schema_migrations SET checksum = \(file.checksum) WHERE version = \(version) AND checksum = \(former)",
+                    logger: logger)
+            } else {
+                try await connection.execute(
+                    "DELETE FROM schema_migrations WHERE version = \(version) AND checksum = \(former)", logger: logger)
+            }
         }
     }
 
     private func entries(on connection: PostgresConnection) async throws -> [Entry] {
-        var applied: [Int: (name: String, checksum: String, appliedAt: Date)] = [:]
-        let rows = try await connection.query(
-            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", logger: logger)
-        for try await (version, name, checksum, appliedAt) in rows.decode((Int, String, String, Date).self) {
-            applied[version] = (name, checksum, appliedAt)
+        typealias Record = (checksum: String, appliedAt: Date)
+        var versions: [Int: (name: String, record: Record)] = [:]
+        let versionRows = try await connection.query(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations", logger: logger)
+        for try await (version, name, checksum, appliedAt) in versionRows.decode((Int, String, String, Date).self) {
+            versions[version] = (name, (checksum, appliedAt))
         }
+        var functions: [String: Record] = [:]
+        let functionRows = try await connection.query("SELECT name, checksum, applied_at FROM schema_functions", logger: logger)
+        for try await (name, checksum, appliedAt) in functionRows.decode((String, String, Date).self) {
+            functions[name] = (checksum, appliedAt)
+        }
+
         var entries: [Entry] = []
         for migration in migrations {
-            if let record = applied.removeValue(forKey: migration.version) {
-                guard record.checksum == migration.checksum else {
-                    throw MigrationError.checksumChanged(
-                        version: migration.version, name: migration.name, applied: record.checksum, file: migration.checksum)
-                }
-                entries.append(Entry(version: migration.version, name: migration.name, state: .applied, appliedAt: record.appliedAt))
-            } else {
-                entries.append(Entry(version: migration.version, name: migration.name, state: .pending))
+            guard let version = migration.version else {
+                let record = functions.removeValue(forKey: migration.name)
+                let current = record?.checksum == migration.checksum
+                entries.append(Entry(version: nil, name: migration.name, state: current ? .applied : .pending, appliedAt: record?.appliedAt))
+                continue
             }
+            guard let (_, record) = versions.removeValue(forKey: version) else {
+                entries.append(Entry(version: version, name: migration.name, state: .pending))
+                continue
+            }
+            guard record.checksum == migration.checksum || record.checksum == Migration.checksumsBeforeFunctionsMoved[version] else {
+                throw MigrationError.checksumChanged(
+                    version: version, name: migration.name, applied: record.checksum, file: migration.checksum)
+            }
+            entries.append(Entry(version: version, name: migration.name, state: .applied, appliedAt: record.appliedAt))
         }
-        for (version, record) in applied {
-            entries.append(Entry(version: version, name: record.name, state: .missingFile, appliedAt: record.appliedAt))
+        for (version, (name, record)) in versions where record.checksum != Migration.checksumsBeforeFunctionsMoved[version] {
+            entries.append(Entry(version: version, name: name, state: .missingFile, appliedAt: record.appliedAt))
         }
-        return entries.sorted { $0.version < $1.version }
+        for (name, record) in functions {
+            entries.append(Entry(version: nil, name: name, state: .missingFile, appliedAt: record.appliedAt))
+        }
+        let versioned = entries.filter { $0.version != nil }.sorted { $0.version! < $1.version! }
+        return versioned + entries.filter { $0.version == nil }.sorted { $0.name < $1.name }
     }
 
     private func withLock<T: Sendable>(
@@ -116,6 +163,14 @@ public struct MigrationRunner: Sendable {
                     CREATE TABLE IF NOT EXISTS schema_migrations (
                         version    int PRIMARY KEY,
                         name       text NOT NULL,
+                        checksum   text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """, logger: logger)
+                try await connection.execute(
+                    """
+                    CREATE TABLE IF NOT EXISTS schema_functions (
+                        name       text PRIMARY KEY,
                         checksum   text NOT NULL,
                         applied_at timestamptz NOT NULL DEFAULT now()
                     )

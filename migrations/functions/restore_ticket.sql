@@ -3,9 +3,10 @@
 -- (nothing to undo: answered the same way), other_order (redeemed for another order: nothing
 -- changes), ticket_not_found, coupon_not_found.
 
-DROP FUNCTION restore_ticket(bigint, text);
+-- (Until 0008 it took no order: that signature is gone.)
+DROP FUNCTION IF EXISTS restore_ticket(bigint, text);
 
-CREATE FUNCTION restore_ticket(p_coupon_id bigint, p_user_id text, p_order_id text)
+CREATE OR REPLACE FUNCTION restore_ticket(p_coupon_id bigint, p_user_id text, p_order_id text)
 RETURNS TABLE (outcome text, number int, code text, issued_at timestamptz, redeemed_at timestamptz, order_id text)
 LANGUAGE plpgsql
 AS $$
@@ -39,7 +40,7 @@ BEGIN
 END;
 $$;
 
--- On a Citus cluster (0007) the function runs on the coupon's worker, as the one it replaces did.
+-- On a Citus cluster (0007) it runs on the worker that holds the coupon.
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN

@@ -1,0 +1,46 @@
+-- Adds tickets first_number..last_number to a coupon. Each code is 128 bits from gen_random_uuid(),
+-- which PostgreSQL draws from its cryptographically strong random source (122 of them random).
+--
+-- Then, at a coupon's creation (first number 1), ANALYZE of what issuance needs, in the same
+-- transaction (it counts the transaction's own rows): the new coupon_id in the statistics (one
+-- missing from them is estimated at one row, and the planner then reads the whole coupon) and the
+-- share of free tickets (issued_at IS NULL) that the free-ticket index serves. Not the codes, user
+-- and order ids, and not on a raise: the statistics already know the coupon.
+--
+-- On a Citus cluster (0007) the function runs on the worker that holds the coupon, so a coupon and
+-- its tickets are written in one transaction there, which also sends the notification (a two-phase
+-- commit is refused after NOTIFY; rows routed through the coordinator's COPY would make Citus
+-- prepare). There ANALYZE reads the coupon's shard alone, a plain table on that worker (ANALYZE of
+-- the distributed table would reach every worker), on every call as before.
+-- Measurements behind each choice: docs/design.md.
+CREATE OR REPLACE FUNCTION add_coupon_tickets(p_coupon_id bigint, p_first_number bigint, p_last_number bigint)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_shard text;
+BEGIN
+    INSERT INTO coupon_tickets (coupon_id, number, code)
+    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+    FROM generate_series(p_first_number, p_last_number) AS n;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        v_shard := shard_name('coupon_tickets'::regclass,
+                              get_shard_id_for_distribution_column('coupon_tickets', p_coupon_id));
+        IF to_regclass(v_shard) IS NOT NULL THEN
+            EXECUTE format('ANALYZE %s', v_shard);
+        END IF;
+    ELSIF p_first_number = 1 THEN
+        ANALYZE coupon_tickets (coupon_id, issued_at);
+    END IF;
+END;
+$$;
+
+-- Called inside the transaction that creates the coupon, which Citus delegates only with force_delegation.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        PERFORM create_distributed_function('add_coupon_tickets(bigint,bigint,bigint)', 'p_coupon_id',
+                                            colocate_with => 'coupons', force_delegation => true);
+    END IF;
+END;
+$$;
