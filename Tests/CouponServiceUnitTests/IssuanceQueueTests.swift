@@ -21,7 +21,9 @@ import Testing
         }
     }
 
+    /// Its connections are the row lock: a transaction takes its group once it has one.
     final class FakeDatabase: IssuanceDatabase {
+        struct Connection: Sendable {}
         let groups = Mutex<[[String]]>([])
         let gate = Mutex<CheckedContinuation<Void, Never>?>(nil)
         let rowLock = RowLock()
@@ -29,15 +31,24 @@ import Testing
 
         init(failing: @escaping @Sendable ([String]) -> Bool = { _ in false }) { self.failing = failing }
 
-        func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+        func withConnection<T: Sendable>(_ body: @Sendable (Connection) async throws -> T) async throws -> T {
             await rowLock.lock()
-            let userIDs = takeGroup()
+            do {
+                let result = try await body(Connection())
+                await rowLock.unlock()
+                return result
+            } catch {
+                await rowLock.unlock()
+                throw error
+            }
+        }
+
+        func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: IssueOutcome] {
             let first = groups.withLock { groups in
-                if !userIDs.isEmpty { groups.append(userIDs) }
-                return groups.count == 1 && !userIDs.isEmpty
+                groups.append(userIDs)
+                return groups.count == 1
             }
             if first { await withCheckedContinuation { continuation in gate.withLock { $0 = continuation } } }
-            await rowLock.unlock()
             if failing(userIDs) { throw DatabaseDown() }
             var outcomes: [String: IssueOutcome] = [:]
             for (index, user) in Set(userIDs).sorted().enumerated() {
@@ -64,18 +75,21 @@ import Testing
 
     struct DatabaseDown: Error {}
 
-    /// A database whose row lock never comes.
-    struct NoLock: IssuanceDatabase {
-        func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
+    /// A database whose connections never come (until the wait for one is cancelled).
+    struct NoConnection: IssuanceDatabase {
+        func withConnection<T: Sendable>(_ body: @Sendable (Never) async throws -> T) async throws -> T {
             try await Task.sleep(for: .seconds(3600))
-            return [:]
+            throw CancellationError()
         }
+
+        func issue(couponID: Int64, userIDs: [String], on connection: Never) async throws -> [String: IssueOutcome] {}
     }
 
     /// Issues "first" (held in its transaction), then `users` behind it, then lets it go once they all
-    /// wait in the queue (and `hold` has passed, for a test of the deadline).
+    /// wait in the queue (and, for a test of the deadline, once `hold` has passed on the queue's clock).
     func issue(
-        _ users: [String], through groups: IssuanceQueue, database: FakeDatabase, hold: Duration = .zero
+        _ users: [String], through groups: IssuanceQueue<FakeDatabase, TestClock>, database: FakeDatabase,
+        clock: TestClock? = nil, hold: Duration = .zero
     ) async -> [(String, Result<IssueOutcome, any Error>)] {
         await withTaskGroup(of: (String, Result<IssueOutcome, any Error>).self) { group in
             group.addTask { ("first", await attempt { try await groups.issue(couponID: 1, userID: "first") }) }
@@ -84,7 +98,10 @@ import Testing
                 group.addTask { (user, await attempt { try await groups.issue(couponID: 1, userID: user) }) }
             }
             #expect(await waitUntil { groups.waitingCount(couponID: 1) == users.count }, "the requests never queued")
-            try? await Task.sleep(for: hold)
+            if let clock {
+                #expect(await waitUntil { clock.sleepers > 0 }, "the first transaction's deadline is not running")
+                clock.advance(by: hold)
+            }
             await database.release()
             return await group.reduce(into: []) { $0.append($1) }
         }
@@ -92,7 +109,7 @@ import Testing
 
     @Test func requestsArrivingDuringATransactionGoTogetherWithinTheCap() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
         let results = await issue((0..<300).map { "u\($0)" }, through: groups, database: database)
         #expect(results.count == 301)
         #expect(results.allSatisfy { if case .success(.issued) = $0.1 { true } else { false } })
@@ -102,7 +119,7 @@ import Testing
 
     @Test func theNextTransactionTakesItsGroupOnceItHoldsTheLock() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
         _ = await issue((0..<100).map { "u\($0)" }, through: groups, database: database)
         // The second transaction started with the second request but waited on the lock: it takes
         // all hundred that arrived meanwhile, not just the one that started it.
@@ -111,7 +128,7 @@ import Testing
 
     @Test func theSameUserTwiceInAGroupGetsOneIssuedAndOneHeld() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
         let results = await issue(Array(repeating: "twin", count: 5), through: groups, database: database)
         #expect(database.groups.withLock { $0.last?.count } == 5)
         #expect(results.filter { if case .success(.issued(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 1)
@@ -120,7 +137,7 @@ import Testing
 
     @Test func aFailedTransactionFailsOnlyItsOwnGroup() async {
         let database = FakeDatabase(failing: { $0.contains("doomed") })
-        let groups = IssuanceQueue(database: database, maxGroupSize: 2, maxTransactions: 1, timeout: .seconds(60), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 2, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
         let results = await issue(["doomed", "a", "b", "c"], through: groups, database: database)
         let failedGroup = database.groups.withLock { $0.first { $0.contains("doomed") } } ?? []
         #expect(failedGroup.count == 2)
@@ -133,21 +150,32 @@ import Testing
         }
     }
 
-    /// A database that never grants the lock: every request still gets its answer.
-    @Test(.timeLimit(.minutes(1))) func aLockThatNeverComesStillAnswersEveryone() async {
-        let groups = IssuanceQueue(database: NoLock(), maxGroupSize: 4, timeout: .milliseconds(50), metrics: CouponMetrics())
-        let results = await withTaskGroup(of: Result<IssueOutcome, any Error>.self) { group in
-            for user in 0..<10 { group.addTask { await attempt { try await groups.issue(couponID: 1, userID: "u\(user)") } } }
-            return await group.reduce(into: []) { $0.append($1) }
+    /// A database that never gives a connection: every request still gets its answer, at its deadline.
+    @Test func aConnectionThatNeverComesStillAnswersEveryone() async {
+        let clock = TestClock()
+        let groups = IssuanceQueue(database: NoConnection(), maxGroupSize: 4, timeout: .milliseconds(50), clock: clock, metrics: CouponMetrics())
+        final class Answers: Sendable { let results = Mutex<[Result<IssueOutcome, any Error>]>([]) }
+        let answers = Answers()
+        for user in 0..<10 {
+            Task {
+                let result = await attempt { try await groups.issue(couponID: 1, userID: "u\(user)") }
+                answers.results.withLock { $0.append(result) }
+            }
         }
-        #expect(results.count == 10)
-        #expect(results.allSatisfy { if case .failure(let error) = $0 { error is DeadlineExceeded } else { false } })
+        #expect(await waitUntil { groups.waitingCount(couponID: 1) == 10 }, "without a connection nobody is taken")
+        #expect(answers.results.withLock { $0.isEmpty }, "nobody is answered before the deadline")
+        #expect(await waitUntil {
+            clock.advance(by: .milliseconds(50))
+            return answers.results.withLock { $0.count } == 10
+        })
+        #expect(answers.results.withLock { $0.allSatisfy { if case .failure(let error) = $0 { error is DeadlineExceeded } else { false } } })
     }
 
     @Test func requestsThatWaitedPastTheDeadlineAreAnsweredWithoutTrying() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), metrics: CouponMetrics())
-        let results = await issue(["late"], through: groups, database: database, hold: .milliseconds(200))
+        let clock = TestClock()
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), clock: clock, metrics: CouponMetrics())
+        let results = await issue(["late"], through: groups, database: database, clock: clock, hold: .milliseconds(200))
         #expect(results.allSatisfy { if case .failure(let error) = $0.1 { error is DeadlineExceeded } else { false } })
         #expect(database.groups.withLock { $0 } == [["first"]], "the late request never reached the database")
     }

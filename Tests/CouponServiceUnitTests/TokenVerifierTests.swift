@@ -7,8 +7,8 @@ import Testing
 @testable import CouponService
 import CouponTestSupport
 
-/// A clock the test moves.
-final class TestClock: Sendable {
+/// A wall clock the test moves (the token rules read dates).
+final class TestWallClock: Sendable {
     private let date = Mutex(Date())
     func withLock<T>(_ body: (inout Date) -> T) -> T { date.withLock { body(&$0) } }
 }
@@ -16,7 +16,7 @@ final class TestClock: Sendable {
 /// Every way a token can fail, and the ways it holds, against a real JWKS file.
 @Suite struct TokenVerifierTests {
     let identity: TestIdentity
-    let clock = TestClock()
+    let clock = TestWallClock()
 
     init() throws { identity = try TestIdentity() }
 

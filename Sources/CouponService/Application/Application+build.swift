@@ -79,7 +79,8 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let tickets = TicketStore(primary: primary, logger: logger)
     let redemptions = RedemptionStore(primary: primary, logger: logger)
     let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
-    let queue = IssuanceQueue(database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, metrics: metrics)
+    let queue = IssuanceQueue(
+        database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, clock: ContinuousClock(), metrics: metrics)
     let issuer = TicketIssuer(
         catalogue: catalogue, queue: queue, coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics)
     let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)

@@ -3,13 +3,13 @@ import Synchronization
 /// The database did not answer within the deadline.
 struct DeadlineExceeded: Error {}
 
-/// Runs `operation` and gives up after `timeout`.
+/// Runs `operation` and gives up after `timeout` on `clock`.
 ///
 /// The operation is not awaited past the deadline: a query stuck on a dead connection or a pool
 /// waiting for a database that is down must not hold an HTTP answer hostage. A late operation still
 /// finishes in the background; an issuance that commits late is found again by the user's retry.
-func withDeadline<T: Sendable>(
-    _ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T
+func withDeadline<T: Sendable, C: Clock<Duration>>(
+    _ timeout: Duration, clock: C = ContinuousClock(), _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = DeadlineRace<T>()
     return try await withCheckedThrowingContinuation { continuation in
@@ -20,7 +20,7 @@ func withDeadline<T: Sendable>(
             race.finish(with: result)
         }
         race.arm(Task {
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            guard (try? await clock.sleep(until: clock.now.advanced(by: timeout), tolerance: nil)) != nil else { return }
             if race.finish(with: .failure(DeadlineExceeded())) { work.cancel() }
         })
     }

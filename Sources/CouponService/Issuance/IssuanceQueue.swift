@@ -1,28 +1,30 @@
 import Foundation
 import Synchronization
 
-/// The database side of issuance: one transaction for a group of users of one coupon.
+/// The database side of issuance, as the queue drives it: a connection, then one transaction on it.
 ///
-/// `IssuanceStore` is the PostgreSQL implementation, the only place that knows how the transaction
-/// is sent; the queue's tests use a stand-in.
+/// `IssuanceStore` is the PostgreSQL one, the only place that knows how the transaction is sent; the
+/// queue's tests use a stand-in.
 protocol IssuanceDatabase: Sendable {
-    /// Runs one transaction. Once it holds a connection it calls `takeGroup` for the users to issue to
-    /// (an empty group sends nothing); it returns one outcome per distinct user, only after COMMIT.
-    func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome]
+    associatedtype Connection: Sendable
+    /// Runs `body` with a connection of its own, once the pool has one.
+    func withConnection<T: Sendable>(_ body: @Sendable (Connection) async throws -> T) async throws -> T
+    /// One transaction for a group of users: one outcome per distinct user, returned only after COMMIT.
+    func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: IssueOutcome]
 }
 
 /// The per-coupon queue in front of the database: group issuance and the issuance deadline.
 ///
 /// Every issuance of a coupon queues on the coupon's row lock anyway; one transaction for a group
-/// pays the lock, the round trip and the commit flush once instead of once per ticket. Each
-/// transaction takes its group only once it holds a pooled connection, so the group holds everyone
-/// who arrived until that moment. Nothing waits on purpose: an idle coupon starts a transaction at
-/// once. Each request gets its own answer only after its group's COMMIT, or 503 (`DeadlineExceeded`)
-/// once it has waited `timeout`, whichever comes first.
-final class IssuanceQueue: Sendable {
+/// pays the lock, the round trip and the commit flush once instead of once per ticket. A transaction
+/// takes a connection, then its group (everyone who arrived until that moment), then issues to it.
+/// Nothing waits on purpose: an idle coupon starts a transaction at once. Each request gets its own
+/// answer only after its group's COMMIT, or 503 (`DeadlineExceeded`) once it has waited `timeout`,
+/// whichever comes first. Time is read from `clock`, so the tests move it by hand.
+final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration>>: Sendable {
     private struct Waiter: Sendable {
         var userID: String
-        var arrived: ContinuousClock.Instant
+        var arrived: QueueClock.Instant
         var continuation: CheckedContinuation<IssueOutcome, any Error>
     }
 
@@ -58,12 +60,13 @@ final class IssuanceQueue: Sendable {
     let maxTransactions: Int
     /// A request that waited this long before its group started is answered 503 without trying.
     let timeout: Duration
-    private let database: any IssuanceDatabase
+    private let database: Database
+    private let clock: QueueClock
     private let metrics: CouponMetrics
     private let queues = Mutex<[Int64: Queue]>([:])
 
     init(
-        database: any IssuanceDatabase, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration,
+        database: Database, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration, clock: QueueClock,
         metrics: CouponMetrics
     ) {
         precondition(maxGroupSize > 0 && (maxTransactions ?? 1) > 0)
@@ -71,6 +74,7 @@ final class IssuanceQueue: Sendable {
         self.maxGroupSize = maxGroupSize
         self.maxTransactions = maxTransactions ?? (maxGroupSize == 1 ? .max : 2)
         self.timeout = timeout
+        self.clock = clock
         self.metrics = metrics
     }
 
@@ -79,13 +83,14 @@ final class IssuanceQueue: Sendable {
             // Modified in place: a copy of the queue would copy every waiter on every request.
             let startTransaction = queues.withLock { queues in
                 queues[couponID, default: Queue()].enqueue(
-                    Waiter(userID: userID, arrived: .now, continuation: continuation), maxTransactions: maxTransactions)
+                    Waiter(userID: userID, arrived: clock.now, continuation: continuation), maxTransactions: maxTransactions)
             }
             if startTransaction { Task { await runTransactions(couponID: couponID) } }
         }
     }
 
-    /// Requests for the coupon waiting for a transaction to take them.
+    /// Requests for the coupon waiting for a transaction to take them: how the queue's tests know a
+    /// request is parked, which nothing else can tell without waiting on real time.
     func waitingCount(couponID: Int64) -> Int {
         queues.withLock { $0[couponID]?.waiting.count ?? 0 }
     }
@@ -106,15 +111,20 @@ final class IssuanceQueue: Sendable {
         })
     }
 
+    /// A connection, then the group, then the transaction; then the answers.
     private func runTransaction(couponID: Int64) async {
         let group = TakenGroup()
         do {
-            let outcomes = try await withDeadline(timeout) { [database] in
-                try await database.issue(couponID: couponID) { group.take { self.takeGroup(couponID: couponID) } }
+            let outcomes = try await withDeadline(timeout, clock: clock) { [self] () -> [String: IssueOutcome] in
+                try await database.withConnection { connection -> [String: IssueOutcome] in
+                    let userIDs = group.take { takeGroup(couponID: couponID) }
+                    guard !userIDs.isEmpty else { return [:] }
+                    return try await database.issue(couponID: couponID, userIDs: userIDs, on: connection)
+                }
             }
-            answer(group.abandon(), with: outcomes)
+            answer(group.handBack(), with: outcomes)
         } catch {
-            var failed = group.abandon()
+            var failed = group.handBack()
             // It failed before it took its group (database down, pool exhausted): the group it would
             // have taken fails with it, or those requests would wait for a connection nobody can get.
             if failed.isEmpty { failed = takeGroup(couponID: couponID) }
@@ -125,9 +135,16 @@ final class IssuanceQueue: Sendable {
     /// Removes the next group from the queue; answers those who waited too long.
     private func takeGroup(couponID: Int64) -> [Waiter] {
         let taken = queues.withLock { queues in queues[couponID]?.take(upTo: maxGroupSize) ?? [] }
-        let now = ContinuousClock.now
-        let (late, current) = taken.partitioned { now - $0.arrived >= timeout }
-        for waiter in late { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+        let now = clock.now
+        var current: [Waiter] = []
+        current.reserveCapacity(taken.count)
+        for waiter in taken {
+            if waiter.arrived.duration(to: now) >= timeout {
+                waiter.continuation.resume(throwing: DeadlineExceeded())
+            } else {
+                current.append(waiter)
+            }
+        }
         if !current.isEmpty { metrics.groupSize.record(current.count) }
         return current
     }
@@ -143,26 +160,28 @@ final class IssuanceQueue: Sendable {
     }
 
     /// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
-    /// transaction failed or overran its deadline. A transaction that overran and only then got a
-    /// connection takes nobody, so no request is left behind without an answer.
+    /// transaction failed or overran its deadline. Once handed back it takes nobody, so a transaction
+    /// that overran and only then got a connection leaves no request without an answer.
     private final class TakenGroup: Sendable {
         private struct State {
             var waiters: [Waiter] = []
-            var abandoned = false
+            var handedBack = false
         }
         private let state = Mutex(State())
 
+        /// Takes the group `takeGroup` gives, unless the group was already handed back; its users.
         func take(_ takeGroup: () -> [Waiter]) -> [String] {
             state.withLock { state in
-                guard !state.abandoned else { return [] }
+                guard !state.handedBack else { return [] }
                 state.waiters = takeGroup()
                 return state.waiters.map(\.userID)
             }
         }
 
-        func abandon() -> [Waiter] {
+        /// The waiters taken so far, for the caller to answer; nobody is taken after this.
+        func handBack() -> [Waiter] {
             state.withLock { state in
-                state.abandoned = true
+                state.handedBack = true
                 defer { state.waiters = [] }
                 return state.waiters
             }

@@ -11,19 +11,26 @@ struct IssuanceStore: IssuanceDatabase {
     let logger: Logger
     let metrics: CouponMetrics
 
-    /// One outcome per distinct user.
-    func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
-        try await issue(couponID: couponID) { userIDs }
+    /// Runs `body` with a pooled connection; the wait for it is measured.
+    func withConnection<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let asked = ContinuousClock.now
+        return try await client.withConnection { connection in
+            metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
+            return try await body(connection)
+        }
     }
 
-    func issue(couponID: Int64, takeGroup: @escaping @Sendable () -> [String]) async throws -> [String: IssueOutcome] {
-        let asked = ContinuousClock.now
-        let rows = try await client.withConnection { connection in
-            metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
-            return try await issueInTransaction(couponID: couponID, userIDs: takeGroup(), on: connection)
-        }
+    /// One transaction on a connection of its own (an admin's grant): one outcome per distinct user.
+    func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+        try await withConnection { connection in try await issue(couponID: couponID, userIDs: userIDs, on: connection) }
+    }
+
+    /// One transaction: one outcome per distinct user, returned only after COMMIT.
+    func issue(couponID: Int64, userIDs: [String], on connection: PostgresConnection) async throws -> [String: IssueOutcome] {
+        guard !userIDs.isEmpty else { return [:] }
+        let rows = try await issueInTransaction(couponID: couponID, userIDs: userIDs, on: connection)
         // Committed: counted whether or not the requests are still waiting for their answers.
-        let issued = rows.count { $0.1 == IssueOutcome.Name.issued.rawValue }
+        let issued = rows.count { $0.1 == TicketOutcome.issued.rawValue }
         metrics.ticketsIssued.increment(by: issued)
         metrics.sales.issued(issued, couponID: couponID)
         var outcomes: [String: IssueOutcome] = [:]
@@ -41,7 +48,6 @@ struct IssuanceStore: IssuanceDatabase {
     private func issueInTransaction(
         couponID: Int64, userIDs: [String], on connection: PostgresConnection
     ) async throws -> [(String, String, Int?, String?, Date?)] {
-        guard !userIDs.isEmpty else { return [] }
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let issue: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)

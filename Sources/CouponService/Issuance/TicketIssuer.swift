@@ -9,7 +9,7 @@ import Foundation
 /// the database, grouped per coupon. Then the metrics: every answer counted by where it came from.
 struct TicketIssuer: Sendable {
     let catalogue: CouponCatalogue
-    let queue: IssuanceQueue
+    let queue: IssuanceQueue<IssuanceStore, ContinuousClock>
     let coupons: CouponStore
     /// Grants go straight to the store: an admin's list is one group already.
     let store: IssuanceStore
