@@ -17,16 +17,6 @@ struct RedemptionStore: Sendable {
         case closed
         case ticketNotFound
         case couponNotFound
-
-        /// `redeem_ticket`'s outcome names.
-        enum Name: String {
-            case redeemed
-            case redeemedBefore = "redeemed_before"
-            case alreadyRedeemed = "already_redeemed"
-            case closed = "redemption_closed"
-            case ticketNotFound = "ticket_not_found"
-            case couponNotFound = "coupon_not_found"
-        }
     }
 
     /// What restoring led to.
@@ -38,15 +28,6 @@ struct RedemptionStore: Sendable {
         case otherOrder
         case ticketNotFound
         case couponNotFound
-
-        /// `restore_ticket`'s outcome names.
-        enum Name: String {
-            case restored
-            case notRedeemed = "not_redeemed"
-            case otherOrder = "other_order"
-            case ticketNotFound = "ticket_not_found"
-            case couponNotFound = "coupon_not_found"
-        }
     }
 
     let primary: PrimaryDatabase
@@ -67,14 +48,14 @@ struct RedemptionStore: Sendable {
                 guard let held else { throw TicketStoreError.unknownOutcome(outcome) }
                 return held
             }
-            switch Redeem.Name(rawValue: outcome) {
+            switch TicketOutcome(rawValue: outcome) {
             case .redeemed: return .redeemed(try held())
             case .redeemedBefore: return .redeemedBefore(try held())
             case .alreadyRedeemed: return .alreadyRedeemed
-            case .closed: return .closed
+            case .redemptionClosed: return .closed
             case .ticketNotFound: return .ticketNotFound
             case .couponNotFound: return .couponNotFound
-            case nil: throw TicketStoreError.unknownOutcome(outcome)
+            default: throw TicketStoreError.unknownOutcome(outcome)
             }
         }
         throw TicketStoreError.noRowReturned
@@ -90,13 +71,13 @@ struct RedemptionStore: Sendable {
                 guard let ticket else { throw TicketStoreError.unknownOutcome(outcome) }
                 return HeldTicket(ticket: ticket, redemption: nil)
             }
-            switch Restore.Name(rawValue: outcome) {
+            switch TicketOutcome(rawValue: outcome) {
             case .restored: return .restored(try held())
             case .notRedeemed: return .notRedeemed(try held())
             case .otherOrder: return .otherOrder
             case .ticketNotFound: return .ticketNotFound
             case .couponNotFound: return .couponNotFound
-            case nil: throw TicketStoreError.unknownOutcome(outcome)
+            default: throw TicketStoreError.unknownOutcome(outcome)
             }
         }
         throw TicketStoreError.noRowReturned

@@ -5,12 +5,12 @@ import PostgresNIO
 /// Tickets users hold: one user's ticket, a user's tickets across coupons, a coupon's winners, and
 /// a ticket returned to the pool (migrations/functions/return_ticket.sql).
 struct TicketStore: Sendable {
-    /// What returning a ticket to the pool led to; raw values are `return_ticket`'s outcomes.
-    enum Return: String, Sendable {
+    /// What returning a ticket to the pool led to.
+    enum Return: Sendable {
         case returned
-        case redeemed = "ticket_redeemed"
-        case ticketNotFound = "ticket_not_found"
-        case couponNotFound = "coupon_not_found"
+        case redeemed
+        case ticketNotFound
+        case couponNotFound
     }
 
     /// One page of a user's tickets, newest first; `next` continues after the last one.
@@ -139,7 +139,14 @@ struct TicketStore: Sendable {
     func returnToPool(couponID: Int64, userID: String) async throws -> Return {
         let rows = try await client.query("SELECT return_ticket(\(couponID), \(userID))", logger: logger)
         for try await outcome in rows.decode(String.self) {
-            guard let known = Return(rawValue: outcome) else { throw TicketStoreError.unknownOutcome(outcome) }
+            let known: Return
+            switch TicketOutcome(rawValue: outcome) {
+            case .returned: known = .returned
+            case .ticketRedeemed: known = .redeemed
+            case .ticketNotFound: known = .ticketNotFound
+            case .couponNotFound: known = .couponNotFound
+            default: throw TicketStoreError.unknownOutcome(outcome)
+            }
             return known
         }
         throw TicketStoreError.noRowReturned

@@ -31,7 +31,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         case .contentTooLarge: .bodyTooLarge
         default:
             CouponProblem(
-                status: error.status, code: error.status.code < 500 ? "invalid_request" : "internal",
+                status: error.status, code: error.status.code < 500 ? .invalidRequest : .internal,
                 detail: error.body ?? error.status.reasonPhrase)
         }
     }

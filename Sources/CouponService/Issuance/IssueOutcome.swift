@@ -11,17 +11,10 @@ enum IssueOutcome: Sendable, Equatable {
     case ended
     case couponNotFound
 
-    /// Every outcome's name, spelled once: `issue_tickets`' `outcome` column (migrations/functions/issue_tickets.sql), the
-    /// problem `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
-    enum Name: String, Sendable, CaseIterable {
-        case issued, held
-        case soldOut = "sold_out"
-        case notStarted = "not_started"
-        case ended
-        case couponNotFound = "coupon_not_found"
-    }
+    /// The outcomes `issue_tickets` returns.
+    static let names: [TicketOutcome] = [.issued, .held, .soldOut, .notStarted, .ended, .couponNotFound]
 
-    var name: Name {
+    var name: TicketOutcome {
         switch self {
         case .issued: .issued
         case .held: .held
@@ -39,14 +32,14 @@ enum IssueOutcome: Sendable, Equatable {
             else { throw IssuanceError.unknownOutcome(name) }
             return ticket
         }
-        switch Name(rawValue: name) {
+        switch TicketOutcome(rawValue: name) {
         case .issued: self = .issued(try ticket())
         case .held: self = .held(try ticket())
         case .soldOut: self = .soldOut
         case .notStarted: self = .notStarted
         case .ended: self = .ended
         case .couponNotFound: self = .couponNotFound
-        case nil: throw IssuanceError.unknownOutcome(name)
+        default: throw IssuanceError.unknownOutcome(name)
         }
     }
 }

@@ -86,7 +86,7 @@ struct CouponMetrics: Sendable {
     }
 
     /// The database failed or missed its deadline (503).
-    static let unavailable = "unavailable"
+    static let unavailable = CouponProblem.Code.unavailable.rawValue
     /// Why an issue request got no ticket (the `reason` label).
-    static let refusalReasons = IssueOutcome.Name.allCases.filter { $0 != .issued && $0 != .held }.map(\.rawValue) + [unavailable]
+    static let refusalReasons = IssueOutcome.names.filter(\.isRefusal).map(\.rawValue) + [unavailable]
 }

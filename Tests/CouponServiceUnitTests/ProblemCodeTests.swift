@@ -1,0 +1,49 @@
+@testable import CouponService
+import Foundation
+import Testing
+
+/// Every code is spelled once in Swift (`TicketOutcome`, `CouponProblem.Code`); these hold that one
+/// spelling against the two other places that must agree: the SQL functions' outcomes and openapi.yaml.
+@Suite struct ProblemCodeTests {
+    static let root = URL(filePath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The items of the first `enum: [...]` on or after the line `after` names, in openapi.yaml.
+    static func openAPIEnum(after marker: String) throws -> Set<String> {
+        let text = try String(contentsOf: root.appending(path: "openapi.yaml"), encoding: .utf8)
+        let start = try #require(text.range(of: marker), "openapi.yaml has no \(marker)")
+        let open = try #require(text[start.upperBound...].range(of: "enum: ["))
+        let close = try #require(text[open.upperBound...].firstIndex(of: "]"))
+        return Set(text[open.upperBound..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+    }
+
+    /// The quoted words of a function file that are outcomes: snake-case literals, less the names of
+    /// things the file also quotes (an extension, a table, an argument, a setting).
+    static func outcomes(inFunction name: String) throws -> Set<String> {
+        let sql = try String(contentsOf: root.appending(path: "migrations/functions/\(name).sql"), encoding: .utf8)
+        let notOutcomes: Set<String> = ["citus", "coupons", "p_coupon_id", "transaction_isolation", ""]
+        let literals = sql.matches(of: /'([a-z_]*)'/).map { String($0.output.1) }
+        return Set(literals).subtracting(notOutcomes)
+    }
+
+    @Test func theProblemCodesAreOpenAPIs() throws {
+        let swift = Set(CouponProblem.Code.allCases.map(\.rawValue) + TicketOutcome.allCases.filter(\.isRefusal).map(\.rawValue))
+        #expect(try Self.openAPIEnum(after: "    Problem:") == swift)
+    }
+
+    @Test func theOutcomesAreTheSQLFunctions() throws {
+        let functions = ["issue_tickets", "redeem_ticket", "restore_ticket", "return_ticket"]
+        let sql = try functions.reduce(into: Set<String>()) { $0.formUnion(try Self.outcomes(inFunction: $1)) }
+        #expect(sql == Set(TicketOutcome.allCases.map(\.rawValue)))
+        #expect(try Self.outcomes(inFunction: "issue_tickets") == Set(IssueOutcome.names.map(\.rawValue)))
+    }
+
+    @Test func aGrantAnswersIssueOutcomes() throws {
+        // coupon_not_found answers the whole grant 404, so no result carries it.
+        let granted = try Self.openAPIEnum(after: "outcome: { type: string,")
+        #expect(granted == Set(IssueOutcome.names.filter { $0 != .couponNotFound }.map(\.rawValue)))
+    }
+
+    @Test func theMetricsReasonsAreTheIssueRefusals() {
+        #expect(CouponMetrics.refusalReasons == ["sold_out", "not_started", "ended", "coupon_not_found", "unavailable"])
+    }
+}
