@@ -47,3 +47,21 @@ import Testing
         #expect(CouponMetrics.refusalReasons == ["sold_out", "not_started", "ended", "coupon_not_found", "unavailable"])
     }
 }
+
+/// The user id rule, spelled once in Swift, against openapi.yaml's `UserID` pattern.
+@Suite struct UserIDRuleTests {
+    @Test func theUserIDRuleIsOpenAPIs() throws {
+        let text = try String(contentsOf: ProblemCodeTests.root.appending(path: "openapi.yaml"), encoding: .utf8)
+        let schema = try #require(text.range(of: "    UserID:"))
+        let line = try #require(text[schema.upperBound...].firstMatch(of: /pattern: "(.*)"/))
+        let pattern = try Regex(String(line.output.1))
+        for byte in UInt8.min...UInt8.max {
+            let one = String(decoding: [byte], as: UTF8.self)
+            #expect(CouponRequests.isUserID([byte]) == (one.wholeMatch(of: pattern) != nil), "byte \(byte)")
+        }
+        for length in [0, 1, CouponRequests.maxUserIDLength, CouponRequests.maxUserIDLength + 1] {
+            let id = String(repeating: "a", count: length)
+            #expect(CouponRequests.isUserID(id.utf8) == (id.wholeMatch(of: pattern) != nil), "length \(length)")
+        }
+    }
+}

@@ -146,7 +146,7 @@ enum CouponRequests {
         guard body.count > prefix.count + suffix.count, body.starts(with: prefix), body.suffix(suffix.count).elementsEqual(suffix)
         else { return nil }
         let id = body.dropFirst(prefix.count).dropLast(suffix.count)
-        guard id.count <= 64, id.allSatisfy(isUserIDByte) else { return nil }
+        guard isUserID(id) else { return nil }
         return String(decoding: id, as: UTF8.self)
     }
 
@@ -163,13 +163,20 @@ enum CouponRequests {
         try userID(text.flatMap { $0.removingPercentEncoding })
     }
 
-    /// 1 to 64 characters of `[A-Za-z0-9._:@-]`.
+    /// A user id (and an order id): 1 to 64 characters of `[A-Za-z0-9._:@-]`.
     static func userID(_ text: String?, field: String = "user id") throws(CouponProblem) -> String {
-        guard let text, (1...64).contains(text.utf8.count), text.utf8.allSatisfy(isUserIDByte) else {
-            throw .invalidRequest("\(field) must be 1 to 64 characters of A-Z a-z 0-9 . _ : @ -")
+        guard let text, isUserID(text.utf8) else {
+            throw .invalidRequest("\(field) must be 1 to \(maxUserIDLength) characters of A-Z a-z 0-9 . _ : @ -")
         }
         return text
     }
+
+    /// The one user id rule (openapi.yaml's `UserID`, held to it by `ProblemCodeTests`).
+    static func isUserID(_ bytes: some Collection<UInt8>) -> Bool {
+        (1...maxUserIDLength).contains(bytes.count) && bytes.allSatisfy(isUserIDByte)
+    }
+
+    static let maxUserIDLength = 64
 
     static func isUserIDByte(_ byte: UInt8) -> Bool {
         switch byte {

@@ -1,8 +1,8 @@
 import NIOCore
 
 extension ByteBuffer {
-    /// A JSON string literal, escaped as `JSONEncoder` escapes it: quotes, backslashes and control
-    /// characters; the rest as UTF-8.
+    /// A JSON string literal (RFC 8259), escaped as `JSONEncoder` escapes it: quotes, backslashes and
+    /// control characters; the rest as UTF-8. The one JSON string writer: answers and log lines.
     mutating func writeJSONString(_ text: String) {
         writeInteger(UInt8(ascii: "\""))
         defer { writeInteger(UInt8(ascii: "\"")) }
