@@ -57,11 +57,11 @@ import Testing
         let pattern = try Regex(String(line.output.1))
         for byte in UInt8.min...UInt8.max {
             let one = String(decoding: [byte], as: UTF8.self)
-            #expect(CouponRequests.isUserID([byte]) == (one.wholeMatch(of: pattern) != nil), "byte \(byte)")
+            #expect(RequestParser.isUserID([byte]) == (one.wholeMatch(of: pattern) != nil), "byte \(byte)")
         }
-        for length in [0, 1, CouponRequests.maxUserIDLength, CouponRequests.maxUserIDLength + 1] {
+        for length in [0, 1, RequestParser.maxUserIDLength, RequestParser.maxUserIDLength + 1] {
             let id = String(repeating: "a", count: length)
-            #expect(CouponRequests.isUserID(id.utf8) == (id.wholeMatch(of: pattern) != nil), "length \(length)")
+            #expect(RequestParser.isUserID(id.utf8) == (id.wholeMatch(of: pattern) != nil), "length \(length)")
         }
     }
 }

@@ -71,7 +71,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
     // A quarter of the pool for admin writes at most: the rest stays the sale's.
     let adminWrites = AdminWriteSlots(limit: max(1, arguments.poolSize / 4))
-    let database = DatabaseGate(primary: primary, timeout: arguments.databaseTimeout, longTimeout: .seconds(300), adminWrites: adminWrites)
+    let database = DatabaseGate(primary: primary, timeout: arguments.databaseTimeout, adminWriteTimeout: .seconds(300), adminWrites: adminWrites)
     let catalogue = CouponCatalogue()
     let listenerURL = try arguments.listenerDatabaseURL.map(DatabaseURL.init)
     let listener = try CatalogueListener(primary: primary, ownURL: listenerURL, catalogue: catalogue, logger: logger, metrics: metrics)

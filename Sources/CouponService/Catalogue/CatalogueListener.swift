@@ -157,7 +157,7 @@ struct CatalogueListener: Service {
     private func loadWantedHolders() async {
         for (id, generation) in catalogue.takeHoldersWanted() {
             do {
-                let entry = try await client.withConnection { try await store.final(id: id, on: $0) }
+                let entry = try await client.withConnection { try await store.finalEntry(id: id, on: $0) }
                 if let entry {
                     catalogue.install(couponID: id, loaded: entry, ifStillAt: generation)
                 } else {

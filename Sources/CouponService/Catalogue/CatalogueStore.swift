@@ -67,7 +67,7 @@ struct CatalogueStore: Sendable {
     /// coupon stays final. The holders, read after it, are then all there are until the row changes
     /// (which moves `xmin` and notifies). The clock is read with the row, at the latest when the lock
     /// is granted, so it can only make a coupon look less ended than it is.
-    func final(id: Int64, on connection: PostgresConnection) async throws -> CouponCatalogue.Entry? {
+    func finalEntry(id: Int64, on connection: PostgresConnection) async throws -> CouponCatalogue.Entry? {
         let locked = try await connection.query(
             """
             SELECT xmin::text::bigint, quantity, issued_count, starts_at, ends_at, clock_timestamp()

@@ -80,18 +80,7 @@ struct TicketStore: Sendable {
 
     /// The user's tickets of every coupon, newest first, from the `coupon_tickets_by_user` index.
     func tickets(ofUser userID: String, after cursor: UserCursor?, limit: Int) async throws -> UserPage {
-        let rows = try await client.query(
-            """
-            SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id,
-                   (extract(epoch FROM t.issued_at) * 1000000)::bigint
-            FROM coupon_tickets AS t JOIN coupons AS c ON c.id = t.coupon_id
-            WHERE t.user_id = \(userID)
-              AND (t.issued_at, t.coupon_id) < (
-                  coalesce(timestamptz 'epoch' + \(cursor?.issuedAtMicros) * interval '1 microsecond', 'infinity'),
-                  \(cursor?.couponID ?? .max))
-            ORDER BY t.issued_at DESC, t.coupon_id DESC
-            LIMIT \(limit)
-            """, logger: logger)
+        let rows = try await client.query(Self.userTicketsQuery(userID: userID, after: cursor, limit: limit), logger: logger)
         var page = UserPage(tickets: [], next: nil)
         var last: UserCursor?
         for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, micros) in rows.decode(
@@ -105,6 +94,21 @@ struct TicketStore: Sendable {
         }
         if page.tickets.count == limit { page.next = last }
         return page
+    }
+
+    /// The statement behind `tickets(ofUser:after:limit:)`; the tests read its plan.
+    static func userTicketsQuery(userID: String, after cursor: UserCursor?, limit: Int) -> PostgresQuery {
+        """
+        SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id,
+               (extract(epoch FROM t.issued_at) * 1000000)::bigint
+        FROM coupon_tickets AS t JOIN coupons AS c ON c.id = t.coupon_id
+        WHERE t.user_id = \(userID)
+          AND (t.issued_at, t.coupon_id) < (
+              coalesce(timestamptz 'epoch' + \(cursor?.issuedAtMicros) * interval '1 microsecond', 'infinity'),
+              \(cursor?.couponID ?? .max))
+        ORDER BY t.issued_at DESC, t.coupon_id DESC
+        LIMIT \(limit)
+        """
     }
 
     /// The coupon's held tickets in number order after `number`; nil when there is no such coupon.

@@ -8,21 +8,22 @@ struct DatabaseGate: Sendable {
     /// For reads and issuance.
     let timeout: Duration
     /// For admin writes that generate ticket rows (millions take a while).
-    let longTimeout: Duration
+    let adminWriteTimeout: Duration
     /// How many admin writes may run at once, so they cannot take the pool from a sale.
     let adminWrites: AdminWriteSlots
 
-    func short<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// A read, or issuance, within the database deadline (`--database-timeout`).
+    func withinDeadline<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withDeadline(timeout, operation)
     }
 
     /// An admin write: refused at once (`AdminWritesBusy`) when all its slots are taken, never queued;
-    /// then reachability within the short deadline, so only real work gets the long one.
-    func long<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// then reachability within the database deadline, so only real work gets the admin write's.
+    func adminWrite<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         guard adminWrites.take() else { throw AdminWritesBusy(limit: adminWrites.limit) }
         defer { adminWrites.give() }
         try await ping()
-        return try await withDeadline(longTimeout, operation)
+        return try await withDeadline(adminWriteTimeout, operation)
     }
 
     func ping() async throws {

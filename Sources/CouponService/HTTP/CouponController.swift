@@ -26,8 +26,8 @@ struct CouponController<Context: RequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> EditedResponse<CouponResponse> {
         try admin.check(request)
-        let new = try CouponRequests.newCoupon(from: try await request.jsonBody())
-        let coupon = try await database.long {
+        let new = try RequestParser.newCoupon(from: try await request.jsonBody())
+        let coupon = try await database.adminWrite {
             try await coupons.create(
                 name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt, redeemUntil: new.redeemUntil)
         }
@@ -39,8 +39,8 @@ struct CouponController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> CouponResponse {
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
-        guard let coupon = try await database.short({ try await coupons.find(id: id) }) else {
+        let id = try RequestParser.couponID(context.parameters.get("id"))
+        guard let coupon = try await database.withinDeadline({ try await coupons.find(id: id) }) else {
             throw CouponProblem.couponNotFound
         }
         return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
@@ -48,9 +48,9 @@ struct CouponController<Context: RequestContext>: Sendable {
 
     @Sendable func change(_ request: Request, context: Context) async throws -> CouponResponse {
         try admin.check(request)
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let change = try CouponRequests.couponChange(from: try await request.jsonBody())
-        switch try await database.long({ try await coupons.change(id: id, change) }) {
+        let id = try RequestParser.couponID(context.parameters.get("id"))
+        let change = try RequestParser.couponChange(from: try await request.jsonBody())
+        switch try await database.adminWrite({ try await coupons.change(id: id, change) }) {
         case .changed(let coupon):
             catalogue.record(coupon)
             context.logger.info(
@@ -65,8 +65,8 @@ struct CouponController<Context: RequestContext>: Sendable {
     /// problem's bytes are ready (`CouponProblem`).
     @Sendable func issue(_ request: Request, context: Context) async throws -> Response {
         let caller = try access.caller(of: request)
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let userID = try caller.issuingUser(named: CouponRequests.issueUser(from: try await request.jsonBody()))
+        let id = try RequestParser.couponID(context.parameters.get("id"))
+        let userID = try caller.issuingUser(named: RequestParser.issueUser(from: try await request.jsonBody()))
         let answer: any ResponseGenerator =
             switch try await issuer.issue(couponID: id, userID: userID) {
             case .issued(let ticket): TicketResponse(ticket, status: .created)
@@ -83,9 +83,9 @@ struct CouponController<Context: RequestContext>: Sendable {
     /// 1,000 users; one result per user asked, in the order asked.
     @Sendable func grant(_ request: Request, context: Context) async throws -> GrantsResponse {
         try admin.check(request)
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
-        let users = try CouponRequests.grantedUsers(from: try await request.jsonBody(upTo: CouponRequests.maxGrantBodyBytes))
-        let results = try await database.long { try await issuer.grant(couponID: id, userIDs: users) }
+        let id = try RequestParser.couponID(context.parameters.get("id"))
+        let users = try RequestParser.grantedUsers(from: try await request.jsonBody(upTo: RequestParser.maxGrantBodyBytes))
+        let results = try await database.adminWrite { try await issuer.grant(couponID: id, userIDs: users) }
         if results.first?.outcome == .couponNotFound { throw CouponProblem.couponNotFound }
         let issued = results.count { if case .issued = $0.outcome { true } else { false } }
         context.logger.info("tickets granted", metadata: ["coupon_id": "\(id)", "asked": "\(users.count)", "issued": "\(issued)"])

@@ -27,7 +27,7 @@ struct TicketController<Context: RequestContext>: Sendable {
 
     @Sendable func ticket(_ request: Request, context: Context) async throws -> HeldTicketResponse {
         let (id, userID) = try ticketOfCaller(request, context)
-        guard let held = try await database.short({ try await tickets.heldTicket(couponID: id, userID: userID) }) else {
+        guard let held = try await database.withinDeadline({ try await tickets.heldTicket(couponID: id, userID: userID) }) else {
             throw CouponProblem.ticketNotFound
         }
         return HeldTicketResponse(held)
@@ -35,8 +35,8 @@ struct TicketController<Context: RequestContext>: Sendable {
 
     @Sendable func redeem(_ request: Request, context: Context) async throws -> EditedResponse<HeldTicketResponse> {
         let (id, userID) = try ticketOfCaller(request, context)
-        let orderID = try CouponRequests.orderID(from: try await request.jsonBody())
-        switch try await database.short({ try await redemptions.redeem(couponID: id, userID: userID, orderID: orderID) }) {
+        let orderID = try RequestParser.orderID(from: try await request.jsonBody())
+        switch try await database.withinDeadline({ try await redemptions.redeem(couponID: id, userID: userID, orderID: orderID) }) {
         case .redeemed(let held):
             metrics.redemptions.increment()
             context.logger.info("ticket redeemed", metadata: ["coupon_id": "\(id)", "user_id": "\(userID)", "order_id": "\(orderID)"])
@@ -52,8 +52,8 @@ struct TicketController<Context: RequestContext>: Sendable {
     /// Undoes the redemption for the order the query names, and no other's.
     @Sendable func restore(_ request: Request, context: Context) async throws -> HeldTicketResponse {
         let (id, userID) = try ticketOfCaller(request, context)
-        let orderID = try CouponRequests.restoredOrder(request.uri.queryParameters.get("order_id"))
-        switch try await database.short({ try await redemptions.restore(couponID: id, userID: userID, orderID: orderID) }) {
+        let orderID = try RequestParser.restoredOrder(request.uri.queryParameters.get("order_id"))
+        switch try await database.withinDeadline({ try await redemptions.restore(couponID: id, userID: userID, orderID: orderID) }) {
         case .restored(let held):
             metrics.restores.increment()
             context.logger.info(
@@ -71,7 +71,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     @Sendable func returnToPool(_ request: Request, context: Context) async throws -> Response {
         try admin.check(request)
         let (id, userID) = try Self.couponAndUser(context)
-        switch try await database.short({ try await tickets.returnToPool(couponID: id, userID: userID) }) {
+        switch try await database.withinDeadline({ try await tickets.returnToPool(couponID: id, userID: userID) }) {
         case .returned:
             metrics.returns.increment()
             context.logger.info("ticket returned to the pool", metadata: ["coupon_id": "\(id)", "user_id": "\(userID)"])
@@ -84,22 +84,22 @@ struct TicketController<Context: RequestContext>: Sendable {
 
     @Sendable func userTickets(_ request: Request, context: Context) async throws -> UserTicketsResponse {
         let caller = try access.caller(of: request)
-        let userID = try CouponRequests.pathUserID(context.parameters.get("user_id"))
+        let userID = try RequestParser.pathUserID(context.parameters.get("user_id"))
         try caller.check(actsFor: userID)
         let query = request.uri.queryParameters
-        let limit = try CouponRequests.limit(query.get("limit"), in: 1...100, fallback: 20)
-        let after = try CouponRequests.userCursor(query.get("after"))
-        let page = try await database.short { try await tickets.tickets(ofUser: userID, after: after, limit: limit) }
+        let limit = try RequestParser.limit(query.get("limit"), in: 1...100, fallback: 20)
+        let after = try RequestParser.userCursor(query.get("after"))
+        let page = try await database.withinDeadline { try await tickets.tickets(ofUser: userID, after: after, limit: limit) }
         return UserTicketsResponse(page: page)
     }
 
     @Sendable func winners(_ request: Request, context: Context) async throws -> WinnersResponse {
         try admin.check(request)
-        let id = try CouponRequests.couponID(context.parameters.get("id"))
+        let id = try RequestParser.couponID(context.parameters.get("id"))
         let query = request.uri.queryParameters
-        let limit = try CouponRequests.limit(query.get("limit"), in: 1...1_000, fallback: 1_000)
-        let after = try CouponRequests.afterNumber(query.get("after"))
-        guard let winners = try await database.short({ try await tickets.winners(couponID: id, after: after, limit: limit) }) else {
+        let limit = try RequestParser.limit(query.get("limit"), in: 1...1_000, fallback: 1_000)
+        let after = try RequestParser.afterNumber(query.get("after"))
+        guard let winners = try await database.withinDeadline({ try await tickets.winners(couponID: id, after: after, limit: limit) }) else {
             throw CouponProblem.couponNotFound
         }
         return WinnersResponse(winners: winners, next: winners.count == limit ? winners.last?.ticket.number : nil)
@@ -115,6 +115,6 @@ struct TicketController<Context: RequestContext>: Sendable {
 
     /// The coupon id and the user id of a ticket's path.
     static func couponAndUser(_ context: Context) throws(CouponProblem) -> (Int64, String) {
-        (try CouponRequests.couponID(context.parameters.get("id")), try CouponRequests.pathUserID(context.parameters.get("user_id")))
+        (try RequestParser.couponID(context.parameters.get("id")), try RequestParser.pathUserID(context.parameters.get("user_id")))
     }
 }

@@ -88,7 +88,7 @@ final class TokenVerifier: Service, Sendable {
             throw malformed
         }
         // RFC 7519 section 4: a claim named twice is refused (decoders differ on which value wins).
-        if CouponRequests.repeatedKey(in: payload) != nil { throw .invalidToken("The token names a claim twice.") }
+        if RequestParser.repeatedKey(in: payload) != nil { throw .invalidToken("The token names a claim twice.") }
         let user = try check(claims, at: at)
         let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
         verified.withLock { $0.remember(digest, user: user, until: expires) }
@@ -106,7 +106,7 @@ final class TokenVerifier: Service, Sendable {
         if let notBefore = claims.notBefore, seconds + Self.leeway < notBefore {
             throw .invalidToken("The token is not valid yet.")
         }
-        guard let user = claims.user, (try? CouponRequests.userID(user)) != nil
+        guard let user = claims.user, (try? RequestParser.userID(user)) != nil
         else {
             throw .invalidToken(
                 "The token's '\(settings.userClaim)' must be a user id: 1 to 64 characters of A-Z a-z 0-9 . _ : @ -")
@@ -210,7 +210,7 @@ struct TokenHeader: Sendable {
         guard let fields = try? JSONDecoder().decode(Fields.self, from: json) else {
             throw .invalidToken("The token is not a well-formed JWT.")
         }
-        if CouponRequests.repeatedKey(in: json) != nil { throw .invalidToken("The token's header names a field twice.") }
+        if RequestParser.repeatedKey(in: json) != nil { throw .invalidToken("The token's header names a field twice.") }
         guard fields.crit == nil else { throw .invalidToken("The token's header asks for extensions ('crit') this service does not know.") }
         guard let kid = fields.kid, let alg = fields.alg else {
             throw .invalidToken("The token's header must name its 'kid' and 'alg'.")

@@ -28,7 +28,7 @@ struct TicketIssuer: Sendable {
         case .refusedUnlessHolder(let refusal):
             source = .lookup
             result = await Result(catching: {
-                try await database.short { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
+                try await database.withinDeadline { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
                     .map { .held($0) } ?? refusal
             })
         case .unheardOf:
@@ -36,7 +36,7 @@ struct TicketIssuer: Sendable {
             // transaction; one read of the coupon by its key tells, and a missing one is remembered.
             source = .lookup
             result = await Result(catching: {
-                guard try await database.short({ [coupons] in try await coupons.find(id: couponID) }) != nil else {
+                guard try await database.withinDeadline({ [coupons] in try await coupons.find(id: couponID) }) != nil else {
                     catalogue.learnMissing(couponID: couponID)
                     return .couponNotFound
                 }

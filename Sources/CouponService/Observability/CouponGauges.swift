@@ -25,7 +25,7 @@ struct CouponGauges: Service {
         let sales = metrics.sales
         let wanted = sales.coupons(open: catalogue.openCouponIDs(limit: sales.maxCoupons))
         do {
-            let remaining = try await database.short { [coupons] in try await coupons.remaining(ids: wanted) }
+            let remaining = try await database.withinDeadline { [coupons] in try await coupons.remaining(ids: wanted) }
             sales.update(remaining: remaining)
             metrics.databaseReachable.record(1)
         } catch {

@@ -11,7 +11,7 @@ struct NewCoupon: Sendable, Equatable {
 }
 
 /// Parses and validates request bodies and path parts. Every failure is a 400 that names the field.
-enum CouponRequests {
+enum RequestParser {
     static let maxBodyBytes = 64 * 1024
     /// A grant's 10,000 user ids of up to 64 characters each.
     static let maxGrantBodyBytes = 1024 * 1024
@@ -291,7 +291,7 @@ struct WholeNumber: Decodable {
 
 extension Request {
     /// The JSON body, at most 64 KiB unless the route says otherwise; anything else is a problem answer.
-    func jsonBody(upTo maxBytes: Int = CouponRequests.maxBodyBytes) async throws -> Data {
+    func jsonBody(upTo maxBytes: Int = RequestParser.maxBodyBytes) async throws -> Data {
         if let contentType = headers[.contentType], contentType != "application/json" {
             let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
             guard mediaType == "application/json" || mediaType?.hasSuffix("+json") == true else {

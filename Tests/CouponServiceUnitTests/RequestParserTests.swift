@@ -3,13 +3,13 @@ import CouponTestSupport
 import Foundation
 import Testing
 
-@Suite struct CouponRequestsTests {
+@Suite struct RequestParserTests {
     func problem(_ body: () throws -> Void) -> CouponProblem? {
         do { try body(); return nil } catch { return error as? CouponProblem }
     }
 
     @Test func acceptsAValidCoupon() throws {
-        let coupon = try CouponRequests.newCoupon(
+        let coupon = try RequestParser.newCoupon(
             from: Data(#"{"name":" Black Friday ","quantity":1000,"starts_at":"2026-11-27T09:00:00+09:00","ends_at":"2026-11-28T00:00:00.5Z"}"#.utf8))
         #expect(coupon.name == "Black Friday")
         #expect(coupon.quantity == 1000)
@@ -35,7 +35,7 @@ import Testing
         ("", "must be a JSON object"),
     ])
     func refusesABadCoupon(body: String, detail: String) {
-        let problem = problem { _ = try CouponRequests.newCoupon(from: Data(body.utf8)) }
+        let problem = problem { _ = try RequestParser.newCoupon(from: Data(body.utf8)) }
         #expect(problem?.code == "invalid_request")
         #expect(problem?.status == .badRequest)
         #expect(problem?.detail.contains(detail) == true, "\(problem?.detail ?? "no problem")")
@@ -43,32 +43,32 @@ import Testing
 
     @Test(arguments: ["u1", "a", String(repeating: "x", count: 64), "user.name_1:tenant@example-org"])
     func acceptsUserIDs(_ userID: String) throws {
-        #expect(try CouponRequests.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) == userID)
+        #expect(try RequestParser.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) == userID)
     }
 
     @Test(arguments: ["", String(repeating: "x", count: 65), "a b", "ü", "a/b", "a\\u0000b", "a\\nb", "<script>"])
     func refusesUserIDs(_ userID: String) {
-        let problem = problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) }
+        let problem = problem { _ = try RequestParser.issueUser(from: Data(#"{"user_id":"\#(userID)"}"#.utf8)) }
         #expect(problem?.code == "invalid_request")
         #expect(problem?.detail.contains("user_id") == true)
     }
 
     @Test func refusesAMissingOrMistypedUserID() throws {
         // A token can name the user instead (UserAccess.Caller.issuingUser refuses it in trusted mode).
-        #expect(try CouponRequests.issueUser(from: Data("{}".utf8)) == nil)
-        #expect(try CouponRequests.issueUser(from: Data()) == nil)
-        #expect(problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":7}"#.utf8)) }?.detail
+        #expect(try RequestParser.issueUser(from: Data("{}".utf8)) == nil)
+        #expect(try RequestParser.issueUser(from: Data()) == nil)
+        #expect(problem { _ = try RequestParser.issueUser(from: Data(#"{"user_id":7}"#.utf8)) }?.detail
             == "field 'user_id' must be a string")
     }
 
     @Test(arguments: ["0", "-1", "abc", "1.5", "+5", " 5", "9223372036854775808", "99999999999999999999", "0x10", ""])
     func refusesCouponIDs(_ text: String) {
-        #expect(problem { _ = try CouponRequests.couponID(text) }?.code == "invalid_request")
+        #expect(problem { _ = try RequestParser.couponID(text) }?.code == "invalid_request")
     }
 
     @Test func acceptsCouponIDs() throws {
-        #expect(try CouponRequests.couponID("1") == 1)
-        #expect(try CouponRequests.couponID("9223372036854775807") == Int64.max)
+        #expect(try RequestParser.couponID("1") == 1)
+        #expect(try RequestParser.couponID("9223372036854775807") == Int64.max)
     }
 
     /// The decoder-free path answers only bodies it reads exactly as the decoder would.
@@ -80,20 +80,20 @@ import Testing
     func theFastPathAgreesWithTheDecoder(_ body: String) {
         let data = Data(body.utf8)
         struct Body: Decodable { var user_id: String }
-        let decoded = (try? JSONDecoder().decode(Body.self, from: data)).flatMap { try? CouponRequests.userID($0.user_id) }
-        if let plain = CouponRequests.plainUserID(in: data) {
+        let decoded = (try? JSONDecoder().decode(Body.self, from: data)).flatMap { try? RequestParser.userID($0.user_id) }
+        if let plain = RequestParser.plainUserID(in: data) {
             #expect(plain == decoded)
         }
-        #expect((try? CouponRequests.issueUser(from: data)) == decoded)
+        #expect((try? RequestParser.issueUser(from: data)) == decoded)
     }
 
     @Test func theFastPathTakesThePlainBody() {
-        #expect(CouponRequests.plainUserID(in: Data(#"{"user_id":"alice"}"#.utf8)) == "alice")
-        #expect(CouponRequests.plainUserID(in: Data(#"{"user_id" :"alice"}"#.utf8)) == nil)
+        #expect(RequestParser.plainUserID(in: Data(#"{"user_id":"alice"}"#.utf8)) == "alice")
+        #expect(RequestParser.plainUserID(in: Data(#"{"user_id" :"alice"}"#.utf8)) == nil)
     }
 
     @Test func aChangeNamesTheQuantityTheDeadlineOrBoth() throws {
-        func change(_ body: String) throws -> CouponChange { try CouponRequests.couponChange(from: Data(body.utf8)) }
+        func change(_ body: String) throws -> CouponChange { try RequestParser.couponChange(from: Data(body.utf8)) }
         #expect(try change(#"{"quantity":5}"#) == CouponChange(quantity: 5, redeemUntil: nil))
         #expect(try change(#"{"redeem_until":null}"#) == CouponChange(quantity: nil, redeemUntil: .some(nil)))
         #expect(try change(#"{"quantity":2,"redeem_until":"2026-12-01T00:00:00Z"}"#)
@@ -105,28 +105,28 @@ import Testing
     }
 
     @Test func ordersGrantsAndPagesAreChecked() throws {
-        #expect(try CouponRequests.orderID(from: Data(#"{"order_id":"A-1:b@c"}"#.utf8)) == "A-1:b@c")
+        #expect(try RequestParser.orderID(from: Data(#"{"order_id":"A-1:b@c"}"#.utf8)) == "A-1:b@c")
         for bad in [#"{"order_id":""}"#, #"{"order_id":"a b"}"#, #"{"order_id":1}"#, "{}"] {
-            #expect(problem { _ = try CouponRequests.orderID(from: Data(bad.utf8)) }?.code == "invalid_request", "\(bad)")
+            #expect(problem { _ = try RequestParser.orderID(from: Data(bad.utf8)) }?.code == "invalid_request", "\(bad)")
         }
-        #expect(try CouponRequests.grantedUsers(from: Data(#"{"user_ids":["a","b","a"]}"#.utf8)) == ["a", "b", "a"])
+        #expect(try RequestParser.grantedUsers(from: Data(#"{"user_ids":["a","b","a"]}"#.utf8)) == ["a", "b", "a"])
         let tooMany = #"{"user_ids":\#((0...10_000).map { "u\($0)" })}"#
         for bad in [#"{"user_ids":[]}"#, #"{"user_ids":["a","b c"]}"#, #"{"user_ids":"a"}"#, tooMany] {
-            #expect(problem { _ = try CouponRequests.grantedUsers(from: Data(bad.utf8)) }?.code == "invalid_request")
+            #expect(problem { _ = try RequestParser.grantedUsers(from: Data(bad.utf8)) }?.code == "invalid_request")
         }
-        #expect(try CouponRequests.limit(nil, in: 1...100, fallback: 20) == 20)
-        #expect(try CouponRequests.limit("100", in: 1...100, fallback: 20) == 100)
+        #expect(try RequestParser.limit(nil, in: 1...100, fallback: 20) == 20)
+        #expect(try RequestParser.limit("100", in: 1...100, fallback: 20) == 100)
         for bad in ["0", "101", "-1", "1.5", "", "999999"] {
-            #expect(problem { _ = try CouponRequests.limit(bad, in: 1...100, fallback: 20) } != nil, "\(bad)")
+            #expect(problem { _ = try RequestParser.limit(bad, in: 1...100, fallback: 20) } != nil, "\(bad)")
         }
-        #expect(try CouponRequests.afterNumber("42") == 42)
-        #expect(problem { _ = try CouponRequests.afterNumber("2147483648") } != nil)
+        #expect(try RequestParser.afterNumber("42") == 42)
+        #expect(problem { _ = try RequestParser.afterNumber("2147483648") } != nil)
         let cursor = TicketStore.UserCursor(issuedAtMicros: 1_764_114_000_123_456, couponID: 7)
-        #expect(try CouponRequests.userCursor(cursor.description) == cursor)
+        #expect(try RequestParser.userCursor(cursor.description) == cursor)
         // Found by hand: the largest 64-bit instant answered 500 (an interval out of PostgreSQL's range).
         for bad in ["12", "a-1", "1-2-3", "-1", "1-", "99999999999999999999-1", "9223372036854775807-1",
                     "253402300800000000-1", "1764114000123456-0"] {
-            #expect(problem { _ = try CouponRequests.userCursor(bad) } != nil, "\(bad)")
+            #expect(problem { _ = try RequestParser.userCursor(bad) } != nil, "\(bad)")
         }
     }
 
@@ -134,13 +134,13 @@ import Testing
     @Test func aKeyNamedTwiceIsRefused() throws {
         for (body, key) in [(#"{"user_id":"victim","user_id":"me"}"#, "user_id"), (#"{"user_id":"a","user\u005fid":"b"}"#, "user_id"),
                             (#"{"name":"x","quantity":1, "quantity" : 2}"#, "quantity"), (#"{"a":{"b":1,"b":2}}"#, "b")] {
-            #expect(CouponRequests.repeatedKey(in: Data(body.utf8)) == key, "\(body)")
+            #expect(RequestParser.repeatedKey(in: Data(body.utf8)) == key, "\(body)")
         }
         for body in [#"{"a":{"x":1},"b":{"x":1},"c":[{"x":1},{"x":"a\"x"}]}"#, #"{"user_ids":["a","a"]}"#, #"{"a":"b","b":"a"}"#] {
-            #expect(CouponRequests.repeatedKey(in: Data(body.utf8)) == nil, "\(body)")
+            #expect(RequestParser.repeatedKey(in: Data(body.utf8)) == nil, "\(body)")
         }
-        let issue = problem { _ = try CouponRequests.issueUser(from: Data(#"{"user_id":"victim", "user_id":"me"}"#.utf8)) }
+        let issue = problem { _ = try RequestParser.issueUser(from: Data(#"{"user_id":"victim", "user_id":"me"}"#.utf8)) }
         #expect(issue?.detail == "field 'user_id' appears twice in the body")
-        #expect(problem { _ = try CouponRequests.newCoupon(from: Data(#"{"name":"x","quantity":1,"quantity":2}"#.utf8)) } != nil)
+        #expect(problem { _ = try RequestParser.newCoupon(from: Data(#"{"name":"x","quantity":1,"quantity":2}"#.utf8)) } != nil)
     }
 }
