@@ -106,7 +106,30 @@ import Testing
             let later = try await client.send(
                 .post, "/v1/coupons", json: #"{"name":"n","quantity":1,"redeem_until":"2999-01-01T00:00:00Z"}"#, admin: true)
             #expect(try later.decode(Coupon.self).redeem_until == "2999-01-01T00:00:00.000Z")
-            try await expectConsistent(couponID, issued: 1)
+
+            // At the edge, on the database's clock: open just before redeem_until, closed once the
+            // database's own clock has reached it (the test waits on that clock, not on this one).
+            #expect(try await client.issue(couponID, "bob").status == .created)
+            func databaseNow() async throws -> Date {
+                for try await now in try await TestDatabase.client.query("SELECT clock_timestamp()").decode(Date.self) { return now }
+                throw TestSetupError("no clock")
+            }
+            let edge = try await databaseNow().addingTimeInterval(1.5)
+            let set = try await client.send(
+                .patch, "/v1/coupons/\(couponID)", json: #"{"redeem_until":"\#(RFC3339.string(edge))"}"#, admin: true)
+            #expect(set.status == .ok)
+            #expect(try await redeem(client, couponID, "bob", order: "o2").status == .created, "before the edge")
+            let restored = try await client.send(.delete, "/v1/coupons/\(couponID)/tickets/bob/redemption?order_id=o2")
+            #expect(restored.status == .ok)
+            var reached = false
+            for _ in 0..<500 where !reached {
+                reached = try await databaseNow() >= edge
+                if !reached { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            try #require(reached, "the database's clock never reached redeem_until")
+            #expect(try await redeem(client, couponID, "bob", order: "o2").problemCode == "redemption_closed", "at the edge")
+            #expect(try await redemption(couponID, "bob")! == (nil, false))
+            try await expectConsistent(couponID, issued: 2)
         }
     }
 

@@ -28,9 +28,12 @@ import Testing
             #expect(coupon.starts_at == "2020-01-01T00:00:00.000Z" && coupon.ends_at == nil)
             #expect(try await TestDatabase.audit(couponID: coupon.id).ticketRows == 3)
 
+            var answers: [String] = []
             for user in ["a", "b", "c", "d"] {
-                _ = try await client.send(.post, "/v1/coupons/\(coupon.id)/issue", json: #"{"user_id":"\#(user)"}"#)
+                let answer = try await client.send(.post, "/v1/coupons/\(coupon.id)/issue", json: #"{"user_id":"\#(user)"}"#)
+                answers.append(answer.status == .created ? "201" : "\(answer.status.code) \(answer.problemCode ?? "")")
             }
+            #expect(answers == ["201", "201", "201", "409 sold_out"])
             #expect(try await TestDatabase.heldCode(couponID: coupon.id, userID: "d") == nil)
 
             let below = try await client.send(.patch, "/v1/coupons/\(coupon.id)", json: #"{"quantity":2}"#, admin: true)

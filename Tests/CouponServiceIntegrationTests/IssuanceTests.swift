@@ -3,10 +3,67 @@ import CouponTestSupport
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// Issuance through the HTTP API against the real database, checked in the database.
 @Suite(.migratedDatabase) struct IssuanceTests {
+    /// No 201 leaves before COMMIT: a deferred constraint trigger makes the issuing transaction's
+    /// COMMIT wait on an advisory lock this test holds. While it waits, the ticket is not visible and
+    /// no answer has arrived; once the lock goes, the 201 comes with the committed ticket.
+    @Test(.migratedDatabase) func noAnswerLeavesBeforeCommit() async throws {
+        final class Arrival: Sendable { let answered = Mutex(false) }
+        let arrival = Arrival()
+        let couponID = try await TestDatabase.makeCoupon(quantity: 1)
+        try await TestDatabase.client.query(
+            """
+            CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$
+            """)
+        try await TestDatabase.client.query(
+            """
+            CREATE CONSTRAINT TRIGGER hold_commit AFTER UPDATE ON coupon_tickets
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()
+            """)
+        @Sendable func held() async throws -> Bool { try await TestDatabase.heldCode(couponID: couponID, userID: "ann") != nil }
+        try await buildApplication(TestArguments(databaseURL: TestDatabase.url)).test(.router) { client in
+            try await TestDatabase.client.withConnection { lock in
+                try await lock.query("SELECT pg_advisory_lock(4242)", logger: TestDatabase.logger)
+                let answer = try await withThrowingTaskGroup(of: TestResponse?.self) { group in
+                    group.addTask {
+                        let answer = try await client.issue(couponID, "ann")
+                        arrival.answered.withLock { $0 = true }
+                        return answer
+                    }
+                    // The issuing transaction is at its COMMIT, waiting for the lock.
+                    var waiting = false
+                    for _ in 0..<1000 where !waiting {
+                        let rows = try await lock.query(
+                            """
+                            SELECT count(*)::int FROM pg_locks
+                            WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted
+                            """, logger: TestDatabase.logger)
+                        for try await count in rows.decode(Int.self) { waiting = count > 0 }
+                        if !waiting { try await Task.sleep(for: .milliseconds(5)) }
+                    }
+                    try #require(waiting, "the issuing transaction never reached its COMMIT")
+                    // Whatever the service would send before COMMIT has had every chance to arrive.
+                    for _ in 0..<20 {
+                        #expect(!arrival.answered.withLock { $0 }, "an answer arrived before COMMIT")
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                    #expect(try await held() == false, "not committed yet")
+                    try await lock.query("SELECT pg_advisory_unlock(4242)", logger: TestDatabase.logger)
+                    return try await group.next() ?? nil
+                }
+                #expect(answer?.status == .created)
+            }
+            #expect(try await held(), "the answered ticket is committed")
+            let audit = try await TestDatabase.audit(couponID: couponID)
+            #expect(audit.isConsistent && audit.ticketsHeld == 1, "\(audit)")
+        }
+    }
+
     /// The original design's own test: 1000 tickets, 1500 users at once; grouped and one by one.
     @Test(.heavy, arguments: [512, 1])
     func aBurstIssuesExactlyTheQuantity(groupSize: Int) async throws {
