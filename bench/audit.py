@@ -2,9 +2,10 @@
 
     DATABASE_URL=... python3 -m bench.audit COUPON_ID
 
-prints `quantity Q, counter C, held H, users U: clean` (or the violations after the colon) and exits
-0 when clean, 3 when not (1 is Python's own exit for an error, 2 a wrong call or a missing coupon).
-The audit itself is `audit` in bench/lib.py."""
+prints `quantity Q, counter C, rows R, held H, users U: clean` (or the violations after the colon)
+and exits 0 when clean, 3 when not (1 is Python's own exit for an error, 2 a wrong call or a missing
+coupon). The audit itself is audit_coupon() (migrations/functions/audit_coupon.sql), read by `audit`
+in bench/lib.py."""
 import sys
 
 from bench.lib import audit

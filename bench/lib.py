@@ -1,9 +1,9 @@
-"""What the bench and fault tools share: psql against DATABASE_URL, the database audit of a coupon,
-a coupon-server process and its readiness, an issue request, the server's metrics, the parsing of
-wrk's and pgbench's output and the writing of results files.
+"""What the bench and fault tools share: psql against DATABASE_URL, the creation and the database
+audit of a coupon, a coupon-server process and its readiness, an issue request, the server's
+metrics, the parsing of wrk's and pgbench's output and the writing of results files.
 
 Every tool runs as a module from the repository root (`python3 -m bench.run`, ...) and imports
-this as `bench.lib`."""
+this as `bench.lib`; shell scripts create a coupon with `python3 -m bench.lib create-coupon`."""
 import asyncio
 import atexit
 import base64
@@ -15,6 +15,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -40,9 +41,12 @@ def checkpoint(url=URL):
 
 
 def create_coupon(quantity, name="bench", url=URL):
-    """A coupon of `quantity` ticket rows made in SQL (no window); returns its id."""
-    return int(psql(f"WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('{name}', {quantity}) RETURNING id) "
-                    f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {quantity})", url).split("|")[0])
+    """A coupon of `quantity` ticket rows made in SQL (no window); returns its id. The one way the bench
+    tools and their shell scripts (`python3 -m bench.lib create-coupon`, below) make a coupon without
+    a server."""
+    name = str(name).replace("'", "''")
+    return int(psql(f"WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('{name}', {int(quantity)}) RETURNING id) "
+                    f"SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, {int(quantity)})", url).split("|")[0])
 
 
 # Checks -------------------------------------------------------------------------------------------
@@ -72,24 +76,23 @@ class Checks:
 
 @dataclass(frozen=True)
 class Audit:
-    """A coupon as the database holds it. `issued_count` is None for the bench's naive strategy, which
-    keeps its issues in bench_naive_issues and no counter."""
+    """A coupon as the database holds it and the rules it breaks, as audit_coupon() judges them
+    (migrations/functions/audit_coupon.sql, the rules the Swift tests hold too). `issued_count` and
+    `ticket_rows` are None for the bench's naive strategy, which keeps its issues in
+    bench_naive_issues, with no counter."""
     coupon: int
     quantity: int
     issued_count: int | None
+    ticket_rows: int | None
     held: int
     users: int
+    broken_rules: tuple[str, ...]
 
     def violations(self, sold_out=False):
-        """What breaks the rules: more tickets held than the quantity, a counter that is not the
-        tickets held, a user with two tickets; with `sold_out`, tickets left over (stuck)."""
-        problems = []
-        if self.held > self.quantity:
-            problems.append(f"{self.held} tickets held for {self.quantity}")
-        if self.issued_count is not None and self.issued_count != self.held:
-            problems.append(f"counter {self.issued_count} but {self.held} held")
-        if self.users != self.held:
-            problems.append(f"{self.held} tickets but {self.users} users")
+        """The rules broken: more tickets held than the quantity, a counter that is not the tickets
+        held, a user with two tickets, ticket rows that are not the quantity; with `sold_out`, a
+        question of the bench's own, tickets left over (stuck)."""
+        problems = list(self.broken_rules)
         if sold_out and self.held != self.quantity:
             problems.append(f"only {self.held} of {self.quantity} issued: tickets stuck")
         return problems
@@ -100,19 +103,32 @@ class Audit:
 
     def __str__(self):
         counter = "" if self.issued_count is None else f", counter {self.issued_count}"
-        return f"quantity {self.quantity}{counter}, held {self.held}, users {self.users}"
+        rows = "" if self.ticket_rows is None else f", rows {self.ticket_rows}"
+        return f"quantity {self.quantity}{counter}{rows}, held {self.held}, users {self.users}"
 
 
 def audit(coupon_id, url=URL, naive=False):
-    """The audit of one coupon: its quantity and counter, the tickets held and their distinct users.
-    `naive` counts the rows of bench_naive_issues (bench/sql/setup.sql) instead, with no counter."""
-    tickets = "bench_naive_issues" if naive else "coupon_tickets"
-    row = psql(f"SELECT c.quantity, c.issued_count, count(t.user_id), count(DISTINCT t.user_id) FROM coupons c "
-               f"LEFT JOIN {tickets} t ON t.coupon_id = c.id WHERE c.id = {int(coupon_id)} GROUP BY c.id", url)
+    """The audit of one coupon: audit_coupon() in the database. `naive` counts the rows of
+    bench_naive_issues (bench/sql/setup.sql) instead, a bench-only table that audit_coupon() does not
+    read: the two rules that apply to it (nothing beyond the quantity, one row per user; it has no
+    counter, and its coupon's ticket rows stay free) are checked here."""
+    coupon_id = int(coupon_id)
+    if naive:
+        row = psql(f"SELECT c.quantity, count(n.user_id), count(DISTINCT n.user_id) FROM coupons c "
+                   f"LEFT JOIN bench_naive_issues n ON n.coupon_id = c.id WHERE c.id = {coupon_id} GROUP BY c.id", url)
+        if not row:
+            raise LookupError(f"no coupon {coupon_id} in the database")
+        quantity, held, users = map(int, row.split("|"))
+        broken = ([f"{held} tickets held for {quantity}"] if held > quantity else []) + \
+                 ([f"{held} tickets but {users} users"] if users != held else [])
+        return Audit(coupon_id, quantity, None, None, held, users, tuple(broken))
+    row = psql(f"SELECT quantity, issued_count, ticket_rows, held, users, to_json(violations) "
+               f"FROM audit_coupon({coupon_id})", url)
     if not row:
         raise LookupError(f"no coupon {coupon_id} in the database")
-    quantity, counter, held, users = map(int, row.split("|"))
-    return Audit(int(coupon_id), quantity, None if naive else counter, held, users)
+    *counts, broken = row.split("|", 5)
+    quantity, counter, rows, held, users = map(int, counts)
+    return Audit(coupon_id, quantity, counter, rows, held, users, tuple(json.loads(broken)))
 
 
 # The server ---------------------------------------------------------------------------------------
@@ -391,3 +407,20 @@ def prepend_result(name, header, section):
     old = open(path).read().removeprefix(header) if os.path.exists(path) else ""
     with open(path, "w") as f:
         f.write(header + section + "\n" + old)
+
+
+# For shell scripts --------------------------------------------------------------------------------
+
+def main(args):
+    """`python3 -m bench.lib create-coupon QUANTITY [NAME]`: create_coupon on DATABASE_URL, printing
+    the new coupon's id; the shell scripts' way to make a coupon (bench/fuzz/run.sh,
+    bench/ab/commits.sh)."""
+    if len(args) not in (2, 3) or args[0] != "create-coupon" or not args[1].isdigit():
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    print(create_coupon(int(args[1]), *args[2:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

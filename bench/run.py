@@ -193,8 +193,8 @@ Machine: {machine(first_line(["swift", "--version"]), "client, server and databa
 Charts of these tables (bench/charts.py): [issued/s](issuance-rate.png), [latency p50/p99](issuance-latency.png).
 
 Every issuance run is oversubscribed {OVERSUBSCRIBE}x (SQL) or sized not to sell out (HTTP), and ends with an
-audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user. "clean"
-means the audit held. Rates are issued tickets per second of the run. Each issuance run starts right after a
+audit in the database: tickets held <= quantity, counter = tickets held, one ticket per user, ticket
+rows = quantity. "clean" means the audit held. Rates are issued tickets per second of the run. Each issuance run starts right after a
 CHECKPOINT, so none pays for the setup's writes.
 
 ## SQL level (pgbench, {SQL_TICKETS} tickets per run; group: {GROUP_TICKETS})

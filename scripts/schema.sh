@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
 
 ensure_postgres_installed
-trap release_unless_kept EXIT
+trap cleanup EXIT
 start_local_postgres
 recreate_database coupon_schema
 cd "$COUPON_ROOT"

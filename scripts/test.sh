@@ -15,14 +15,8 @@ fi
 # shellcheck source-path=SCRIPTDIR source=lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/postgres.sh"
 
-# Stops PostgreSQL unless COUPON_KEEP_PG=1 or another script (e.g. a
-# concurrent run.sh) still uses the same cluster.
-# shellcheck disable=SC2317  # only called from the trap
-cleanup() {
-    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then
-        release_local_postgres || true
-    fi
-}
+# Stops PostgreSQL unless COUPON_KEEP_PG=1 or another script (e.g. a concurrent run.sh) still uses
+# the same cluster (scripts/lib/postgres.sh).
 trap cleanup EXIT
 
 ensure_postgres_installed

@@ -11,15 +11,20 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
 base_rev="$(git -C "$COUPON_ROOT" rev-parse --short "${1:-HEAD~1}")"
 base_tree="${AB_BASE_TREE:-/tmp/coupon-ab-$base_rev}"
-cleanup() {
-    [ "${COUPON_KEEP_PG:-0}" = 1 ] || release_local_postgres || true
-    [ "${AB_KEEP_BASE:-0}" = 1 ] || git -C "$COUPON_ROOT" worktree remove --force "$base_tree" 2>/dev/null || true
+pid=""
+stop_server() {
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    pid=""
 }
+at_exit stop_server
 trap cleanup EXIT
 
 ensure_postgres_installed
 ensure_wrk_installed
 [ -d "$base_tree" ] || git -C "$COUPON_ROOT" worktree add --detach "$base_tree" "$base_rev" >/dev/null
+[ "${AB_KEEP_BASE:-0}" = 1 ] || at_exit git -C "$COUPON_ROOT" worktree remove --force "$base_tree"
 start_local_postgres
 cd "$COUPON_ROOT"
 declare -A bin root
@@ -30,6 +35,8 @@ for side in base head; do
     bin[$side]="$(cd "${root[$side]}" && swift build -c release --show-bin-path)/coupon-server"
     recreate_database "ab_$side"
     "${bin[$side]}" migrate --database-url "$(database_url "ab_$side")" --migrations "${root[$side]}/migrations" --log-level error
+    # Both sides audited by the working tree's rules (a base may predate audit_coupon or word it otherwise).
+    psql_local -q -d "ab_$side" -f "$COUPON_ROOT/migrations/functions/audit_coupon.sql"
 done
 
 port="${AB_PORT:-8491}"
@@ -38,13 +45,13 @@ echo "A/B at ${CLIENTS:-64} clients: base $base_rev against head $(git -C "$COUP
 for round in $(seq "${ROUNDS:-3}"); do
     for side in base head; do
         db="ab_$side"
-        coupon=$(psql_local -At -d "$db" -c "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('ab', $quantity) RETURNING id) SELECT id FROM c, LATERAL add_coupon_tickets(c.id, 1, $quantity)" | head -1)
+        coupon=$(DATABASE_URL="$(database_url "$db")" python3 -m bench.lib create-coupon "$quantity" ab)
         psql_local -q -d "$db" -c CHECKPOINT
         LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
         pid=$!
         for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" | grep -q connected && break; sleep 0.1; done
         result=$(wrk -t2 -c"${CLIENTS:-64}" -d6s -s bench/wrk/issue.lua "http://127.0.0.1:$port" -- "$coupon" "$side-$round" | grep RESULT)
-        kill -TERM "$pid"; wait "$pid" || true
+        stop_server
         requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")
         micros=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$result")
         p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$result")

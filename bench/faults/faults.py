@@ -1,8 +1,8 @@
 """Fault scenarios against real coupon-server processes and a real PostgreSQL: `python3 -m
 bench.faults.faults [SCENARIO ...]`, run by bench/faults/run.sh. Every scenario ends with the audit
-(bench.lib's, plus the answers):
+(audit_coupon() through bench.lib, plus the answers):
 
-  tickets held <= quantity, counter = tickets held, no user with two tickets,
+  tickets held <= quantity, counter = tickets held, no user with two tickets, ticket rows = quantity,
   every user answered 201 holds the ticket they were shown.
 
 Loopback only; every loop bounded in count and time. Exits non-zero when an audit fails.

@@ -19,7 +19,7 @@ are sent, so that a request schemathesis means as valid is valid:
 - a valid quantity near the document's maximum (1,000,000) is not wrong, only slow: the server
   generates that many ticket rows, about ten seconds each, and generators love boundaries. Valid
   quantities above 5,000 are brought down into range; invalid ones are sent as generated. The
-  boundary itself is covered by CouponAPITests and CouponRequestsTests.
+  boundary itself is covered by CouponAPITests and RequestParserTests.
 """
 import os
 import re

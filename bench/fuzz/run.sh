@@ -16,11 +16,14 @@ token="fuzz-admin-token-of-32-bytes-or-more"
 seed="${FUZZ_SEED:-$RANDOM}"
 identity="$(mktemp -d -t coupon-fuzz-identity.XXXXXX)"
 server_pid=""
-cleanup() {
-    [ -z "$server_pid" ] || kill -TERM "$server_pid" 2>/dev/null || true
-    rm -rf "$identity"
-    if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
+stop_server() {
+    [ -n "$server_pid" ] || return 0
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
 }
+at_exit rm -rf "$identity"
+at_exit stop_server
 trap cleanup EXIT
 
 # The version these hooks and findings were made with; pip puts its command in python's scripts folder.
@@ -29,15 +32,12 @@ python3 -m pip show schemathesis 2>/dev/null | grep -qx "Version: 4.32.5" \
 # The users' tokens are signed with `cryptography` (bench/lib.py's Identity).
 python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check cryptography
 schemathesis="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/schemathesis"
-ensure_postgres_installed
-start_local_postgres
-prepare_release_database coupon_fuzz
+start_bench coupon_fuzz
 bin="$COUPON_BIN"
 url="$COUPON_DATABASE_URL"
-cd "$COUPON_ROOT"
 # A few coupons, so generated ids sometimes exist.
 for quantity in 3 50 1000; do
-    psql_local -q -d coupon_fuzz -c "WITH c AS (INSERT INTO coupons (name, quantity) VALUES ('fuzz', $quantity) RETURNING id) SELECT FROM c, LATERAL add_coupon_tickets(c.id, 1, $quantity)"
+    DATABASE_URL="$url" python3 -m bench.lib create-coupon "$quantity" fuzz >/dev/null
 done
 
 # The users' tokens are signed by the key saved in $identity; the server gets its JWKS (--auth-* flags).
@@ -58,9 +58,7 @@ FUZZ_ADMIN_TOKEN="$token" FUZZ_IDENTITY="$identity" SCHEMATHESIS_HOOKS=hooks \
     "$schemathesis" run "$COUPON_ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
     --checks all --max-examples "${FUZZ_EXAMPLES:-150}" \
     --request-timeout 10 --workers 1 --seed "$seed" --generation-database none "$@" || status=$?
-kill -TERM "$server_pid" 2>/dev/null || true
-wait "$server_pid" 2>/dev/null || true
-server_pid=""
+stop_server
 
 # Forged and broken tokens on every user route, against a server of its own (see tokens.py).
 cd "$COUPON_ROOT"

@@ -1,26 +1,26 @@
-"""The k6 profile, `python3 -m bench.k6.run`, run by bench/k6/run.sh (which sets up PostgreSQL,
-migrates and starts one server).
+"""The k6 profile, `python3 -m bench.k6.run`, run by bench/k6/run.sh (which sets up PostgreSQL and
+migrates).
 
-Runs bench/k6/issue.js twice against the same server, the constant answer first, then issuance of a
-1000-ticket coupon; audits the database; writes bench/results/k6.md. Exits non-zero when k6 could
-not run or the audit fails; a failed threshold is a result, reported, not an error.
+Starts one server (bench.lib's Server on K6_PORT, 8391) and runs bench/k6/issue.js twice against
+it, the constant answer first, then issuance of a 1000-ticket coupon; audits the database; writes
+bench/results/k6.md. Exits non-zero when k6 could not run or the audit fails; a failed threshold is
+a result, reported, not an error.
 """
 import datetime
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
 
 from bench import lib
 from bench.cpu import TICKS, process_cpu, processes, stat
-from bench.lib import ROOT, audit, create_coupon_over_http, first_line, machine, psql, wait_ready
+from bench.lib import ADMIN_TOKEN, ROOT, Server, audit, create_coupon_over_http, first_line, machine, psql
 
-BASE = os.environ["K6_BASE_URL"]
-TOKEN = os.environ["K6_ADMIN_TOKEN"]
+PORT = int(os.environ.get("K6_PORT", "8391"))
 WORK = os.environ["K6_WORK"]
-SERVER_PID = int(os.environ["SERVER_PID"])
 POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
 QUANTITY = 1000
 SCRIPT = os.path.join(ROOT, "bench", "k6", "issue.js")
@@ -59,15 +59,15 @@ def wait_quiet():
     return time.monotonic() - started, True
 
 
-def run_k6(target, coupon, run_tag):
+def run_k6(server, target, coupon, run_tag):
     summary = os.path.join(WORK, f"summary-{target}.json")
     args = ["k6", "run", "--quiet", "--no-color", "--no-usage-report",
-            "-e", f"BASE_URL={BASE}", "-e", f"TARGET={target}", "-e", f"SUMMARY={summary}"]
+            "-e", f"BASE_URL={server.base}", "-e", f"TARGET={target}", "-e", f"SUMMARY={summary}"]
     if coupon is not None:
         args += ["-e", f"COUPON_ID={coupon}", "-e", f"RUN={run_tag}"]
     args.append(SCRIPT)
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_before, pg_before, busy_before = process_cpu(SERVER_PID), postgres_cpu(), machine_busy()
+    server_before, pg_before, busy_before = process_cpu(server.process.pid), postgres_cpu(), machine_busy()
     started = time.monotonic()
     launched = time.time()
     with open(os.path.join(WORK, f"k6-{target}.log"), "w") as log:
@@ -75,7 +75,7 @@ def run_k6(target, coupon, run_tag):
     wall = time.monotonic() - started
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     k6_cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
-    cpu = {"wall": wall, "launched": launched, "k6": k6_cpu, "server": process_cpu(SERVER_PID) - server_before,
+    cpu = {"wall": wall, "launched": launched, "k6": k6_cpu, "server": process_cpu(server.process.pid) - server_before,
            "postgres": postgres_cpu() - pg_before, "machine": machine_busy() - busy_before}
     cpu["other"] = max(0.0, cpu["machine"] - cpu["k6"] - cpu["server"] - cpu["postgres"])
     print(completed.stdout.strip(), flush=True)
@@ -235,27 +235,34 @@ Audit: **{"clean" if check["clean"] else "FAILED"}**.
 
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
-    wait_ready(BASE, 60, alive=lambda: os.path.exists(f"/proc/{SERVER_PID}"))
-    machine_line = machine(first_line(["k6", "version"]),
-                           f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}",
-                           "k6, one server instance and PostgreSQL share the machine")
-    coupon = create_coupon_over_http(BASE, TOKEN, "k6 profile", QUANTITY)
-    run_tag = f"k6-{started:%Y%m%d%H%M%S}"
-    print(f"coupon {coupon}, {QUANTITY} tickets; user ids {run_tag}-VU-ITER", flush=True)
-    results = {}
-    for target in ("constant", "issue"):
-        waited, quiet = wait_quiet()
-        if waited > 3.5 or not quiet:
-            print(f"waited {waited:.0f} s for a quiet machine{'' if quiet else ', in vain'}", flush=True)
-        print(f"k6 profile against {target} (about 45 s)...", flush=True)
-        results[target] = run_k6(target, coupon if target == "issue" else None, run_tag)
-        results[target]["quiet_wait"] = (waited, quiet)
-    checked = check(coupon, run_tag, results["issue"]["201"], results["issue"]["cpu"]["launched"])
+    # Its output (warnings and up) is shown when it stops, if it wrote any.
+    server = Server(PORT, log=True)
+    try:
+        server.wait_ready(60)
+        machine_line = machine(first_line(["k6", "version"]),
+                               f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}",
+                               "k6, one server instance and PostgreSQL share the machine")
+        coupon = create_coupon_over_http(server.base, ADMIN_TOKEN, "k6 profile", QUANTITY)
+        run_tag = f"k6-{started:%Y%m%d%H%M%S}"
+        print(f"coupon {coupon}, {QUANTITY} tickets; user ids {run_tag}-VU-ITER", flush=True)
+        results = {}
+        for target in ("constant", "issue"):
+            waited, quiet = wait_quiet()
+            if waited > 3.5 or not quiet:
+                print(f"waited {waited:.0f} s for a quiet machine{'' if quiet else ', in vain'}", flush=True)
+            print(f"k6 profile against {target} (about 45 s)...", flush=True)
+            results[target] = run_k6(server, target, coupon if target == "issue" else None, run_tag)
+            results[target]["quiet_wait"] = (waited, quiet)
+        checked = check(coupon, run_tag, results["issue"]["201"], results["issue"]["cpu"]["launched"])
+    finally:
+        server.stop()
     lib.write_result("k6.md", render(started, machine_line, coupon, results, checked))
     return 0 if checked["clean"] else 1
 
 
 if __name__ == "__main__":
+    # A TERM (from a CI job's timeout, say) unwinds like Ctrl-C does, so the server is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         sys.exit(main())
     except KeyboardInterrupt:

@@ -20,9 +20,8 @@ if [ -n "${SPEED_BASE_BIN:-}" ]; then
 elif [ $# -gt 0 ]; then
     base_rev="$(git -C "$COUPON_ROOT" rev-parse --short "$1")"
     base_tree="/tmp/coupon-speed-$base_rev"
-    [ "${SPEED_KEEP_BASE:-0}" = 1 ] \
-        || trap 'git -C "$COUPON_ROOT" worktree remove --force "$base_tree" 2>/dev/null; release_unless_kept' EXIT
     [ -d "$base_tree" ] || git -C "$COUPON_ROOT" worktree add --detach "$base_tree" "$base_rev" >/dev/null
+    [ "${SPEED_KEEP_BASE:-0}" = 1 ] || at_exit git -C "$COUPON_ROOT" worktree remove --force "$base_tree"
     (cd "$base_tree" && swift build -c release --product coupon-server 2>&1 | tail -1)
     sides="base=$(cd "$base_tree" && swift build -c release --show-bin-path)/coupon-server $sides"
     export SPEED_ROUNDS="${SPEED_ROUNDS:-2}"

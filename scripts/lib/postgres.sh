@@ -414,9 +414,23 @@ prepare_release_database() {
     export COUPON_BIN COUPON_DATABASE_URL
 }
 
-# Stops the server unless COUPON_KEEP_PG=1 or another script still uses it: the EXIT trap of the
-# bench and fault scripts.
-release_unless_kept() {
+# The EXIT trap of every script that uses the cluster (`trap cleanup EXIT`; start_bench sets it):
+# first the steps the script added with at_exit (stop its servers, remove its temporary files), the
+# last added first, each allowed to fail; then PostgreSQL stopped unless COUPON_KEEP_PG=1 or another
+# script still uses it.
+_PG_AT_EXIT=()
+
+# at_exit COMMAND [ARG...]: a step for cleanup, its arguments expanded now (a step that must read
+# the script's state when it runs is a function of the script's).
+at_exit() {
+    _PG_AT_EXIT+=("$(printf '%q ' "${@:?at_exit COMMAND [ARG...]}")")
+}
+
+cleanup() {
+    local _step
+    for ((_step = ${#_PG_AT_EXIT[@]} - 1; _step >= 0; _step--)); do
+        eval "${_PG_AT_EXIT[_step]}" || true
+    done
     if [ "${COUPON_KEEP_PG:-0}" != 1 ]; then release_local_postgres || true; fi
 }
 
@@ -435,12 +449,12 @@ ensure_wrk_installed() {
     ensure_command_from_apt wrk wrk
 }
 
-# The start of a bench or fault script: PostgreSQL running (released on exit), the release build,
+# The start of a bench or fault script: PostgreSQL running (cleanup on exit), the release build,
 # database $1 recreated and migrated (COUPON_BIN, COUPON_DATABASE_URL), the checkout as the
 # working directory.
 start_bench() {
     ensure_postgres_installed
-    trap release_unless_kept EXIT
+    trap cleanup EXIT
     start_local_postgres
     prepare_release_database "$1"
     cd "$COUPON_ROOT"
