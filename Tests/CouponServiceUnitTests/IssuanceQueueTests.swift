@@ -109,7 +109,7 @@ import Testing
 
     @Test func requestsArrivingDuringATransactionGoTogetherWithinTheCap() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock())
         let results = await issue((0..<300).map { "u\($0)" }, through: groups, database: database)
         #expect(results.count == 301)
         #expect(results.allSatisfy { if case .success(.issued) = $0.1 { true } else { false } })
@@ -119,7 +119,7 @@ import Testing
 
     @Test func theNextTransactionTakesItsGroupOnceItHoldsTheLock() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), clock: TestClock())
         _ = await issue((0..<100).map { "u\($0)" }, through: groups, database: database)
         // The second transaction started with the second request but waited on the lock: it takes
         // all hundred that arrived meanwhile, not just the one that started it.
@@ -128,7 +128,7 @@ import Testing
 
     @Test func theSameUserTwiceInAGroupGetsOneIssuedAndOneHeld() async {
         let database = FakeDatabase()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock())
         let results = await issue(Array(repeating: "twin", count: 5), through: groups, database: database)
         #expect(database.groups.withLock { $0.last?.count } == 5)
         #expect(results.filter { if case .success(.issued(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 1)
@@ -137,7 +137,7 @@ import Testing
 
     @Test func aFailedTransactionFailsOnlyItsOwnGroup() async {
         let database = FakeDatabase(failing: { $0.contains("doomed") })
-        let groups = IssuanceQueue(database: database, maxGroupSize: 2, maxTransactions: 1, timeout: .seconds(60), clock: TestClock(), metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 2, maxTransactions: 1, timeout: .seconds(60), clock: TestClock())
         let results = await issue(["doomed", "a", "b", "c"], through: groups, database: database)
         let failedGroup = database.groups.withLock { $0.first { $0.contains("doomed") } } ?? []
         #expect(failedGroup.count == 2)
@@ -153,7 +153,7 @@ import Testing
     /// A database that never gives a connection: every request still gets its answer, at its deadline.
     @Test func aConnectionThatNeverComesStillAnswersEveryone() async {
         let clock = TestClock()
-        let groups = IssuanceQueue(database: NoConnection(), maxGroupSize: 4, timeout: .milliseconds(50), clock: clock, metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: NoConnection(), maxGroupSize: 4, timeout: .milliseconds(50), clock: clock)
         final class Answers: Sendable { let results = Mutex<[Result<IssueOutcome, any Error>]>([]) }
         let answers = Answers()
         for user in 0..<10 {
@@ -174,7 +174,7 @@ import Testing
     @Test func requestsThatWaitedPastTheDeadlineAreAnsweredWithoutTrying() async {
         let database = FakeDatabase()
         let clock = TestClock()
-        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), clock: clock, metrics: CouponMetrics())
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), clock: clock)
         let results = await issue(["late"], through: groups, database: database, clock: clock, hold: .milliseconds(200))
         #expect(results.allSatisfy { if case .failure(let error) = $0.1 { error is DeadlineExceeded } else { false } })
         #expect(database.groups.withLock { $0 } == [["first"]], "the late request never reached the database")

@@ -80,7 +80,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let redemptions = RedemptionStore(primary: primary, logger: logger)
     let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
     let queue = IssuanceQueue(
-        database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, clock: ContinuousClock(), metrics: metrics)
+        database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, clock: ContinuousClock())
     let issuer = TicketIssuer(
         catalogue: catalogue, queue: queue, coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics)
     let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)

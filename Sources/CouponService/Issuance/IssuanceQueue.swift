@@ -62,12 +62,10 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     let timeout: Duration
     private let database: Database
     private let clock: QueueClock
-    private let metrics: CouponMetrics
     private let queues = Mutex<[Int64: Queue]>([:])
 
     init(
-        database: Database, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration, clock: QueueClock,
-        metrics: CouponMetrics
+        database: Database, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration, clock: QueueClock
     ) {
         precondition(maxGroupSize > 0 && (maxTransactions ?? 1) > 0)
         self.database = database
@@ -75,7 +73,6 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         self.maxTransactions = maxTransactions ?? (maxGroupSize == 1 ? .max : 2)
         self.timeout = timeout
         self.clock = clock
-        self.metrics = metrics
     }
 
     func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
@@ -145,7 +142,6 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
                 current.append(waiter)
             }
         }
-        if !current.isEmpty { metrics.groupSize.record(current.count) }
         return current
     }
 

@@ -28,6 +28,7 @@ struct IssuanceStore: IssuanceDatabase {
     /// One transaction: one outcome per distinct user, returned only after COMMIT.
     func issue(couponID: Int64, userIDs: [String], on connection: PostgresConnection) async throws -> [String: IssueOutcome] {
         guard !userIDs.isEmpty else { return [:] }
+        metrics.groupSize.record(userIDs.count)
         let rows = try await issueInTransaction(couponID: couponID, userIDs: userIDs, on: connection)
         // Committed: counted whether or not the requests are still waiting for their answers.
         let issued = rows.count { $0.1 == TicketOutcome.issued.rawValue }

@@ -21,6 +21,8 @@ struct CouponMetrics: Sendable {
     /// Issue requests answered from the in-memory catalogue or by the database.
     let answers: [Source: Metrics.Counter]
     let issueDuration: [Source: Metrics.Timer]
+    /// Users per issuance transaction (a sale's groups, and the batches of an admin's grant), and the
+    /// wait for its connection: both recorded by `IssuanceStore`, which runs every one.
     let groupSize: Metrics.Recorder
     let poolWait: Metrics.Timer
     let listenerConnected: Metrics.Gauge
@@ -89,4 +91,11 @@ struct CouponMetrics: Sendable {
     static let unavailable = CouponProblem.Code.unavailable.rawValue
     /// Why an issue request got no ticket (the `reason` label).
     static let refusalReasons = IssueOutcome.names.filter(\.isRefusal).map(\.rawValue) + [unavailable]
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
 }
