@@ -1,7 +1,8 @@
-"""The bench results as charts, `python3 -m bench.charts [issuance] [million]` (both by default), run
-at the end of bench/run.sh and bench/speed/million.sh. Reads bench/results/issuance.md (the tables
-bench/run.py writes) and million.csv (bench/speed/million.py), writes beside them
-issuance-rate.png, issuance-latency.png and million.png. Needs matplotlib, which those scripts install.
+"""The bench results as charts, `python3 -m bench.charts [issuance] [million] [openloop]` (all by
+default), run at the end of bench/run.sh, bench/speed/million.sh and bench/openloop/run.py. Reads
+bench/results/issuance.md (the tables bench/run.py writes), million.csv (bench/speed/million.py) and
+openloop.csv (bench/openloop/run.py), writes beside them issuance-rate.png, issuance-latency.png,
+million.png and openloop.png. Needs matplotlib, which those scripts install.
 
 It does not import bench.lib, which needs DATABASE_URL: the charts need no database."""
 import csv
@@ -144,6 +145,51 @@ def million_chart():
     save(figure, "million.png")
 
 
+def openloop_chart():
+    """p99 against the arrival rate, constant answer and issuance, one instance and two, with the SLO."""
+    path = os.path.join(RESULTS, "openloop.csv")
+    if not os.path.exists(path):   # bench/run.sh with BENCH_SKIP_OPENLOOP=1 before any open-loop run
+        print("no bench/results/openloop.csv: bench/openloop/run.sh writes it; openloop.png not drawn")
+        return
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    date = run_date(read("openloop.md"), r"^Run (.+? UTC)")
+    figure, ax = plt.subplots(figsize=(10, 7))
+    colours = {"constant": "grey", "issue": "tab:green"}
+    labels = {"constant": "constant answer (GET /healthz)", "issue": "issuance (every arrival a new user)"}
+    styles = {"1": ("-", "o"), "2": ("--", "s")}
+    for instances in sorted({row["instances"] for row in rows}, key=int):
+        line, marker = styles.get(instances, (":", "^"))
+        for target in ("constant", "issue"):
+            series = [row for row in rows if row["instances"] == instances and row["target"] == target]
+            if not series:
+                continue
+            rates = [int(row["rate"]) for row in series]
+            ax.plot(rates, [float(row["p99"]) for row in series], color=colours[target], linestyle=line,
+                    marker=marker, markersize=7,
+                    label=f"{labels[target]}, {instances} instance{'s' if instances != '1' else ''}")
+            for row in series:
+                # Hollow: the step lost arrivals or answers, so its p99 is not the whole story.
+                if int(row["failed"]) or int(row["dropped"]):
+                    ax.plot(int(row["rate"]), float(row["p99"]), color=colours[target], marker=marker, markersize=8,
+                            markerfacecolor="white", markeredgewidth=2, zorder=3)
+    ax.axhline(100, color="tab:red", linewidth=1, linestyle=":", label="p99 100 ms, the original design's SLO")
+    ax.plot([], [], color="black", marker="o", markerfacecolor="white", markeredgewidth=2, linestyle="none",
+            label="hollow marker: failed requests or dropped arrivals")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(THOUSANDS)
+    ax.xaxis.set_major_formatter(THOUSANDS)
+    ax.set_xticks(sorted({int(row["rate"]) for row in rows}))
+    ax.set_xlabel("arrivals per second (k6 constant-arrival-rate; warm-up not counted)")
+    ax.set_ylabel("p99 latency, ms (log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    ax.set_title(f"Open loop: p99 against the arrival rate\nbench/results/openloop.md, run {date}", fontsize=12)
+    figure.tight_layout()
+    save(figure, "openloop.png")
+
+
 def save(figure, name):
     path = os.path.join(RESULTS, name)
     figure.savefig(path, dpi=100)
@@ -151,7 +197,7 @@ def save(figure, name):
     print(f"written to {os.path.relpath(path)}")
 
 
-CHARTS = {"issuance": issuance_charts, "million": million_chart}
+CHARTS = {"issuance": issuance_charts, "million": million_chart, "openloop": openloop_chart}
 
 
 def main():

@@ -1,8 +1,9 @@
 """CPU seconds spent by the server, PostgreSQL and the load generator over a run, from /proc.
 
 PostgreSQL's part is every process named `postgres` (postmaster, backends, background workers),
-plus what those collected from children that exited during the run. The load generator is a child
-of the bench, so its CPU comes from wait4()'s resource usage."""
+plus what those collected from children that exited during the run; cluster_cpu counts one
+cluster's alone, from its postmaster. The load generator is a child of the bench, so its CPU comes
+from wait4()'s resource usage."""
 import os
 import subprocess
 from typing import NamedTuple
@@ -39,6 +40,23 @@ def processes():
 
 def _postgres():
     return sum(s.cpu + s.children for s in processes() if s.comm == "postgres")
+
+
+def cluster_cpu(postmaster_pid):
+    """CPU seconds of one cluster: its postmaster, the postmaster's live children, and the children
+    that exited (in the postmaster's children time). Deltas of this are exact across backends coming
+    and going, and count no other cluster on the machine."""
+    postmaster = stat(postmaster_pid)
+    if postmaster is None:
+        raise RuntimeError(f"the postmaster (pid {postmaster_pid}) is gone")
+    return postmaster.cpu + postmaster.children + sum(s.cpu for s in processes() if s.ppid == postmaster_pid)
+
+
+def machine_busy():
+    """CPU seconds the whole machine spent outside idle and iowait."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS
 
 
 def process_cpu(pid):

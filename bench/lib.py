@@ -13,6 +13,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -407,6 +408,17 @@ def prepend_result(name, header, section):
     old = open(path).read().removeprefix(header) if os.path.exists(path) else ""
     with open(path, "w") as f:
         f.write(header + section + "\n" + old)
+
+
+def run_tool(main, result_name):
+    """Exits with `main`()'s code. A TERM (from a CI job's timeout, say) unwinds like Ctrl-C does, so
+    the servers `main` started are stopped too; either leaves bench/results/`result_name` as it was."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"interrupted; bench/results/{result_name} left as it was", file=sys.stderr)
+        sys.exit(130)
 
 
 # For shell scripts --------------------------------------------------------------------------------

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # The issuance bench: SQL strategies with pgbench and HTTP with wrk, side by side in one run,
 # each run audited in the database. Writes bench/results/issuance.md, then bench/speed (speed.md,
-# million.md), then the charts of both (bench/charts.py: issuance-rate.png, issuance-latency.png,
-# million.png). Takes about fifteen minutes.
-# BENCH_QUICK=1 runs a smaller matrix (a smoke test of the bench itself).
+# million.md), then the open-loop bench (bench/openloop: openloop.md, openloop.csv), then the charts
+# of all of them (bench/charts.py: issuance-rate.png, issuance-latency.png, million.png,
+# openloop.png). Takes about twenty-five minutes.
+# BENCH_QUICK=1 runs a smaller matrix (a smoke test of the bench itself); BENCH_SKIP_OPENLOOP=1
+# leaves the open-loop bench out.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/postgres.sh"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_wrk_installed
-# matplotlib for bench/charts.py, the version the committed charts were drawn with.
-python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check "matplotlib==3.11.2"
+ensure_matplotlib_installed
+openloop=1
+[ "${BENCH_SKIP_OPENLOOP:-0}" != 1 ] || openloop=0
+if [ "$openloop" = 1 ]; then
+    raise_file_limit 16384
+    ensure_k6_installed
+fi
 start_bench coupon_bench
 psql_local -q -d coupon_bench -f "$COUPON_ROOT/bench/sql/setup.sql"
 
@@ -21,4 +30,10 @@ DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.run "$@"
 # server's group size, and the million-ticket sale (bench/results/speed.md, million.md).
 DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.run
 [ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.million
+# New users at a rate of their own: the knee of issuance and of the constant answer, one instance
+# and two (bench/results/openloop.md; BENCH_QUICK=1 makes its steps fewer and shorter).
+if [ "$openloop" = 1 ]; then
+    POSTMASTER_PID="$(head -n 1 "$COUPON_PG_DATA/postmaster.pid")" DATABASE_URL="$COUPON_DATABASE_URL" \
+        python3 -m bench.openloop.run
+fi
 python3 -m bench.charts

