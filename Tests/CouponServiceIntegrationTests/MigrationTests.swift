@@ -131,36 +131,17 @@ import Testing
         }
     }
 
-    /// The commit whose migrations still held every function: databases migrated until 2026-12-04
-    /// recorded its files.
-    static let commitBeforeFunctionsMoved = "c97bcd0"
-
-    /// Its migration files, read from git (the test needs the checkout's history).
-    func filesBeforeFunctionsMoved() throws -> [String: String] {
-        let root = TestDatabase.migrationsFolder.deletingLastPathComponent().path
-        func git(_ arguments: String...) throws -> String {
-            let process = Process()
-            process.executableURL = URL(filePath: "/usr/bin/env")
-            process.arguments = ["git", "-C", root] + arguments
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            try #require(process.terminationStatus == 0, "git \(arguments.joined(separator: " ")) failed: a clone with its history is needed")
-            return String(decoding: data, as: UTF8.self)
-        }
-        let names = try git("ls-tree", "--name-only", Self.commitBeforeFunctionsMoved, "migrations/")
-            .split(separator: "\n").map { String($0.dropFirst("migrations/".count)) }
-        return try Dictionary(uniqueKeysWithValues: names.map { ($0, try git("show", "\(Self.commitBeforeFunctionsMoved):migrations/\($0)")) })
-    }
+    /// The migrations folder as it was until 2026-12-04 (commit c97bcd0), every function in the
+    /// versioned files: what databases migrated until then recorded. Frozen test data, kept in
+    /// Tests/Fixtures so the test needs no git history.
+    static let folderBeforeFunctionsMoved = TestDatabase.migrationsFolder.deletingLastPathComponent()
+        .appending(path: "Tests/Fixtures/migrations-before-functions-moved", directoryHint: .isDirectory)
 
     /// A database at the schema of before (nine versioned files, with a sale in it) upgrades to
     /// today's layout: nothing versioned runs again, the functions are applied from their files, the
     /// records name today's files, the tickets stay, and the schema is the one a fresh database gets.
     @Test func aDatabaseMigratedBeforeTheFunctionsMovedUpgrades() async throws {
-        let before = try scratchFolder(try filesBeforeFunctionsMoved())
-        let old = try runner(before)
+        let old = try runner(Self.folderBeforeFunctionsMoved)
         #expect(old.migrations.count == 9)
         for migration in old.migrations {
             #expect(Migration.checksumsBeforeFunctionsMoved[migration.version!] == migration.checksum, "\(migration.fileName)")
