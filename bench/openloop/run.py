@@ -30,7 +30,7 @@ import time
 
 from bench import lib
 from bench.cpu import cluster_cpu, machine_busy, process_cpu
-from bench.lib import ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, psql
+from bench.lib import ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, metric, psql
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 RATES = [int(r) for r in os.environ.get("OPENLOOP_RATES", "500 2000 4000" if QUICK else "500 1000 1500 2000 3000 4000 6000").split()]
@@ -62,6 +62,25 @@ def sample(k6_pid, servers):
             cluster_cpu(POSTMASTER_PID), process_cpu(os.getpid()), machine_busy())
 
 
+def rss_mib(servers):
+    """The servers' resident memory together, MiB (VmRSS from /proc)."""
+    total = 0
+    for server in servers:
+        try:
+            with open(f"/proc/{server.process.pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+def groups(servers):
+    """(issuance transactions, users in them) so far, from the servers' coupon_issue_group_size."""
+    count = sum(metric(s.port, "coupon_issue_group_size_count") or 0 for s in servers)
+    users = sum(metric(s.port, "coupon_issue_group_size_sum") or 0 for s in servers)
+    return count, users
+
+
 def at(samples, moment):
     """The samples' values at `moment`, linear between the two around it (the nearest outside them)."""
     if moment <= samples[0][0]:
@@ -84,12 +103,14 @@ def run_k6(servers, instances, rate, target, coupon, run_tag):
     if coupon is not None:
         args += ["-e", f"COUPON_ID={coupon}", "-e", f"RUN={run_tag}"]
     args.append(SCRIPT)
+    groups_before = groups(servers)
     with open(os.path.join(WORK, f"k6-{name}.out"), "w") as out, open(os.path.join(WORK, f"k6-{name}.log"), "w") as log:
         process = subprocess.Popen(args, stdout=out, stderr=log)
-        samples, pid = [], 0
+        samples, pid, peak_rss = [], 0, 0.0
         try:
             while not pid:
                 samples.append(sample(process.pid, servers))
+                peak_rss = max(peak_rss, rss_mib(servers))
                 pid, status, _ = os.wait4(process.pid, os.WNOHANG)
                 if not pid:
                     time.sleep(SAMPLE_EVERY)
@@ -103,7 +124,12 @@ def run_k6(servers, instances, rate, target, coupon, run_tag):
         raise RuntimeError(f"k6 ({name}) exited {returncode}; see {WORK}/k6-{name}.log")
     with open(summary) as f:
         data = json.load(f)
-    return figures(data, samples, instances, rate, target, coupon)
+    step = figures(data, samples, instances, rate, target, coupon)
+    transactions, users = (after - before for before, after in zip(groups_before, groups(servers)))
+    # Warm-up included: the servers' histogram has no phases.
+    step["mean_group"] = users / transactions if transactions else None
+    step["peak_rss_mib"] = peak_rss
+    return step
 
 
 def figures(data, samples, instances, rate, target, coupon):
@@ -136,6 +162,7 @@ def figures(data, samples, instances, rate, target, coupon):
         "not_ok_all": sum(sum(counts.values()) for counts in failed.values()),
         "k6_us": per_request(k6), "server_us": per_request(servers), "postgres_us": per_request(postgres),
         "runner_cores": runner / SECONDS,
+        "busy_cores": whole / SECONDS,
         "other_cores": max(0.0, whole - k6 - servers - postgres - runner) / SECONDS,
     }
 
@@ -202,7 +229,8 @@ def render(started, machine_line, results, knees, audit_lines, clean):
             rows.append(f"| {step['rate']:,} | {LABELS[step['target']]} | {step['requests']:,} | {step['p50']:.2f} | "
                         f"{step['p99']:.2f} | {step['max']:.1f} | {failed_cell(step)} | {step['dropped']:,} | "
                         f"{step['vus']:,} | {cell(step['k6_us'])} | {cell(step['server_us'])} | "
-                        f"{cell(step['postgres_us'])} | {step['other_cores']:.2f} | "
+                        f"{cell(step['postgres_us'])} | {step['busy_cores']:.2f} | {cell(step['mean_group'])} | "
+                        f"{step['peak_rss_mib']:.0f} | {step['other_cores']:.2f} | "
                         f"{'yes' if holds(step) else 'no'} |")
         how = ("k6 sends arrival n to instance n mod 2 (both targets)" if instances == 2
                else "k6 sends every arrival to it")
@@ -210,8 +238,8 @@ def render(started, machine_line, results, knees, audit_lines, clean):
 
 {instances} server instance{'s' if instances > 1 else ''} on one database; {how}.
 
-| arrivals/s | target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | other work, cores | holds |
-|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| arrivals/s | target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | machine busy, cores | mean group | server RSS MiB | other work, cores | holds |
+|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 """)
     knee_rows = []
@@ -252,7 +280,11 @@ CPU per request is over the measured seconds, sampled from `/proc` every {SAMPLE
 process, the server processes (both with two instances), this PostgreSQL cluster (postmaster and
 backends); "other work" is the rest of the machine's busy time, in cores, apart from this runner's
 sampling ({runner:.2f} cores on average): anything above 0.1 is another program sharing the machine.
-"VUs" is the highest of k6's samples (one a second) of the virtual users busy.
+"VUs" is the highest of k6's samples (one a second) of the virtual users busy. "machine busy" is
+every process's CPU over the measured seconds, in cores (2 is all there is). "mean group" is the
+users per issuance transaction (the servers' `coupon_issue_group_size`, warm-up included): one
+commit, and one WAL flush, per that many tickets. "server RSS" is the servers' resident memory at
+its highest during the step.
 
 ## Knees
 
@@ -271,7 +303,7 @@ Audit: **{'clean' if clean else 'FAILED'}**.
 
 def write_csv(results):
     fields = ["instances", "rate", "target", "requests", "p50", "p99", "max", "failed", "dropped", "vus",
-              "k6_us", "server_us", "postgres_us", "other_cores"]
+              "k6_us", "server_us", "postgres_us", "busy_cores", "mean_group", "peak_rss_mib", "other_cores"]
     with open(os.path.join(ROOT, "bench", "results", "openloop.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
         writer.writeheader()
