@@ -322,10 +322,10 @@ import Testing
             // allows is what matters.)
             for cursor in [nil, TicketStore.UserCursor(next)] {
                 let route = TicketStore.userTicketsQuery(userID: "pat", after: cursor, limit: 20)
-                let plan = try await TestDatabase.client.withConnection { connection in
-                    try await connection.query("SET enable_seqscan = off", logger: TestDatabase.logger)
-                    try await connection.query("SET enable_bitmapscan = off", logger: TestDatabase.logger)
-                    defer { Task { try? await connection.query("RESET ALL", logger: TestDatabase.logger) } }
+                // SET LOCAL inside the transaction: the settings end with it, on this connection only.
+                let plan = try await TestDatabase.client.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await connection.query("SET LOCAL enable_seqscan = off", logger: TestDatabase.logger)
+                    try await connection.query("SET LOCAL enable_bitmapscan = off", logger: TestDatabase.logger)
                     let rows = try await connection.query(
                         PostgresQuery(unsafeSQL: "EXPLAIN " + route.sql, binds: route.binds), logger: TestDatabase.logger)
                     return try await rows.decode(String.self).reduce(into: "") { $0 += $1 + "\n" }
