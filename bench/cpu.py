@@ -59,6 +59,20 @@ def machine_busy():
     return (sum(values) - values[3] - values[4]) / TICKS
 
 
+def machine_switches():
+    """Context switches of the whole machine since boot (/proc/stat's ctxt): a thread put to sleep or
+    preempted and another run, in every process."""
+    with open("/proc/stat") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("ctxt "))
+
+
+def connections_accepted():
+    """TCP connections this machine accepted since boot (/proc/net/snmp's Tcp PassiveOpens)."""
+    with open("/proc/net/snmp") as f:
+        header, values = [line.split() for line in f if line.startswith("Tcp:")][:2]
+    return int(values[header.index("PassiveOpens")])
+
+
 def process_cpu(pid):
     """Own CPU seconds of `pid`; 0 without a pid or once it is gone."""
     s = stat(pid) if pid is not None else None

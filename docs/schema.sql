@@ -74,6 +74,7 @@ $$;
 
 CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(user_id text, outcome text, number integer, code text, issued_at timestamp with time zone)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 #variable_conflict use_column
 DECLARE

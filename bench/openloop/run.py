@@ -17,6 +17,9 @@ Env: OPENLOOP_RATES (arrivals/s, "500 1000 1500 2000 3000 4000 6000"), OPENLOOP_
 OPENLOOP_SECONDS (s, 8), OPENLOOP_INSTANCES ("1 2"), OPENLOOP_MAX_VUS (virtual users per phase,
 3000), OPENLOOP_PORT (8395; a second instance on the next port); BENCH_QUICK=1 makes the defaults
 "500 2000 4000", 2 s and 4 s.
+OPENLOOP_BASE_BIN=PATH makes it an A/B: at every step each target runs on the servers of that
+binary ("base") and of COUPON_BIN ("head"), sides alternating, into bench/results/openloop-ab.md
+(no CSV, no chart; openloop.md is left as it is).
 """
 import contextlib
 import csv
@@ -29,7 +32,7 @@ import subprocess
 import time
 
 from bench import lib
-from bench.cpu import cluster_cpu, machine_busy, process_cpu
+from bench.cpu import cluster_cpu, connections_accepted, machine_busy, machine_switches, process_cpu
 from bench.lib import ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, metric, psql
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -39,6 +42,10 @@ SECONDS = float(os.environ.get("OPENLOOP_SECONDS", "4" if QUICK else "8"))
 INSTANCES = [int(n) for n in os.environ.get("OPENLOOP_INSTANCES", "1 2").split()]
 MAX_VUS = int(os.environ.get("OPENLOOP_MAX_VUS", "3000"))
 PORT = int(os.environ.get("OPENLOOP_PORT", "8395"))
+BASE_BIN = os.environ.get("OPENLOOP_BASE_BIN")
+# (side, binary): one side, unnamed, unless this is an A/B.
+SIDES = [("base", BASE_BIN), ("head", os.environ["COUPON_BIN"])] if BASE_BIN else [(None, os.environ["COUPON_BIN"])]
+RESULT = "openloop-ab.md" if BASE_BIN else "openloop.md"
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "openloop")
 POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
 SCRIPT = os.path.join(ROOT, "bench", "openloop", "arrivals.js")
@@ -57,9 +64,10 @@ def quantity(rate):
 
 def sample(k6_pid, servers):
     """(wall clock, CPU seconds of k6, of the servers, of the cluster, of this runner (its sampling),
-    of the whole machine)."""
+    of the whole machine, the machine's context switches, its TCP connections accepted)."""
     return (time.time(), process_cpu(k6_pid), sum(process_cpu(s.process.pid) for s in servers),
-            cluster_cpu(POSTMASTER_PID), process_cpu(os.getpid()), machine_busy())
+            cluster_cpu(POSTMASTER_PID), process_cpu(os.getpid()), machine_busy(), machine_switches(),
+            connections_accepted())
 
 
 def rss_mib(servers):
@@ -92,9 +100,9 @@ def at(samples, moment):
     return samples[-1][1:]
 
 
-def run_k6(servers, instances, rate, target, coupon, run_tag):
+def run_k6(servers, side, instances, rate, target, coupon, run_tag):
     """One k6 process: the warm-up, then the measured phase; returns the step's figures."""
-    name = f"{instances}i-{rate}-{target}"
+    name = f"{side + '-' if side else ''}{instances}i-{rate}-{target}"
     summary = os.path.join(WORK, f"summary-{name}.json")
     args = ["k6", "run", "--quiet", "--no-color", "--no-usage-report",
             "-e", f"BASE_URLS={' '.join(s.base for s in servers)}", "-e", f"TARGET={target}",
@@ -125,6 +133,7 @@ def run_k6(servers, instances, rate, target, coupon, run_tag):
     with open(summary) as f:
         data = json.load(f)
     step = figures(data, samples, instances, rate, target, coupon)
+    step["side"] = side
     transactions, users = (after - before for before, after in zip(groups_before, groups(servers)))
     # Warm-up included: the servers' histogram has no phases.
     step["mean_group"] = users / transactions if transactions else None
@@ -143,7 +152,8 @@ def figures(data, samples, instances, rate, target, coupon):
 
     # The measured phase on the wall clock: from the end of the warm-up's arrivals for SECONDS.
     start = data["setup_data"]["started_ms"] / 1000 + WARMUP
-    k6, servers, postgres, runner, whole = (b - a for a, b in zip(at(samples, start), at(samples, start + SECONDS)))
+    k6, servers, postgres, runner, whole, switches, accepted = (
+        b - a for a, b in zip(at(samples, start), at(samples, start + SECONDS)))
     requests = int(value("http_reqs", "count"))
     failed = {"503": answers("503"), "none": answers("none"), "held": answers("held"), "other": answers("other")}
 
@@ -161,6 +171,8 @@ def figures(data, samples, instances, rate, target, coupon):
         "ok_all": sum(answers("ok").values()),
         "not_ok_all": sum(sum(counts.values()) for counts in failed.values()),
         "k6_us": per_request(k6), "server_us": per_request(servers), "postgres_us": per_request(postgres),
+        "switches": switches / requests if requests else None,
+        "accepted": int(round(accepted)),
         "runner_cores": runner / SECONDS,
         "busy_cores": whole / SECONDS,
         "other_cores": max(0.0, whole - k6 - servers - postgres - runner) / SECONDS,
@@ -205,7 +217,8 @@ def audit_issuance(results):
         if result.held > step["ok_all"] + step["not_ok_all"]:
             problems.append(f"{result.held} tickets held for {step['ok_all']} × 201 and {step['not_ok_all']} other answers")
         clean &= not problems
-        lines.append(f"- coupon {step['coupon']} ({step['instances']} instance{'s' if step['instances'] > 1 else ''}, "
+        lines.append(f"- coupon {step['coupon']} ({step['side'] + ', ' if step['side'] else ''}"
+                     f"{step['instances']} instance{'s' if step['instances'] > 1 else ''}, "
                      f"{step['rate']:,}/s): {result}; k6 counted {step['ok_all']:,} × 201 and {step['not_ok_all']} "
                      f"other answers, warm-up included: {'ok' if not problems else 'FAILED: ' + '; '.join(problems)}")
     return lines, clean
@@ -221,15 +234,24 @@ def failed_cell(step):
     return f"{step['failed']:,}" + (f" ({detail})" if detail else "")
 
 
+def side_cell(side):
+    return f"{side} | " if BASE_BIN else ""
+
+
 def render(started, machine_line, results, knees, audit_lines, clean):
+    side_header, side_rule = ("binary | ", "---|") if BASE_BIN else ("", "")
+    ab = (f"\nA/B: `base` is {BASE_BIN}, `head` {os.environ['COUPON_BIN']}; at every step each target runs on "
+          f"the base servers, then on the head servers, or the other way round, alternating from step to step.\n"
+          if BASE_BIN else "")
     sections = []
     for instances in INSTANCES:
         rows = []
         for step in (s for s in results if s["instances"] == instances):
-            rows.append(f"| {step['rate']:,} | {LABELS[step['target']]} | {step['requests']:,} | {step['p50']:.2f} | "
+            rows.append(f"| {step['rate']:,} | {side_cell(step['side'])}{LABELS[step['target']]} | {step['requests']:,} | {step['p50']:.2f} | "
                         f"{step['p99']:.2f} | {step['max']:.1f} | {failed_cell(step)} | {step['dropped']:,} | "
                         f"{step['vus']:,} | {cell(step['k6_us'])} | {cell(step['server_us'])} | "
-                        f"{cell(step['postgres_us'])} | {step['busy_cores']:.2f} | {cell(step['mean_group'])} | "
+                        f"{cell(step['postgres_us'])} | {step['busy_cores']:.2f} | {cell(step['switches'])} | "
+                        f"{step['accepted']:,} | {cell(step['mean_group'])} | "
                         f"{step['peak_rss_mib']:.0f} | {step['other_cores']:.2f} | "
                         f"{'yes' if holds(step) else 'no'} |")
         how = ("k6 sends arrival n to instance n mod 2 (both targets)" if instances == 2
@@ -238,13 +260,12 @@ def render(started, machine_line, results, knees, audit_lines, clean):
 
 {instances} server instance{'s' if instances > 1 else ''} on one database; {how}.
 
-| arrivals/s | target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | machine busy, cores | mean group | server RSS MiB | other work, cores | holds |
-|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| arrivals/s | {side_header}target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | machine busy, cores | switches/req | connections | mean group | server RSS MiB | other work, cores | holds |
+|---:|{side_rule}---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 """)
     knee_rows = []
-    for instances in INSTANCES:
-        k = knees[instances]
+    for (instances, side), k in knees.items():
         cells = []
         for target in TARGETS:
             best, below = k[target]
@@ -254,14 +275,14 @@ def render(started, machine_line, results, knees, audit_lines, clean):
             if below:
                 text += f" (did not hold at {', '.join(f'{r:,}' for r in below)})"
             cells.append(text)
-        knee_rows.append(f"| {instances} | {cells[0]} | {cells[1]} | {k['ratio']} |")
+        knee_rows.append(f"| {instances} | {side_cell(side)}{cells[0]} | {cells[1]} | {k['ratio']} |")
     audit_text = "\n".join(audit_lines)
     runner = sum(s["runner_cores"] for s in results) / len(results) if results else 0.0
     return f"""# Open-loop arrivals: the knee of issuance and of the constant answer
 
 Run {started:%Y-%m-%d %H:%M} UTC by `bench/openloop/run.sh`{' (BENCH_QUICK=1)' if QUICK else ''}.
 Machine: {machine_line}.
-
+{ab}
 New users arrive at a rate of their own, whatever the answers take (k6 `constant-arrival-rate`,
 `bench/openloop/arrivals.js`). Steps of {', '.join(f'{r:,}' for r in RATES)} arrivals/s; each step
 {WARMUP:g} s of warm-up, not counted, then {SECONDS:g} s measured (requests counted in the phase they
@@ -281,15 +302,17 @@ process, the server processes (both with two instances), this PostgreSQL cluster
 backends); "other work" is the rest of the machine's busy time, in cores, apart from this runner's
 sampling ({runner:.2f} cores on average): anything above 0.1 is another program sharing the machine.
 "VUs" is the highest of k6's samples (one a second) of the virtual users busy. "machine busy" is
-every process's CPU over the measured seconds, in cores (2 is all there is). "mean group" is the
+every process's CPU over the measured seconds, in cores (2 is all there is). "switches/req" is the
+machine's context switches (`/proc/stat`, every process) per request, and "connections" the TCP
+connections it accepted (`/proc/net/snmp`), both over the measured seconds. "mean group" is the
 users per issuance transaction (the servers' `coupon_issue_group_size`, warm-up included): one
 commit, and one WAL flush, per that many tickets. "server RSS" is the servers' resident memory at
 its highest during the step.
 
 ## Knees
 
-| instances | constant answer | issuance | issuance / constant (target at least 0.5) |
-|---:|---|---|---|
+| instances | {side_header}constant answer | issuance | issuance / constant (target at least 0.5) |
+|---:|{side_rule}---|---|---|
 {chr(10).join(knee_rows)}
 
 {chr(10).join(sections)}
@@ -303,7 +326,7 @@ Audit: **{'clean' if clean else 'FAILED'}**.
 
 def write_csv(results):
     fields = ["instances", "rate", "target", "requests", "p50", "p99", "max", "failed", "dropped", "vus",
-              "k6_us", "server_us", "postgres_us", "busy_cores", "mean_group", "peak_rss_mib", "other_cores"]
+              "k6_us", "server_us", "postgres_us", "busy_cores", "switches", "accepted", "mean_group", "peak_rss_mib", "other_cores"]
     with open(os.path.join(ROOT, "bench", "results", "openloop.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
         writer.writeheader()
@@ -324,37 +347,42 @@ def main():
     for instances in INSTANCES:
         with contextlib.ExitStack() as stack:
             # Their output (warnings and up) is shown when they stop, if they wrote any.
-            servers = [stack.enter_context(Server(PORT + i, log=True)) for i in range(instances)]
-            for rate in RATES:
-                coupon = create_coupon(quantity(rate), f"open loop {instances}i {rate}/s")
-                # The sale's coupon made ahead of it: autovacuum and the checkpoint of its rows done.
-                psql("VACUUM coupon_tickets")
-                checkpoint()
-                for target in TARGETS:
-                    step = run_k6(servers, instances, rate, target, coupon if target == "issue" else None,
-                                  f"{run_tag}-{instances}i-{rate}")
-                    results.append(step)
-                    print(f"  {instances} instance(s), {rate:,}/s {LABELS[target]}: {step['requests']:,} requests, "
-                          f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms, max {step['max']:.1f} ms, "
-                          f"failed {step['failed']}, dropped {step['dropped']}, VUs {step['vus']}; per request "
-                          f"k6 {cell(step['k6_us'])} µs, server {cell(step['server_us'])} µs, "
-                          f"PostgreSQL {cell(step['postgres_us'])} µs; other work {step['other_cores']:.2f} cores"
-                          f"{'' if holds(step) else '  (does not hold)'}", flush=True)
+            servers = {side: [stack.enter_context(Server(PORT + 10 * n + i, binary=binary, log=True)) for i in range(instances)]
+                       for n, (side, binary) in enumerate(SIDES)}
+            for index, rate in enumerate(RATES):
+                for side, _ in (SIDES if index % 2 == 0 else reversed(SIDES)):
+                    tag = f"{side + ' ' if side else ''}{instances}i {rate}/s"
+                    coupon = create_coupon(quantity(rate), f"open loop {tag}")
+                    # The sale's coupon made ahead of it: autovacuum and the checkpoint of its rows done.
+                    psql("VACUUM coupon_tickets")
+                    checkpoint()
+                    for target in TARGETS:
+                        step = run_k6(servers[side], side, instances, rate, target, coupon if target == "issue" else None,
+                                      f"{run_tag}-{tag.replace(' ', '-').replace('/', '')}")
+                        results.append(step)
+                        print(f"  {tag} {LABELS[target]}: {step['requests']:,} requests, "
+                              f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms, max {step['max']:.1f} ms, "
+                              f"failed {step['failed']}, dropped {step['dropped']}, VUs {step['vus']}; per request "
+                              f"k6 {cell(step['k6_us'])} µs, server {cell(step['server_us'])} µs, "
+                              f"PostgreSQL {cell(step['postgres_us'])} µs; other work {step['other_cores']:.2f} cores"
+                              f"{'' if holds(step) else '  (does not hold)'}", flush=True)
     knees = {}
     for instances in INSTANCES:
-        steps = [s for s in results if s["instances"] == instances]
-        k = {target: knee([s for s in steps if s["target"] == target]) for target in TARGETS}
-        k["ratio"] = ratio_text(k["constant"][0], k["issue"][0])
-        knees[instances] = k
-        print(f"{instances} instance(s): knee constant {k['constant'][0] or 'none'}, issuance {k['issue'][0] or 'none'} "
+        for side, _ in SIDES:
+            steps = [s for s in results if s["instances"] == instances and s["side"] == side]
+            k = {target: knee([s for s in steps if s["target"] == target]) for target in TARGETS}
+            k["ratio"] = ratio_text(k["constant"][0], k["issue"][0])
+            knees[(instances, side)] = k
+            print(f"{side + ', ' if side else ''}{instances} instance(s): knee constant {k['constant'][0] or 'none'}, issuance {k['issue'][0] or 'none'} "
               f"(arrivals/s); issuance / constant {k['ratio']} (target at least 0.5)", flush=True)
     audit_lines, clean = audit_issuance(results)
-    lib.write_result("openloop.md", render(started, machine_line, results, knees, audit_lines, clean))
-    write_csv(results)
-    from bench.charts import openloop_chart  # matplotlib, needed for the chart only
-    openloop_chart()
+    lib.write_result(RESULT, render(started, machine_line, results, knees, audit_lines, clean))
+    if not BASE_BIN:
+        write_csv(results)
+        from bench.charts import openloop_chart  # matplotlib, needed for the chart only
+        openloop_chart()
     return 0 if clean else 1
 
 
 if __name__ == "__main__":
-    lib.run_tool(main, "openloop.md")
+    lib.run_tool(main, RESULT)
