@@ -385,8 +385,10 @@ def machine(*details):
         pass
     with open("/proc/meminfo") as f:
         memory = int(f.readline().split()[1]) / 1024 / 1024
+    ssl = psql("SHOW ssl")
     return "; ".join([f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, {platform.system()} {platform.release()}",
-                      f"PostgreSQL {psql('SHOW server_version')} (fsync on, synchronous_commit on)", *details])
+                      f"PostgreSQL {psql('SHOW server_version')} (fsync on, synchronous_commit on, ssl {ssl}"
+                      f"{': the servers, sslmode=prefer by default, connect with TLS' if ssl == 'on' else ''})", *details])
 
 
 def first_line(command):
