@@ -37,7 +37,7 @@ BEGIN
             EXECUTE format('ANALYZE %s', v_shard);
         END IF;
     ELSIF p_first_number = 1 THEN
-        ANALYZE coupon_tickets (coupon_id, issued_at);
+        ANALYZE coupon_tickets (coupon_id, number, issued_at, user_id);
     END IF;
 END;
 $$;
@@ -75,6 +75,7 @@ $$;
 CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(user_id text, outcome text, number integer, code text, issued_at timestamp with time zone)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
+    SET jit TO 'off'
     AS $$
 #variable_conflict use_column
 DECLARE

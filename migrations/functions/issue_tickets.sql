@@ -24,8 +24,11 @@ CREATE OR REPLACE FUNCTION issue_tickets(p_coupon_id bigint, p_user_ids text[])
 RETURNS TABLE (user_id text, outcome text, number int, code text, issued_at timestamptz)
 LANGUAGE plpgsql
 -- Plans made once per connection: with the default (auto) a connection mostly planned the claim's
--- statement again on every call of a small group, two thirds of the call's time (docs/design.md).
+-- statement again on every call of a small group, two thirds of the call's time. And no JIT: a new
+-- coupon's estimates could pass jit_above_cost, and compiling then took 460 ms of every call
+-- (docs/design.md).
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
