@@ -28,7 +28,7 @@ DECLARE
     v_shard text;
 BEGIN
     INSERT INTO coupon_tickets (coupon_id, number, code)
-    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+    SELECT p_coupon_id, n, p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '')
     FROM generate_series(p_first_number, p_last_number) AS n;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         v_shard := shard_name('coupon_tickets'::regclass,
@@ -163,137 +163,6 @@ END;
 $$;
 
 
---
--- Name: notify_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.notify_coupon_event() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    PERFORM pg_notify('coupon_events', NEW.id::text);
-    RETURN NULL;
-END;
-$$;
-
-
---
--- Name: redeem_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_order_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text)
-    LANGUAGE plpgsql
-    AS $$
-#variable_conflict use_column
-DECLARE
-    v_ticket coupon_tickets%ROWTYPE;
-    v_until  timestamptz;
-    v_now    timestamptz;
-BEGIN
-    SELECT * INTO v_ticket FROM coupon_tickets AS t
-    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
-                                 THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
-                            NULL::int, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::text;
-        RETURN;
-    END IF;
-    IF v_ticket.redeemed_at IS NOT NULL THEN
-        RETURN QUERY SELECT CASE WHEN v_ticket.order_id = p_order_id THEN 'redeemed_before' ELSE 'already_redeemed' END,
-                            v_ticket.number, v_ticket.code, v_ticket.issued_at, v_ticket.redeemed_at, v_ticket.order_id;
-        RETURN;
-    END IF;
-    SELECT c.redeem_until INTO v_until FROM coupons AS c WHERE c.id = p_coupon_id;
-    v_now := clock_timestamp();
-    IF v_until IS NOT NULL AND v_now >= v_until THEN
-        RETURN QUERY SELECT 'redemption_closed', v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            NULL::timestamptz, NULL::text;
-        RETURN;
-    END IF;
-    RETURN QUERY
-        UPDATE coupon_tickets AS t SET redeemed_at = v_now, order_id = p_order_id
-        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
-        RETURNING 'redeemed'::text, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id;
-END;
-$$;
-
-
---
--- Name: restore_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_order_id text) RETURNS TABLE(outcome text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text)
-    LANGUAGE plpgsql
-    AS $$
-#variable_conflict use_column
-DECLARE
-    v_ticket coupon_tickets%ROWTYPE;
-BEGIN
-    SELECT * INTO v_ticket FROM coupon_tickets AS t
-    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT CASE WHEN EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
-                                 THEN 'ticket_not_found' ELSE 'coupon_not_found' END,
-                            NULL::int, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::text;
-        RETURN;
-    END IF;
-    IF v_ticket.redeemed_at IS NULL THEN
-        RETURN QUERY SELECT 'not_redeemed', v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            NULL::timestamptz, NULL::text;
-        RETURN;
-    END IF;
-    IF v_ticket.order_id IS DISTINCT FROM p_order_id THEN
-        RETURN QUERY SELECT 'other_order', v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            v_ticket.redeemed_at, v_ticket.order_id;
-        RETURN;
-    END IF;
-    UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL
-    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
-    RETURN QUERY SELECT 'restored', v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                        NULL::timestamptz, NULL::text;
-END;
-$$;
-
-
---
--- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS text
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    v_number   int;
-    v_redeemed timestamptz;
-    v_code     text;
-BEGIN
-    -- Issuers of the coupon queue here too: the free tickets and the counter move together.
-    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'coupon_not_found';
-    END IF;
-    SELECT t.number, t.redeemed_at INTO v_number, v_redeemed FROM coupon_tickets AS t
-    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN 'ticket_not_found';
-    END IF;
-    IF v_redeemed IS NOT NULL THEN
-        RETURN 'ticket_redeemed';
-    END IF;
-    -- The fresh code is drawn first: a distributed UPDATE (Citus, 0007) may not call a volatile function.
-    v_code := replace(gen_random_uuid()::text, '-', '');
-    UPDATE coupon_tickets AS t
-    SET user_id = NULL, issued_at = NULL, code = v_code
-    WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
-    UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
-    RETURN 'returned';
-END;
-$$;
-
-
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -310,10 +179,236 @@ CREATE TABLE public.coupon_tickets (
     issued_at timestamp with time zone,
     redeemed_at timestamp with time zone,
     order_id text,
+    hold_until timestamp with time zone,
     CONSTRAINT coupon_tickets_issued_together CHECK (((user_id IS NULL) = (issued_at IS NULL))),
-    CONSTRAINT coupon_tickets_redeemed_together CHECK (((redeemed_at IS NULL) = (order_id IS NULL))),
-    CONSTRAINT coupon_tickets_redeemed_when_held CHECK (((redeemed_at IS NULL) OR (user_id IS NOT NULL)))
+    CONSTRAINT coupon_tickets_ordered_once CHECK ((((order_id IS NULL) = ((redeemed_at IS NULL) AND (hold_until IS NULL))) AND ((redeemed_at IS NULL) OR (hold_until IS NULL)))),
+    CONSTRAINT coupon_tickets_ordered_when_held CHECK (((order_id IS NULL) OR (user_id IS NOT NULL)))
 );
+
+
+--
+-- Name: locked_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.locked_ticket(p_coupon_id bigint, p_user_id text, p_code text) RETURNS public.coupon_tickets
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_ticket coupon_tickets%ROWTYPE;
+BEGIN
+    IF p_code IS NULL THEN
+        SELECT * INTO v_ticket FROM coupon_tickets AS t
+        WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+        FOR UPDATE;
+    ELSE
+        SELECT * INTO v_ticket FROM coupon_tickets AS t
+        WHERE t.coupon_id = p_coupon_id AND t.code = p_code AND t.user_id IS NOT NULL
+          AND (p_user_id IS NULL OR t.user_id = p_user_id)
+        FOR UPDATE;
+    END IF;
+    RETURN v_ticket;
+END;
+$$;
+
+
+--
+-- Name: missing_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.missing_ticket(p_coupon_id bigint, p_code text) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                THEN 'ticket_not_found' ELSE 'coupon_not_found' END
+$$;
+
+
+--
+-- Name: notify_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_coupon_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('coupon_events', NEW.id::text);
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: redeem_ticket(bigint, text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text, p_hold_seconds integer DEFAULT NULL::integer) RETURNS TABLE(outcome text, hold_lapsed boolean, user_id text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket coupon_tickets%ROWTYPE;
+    v_until  timestamptz;
+    v_now    timestamptz;
+    v_lapsed boolean := false;
+BEGIN
+    v_ticket := locked_ticket(p_coupon_id, p_user_id, p_code);
+    IF v_ticket.number IS NULL THEN
+        RETURN QUERY SELECT missing_ticket(p_coupon_id, p_code), false, NULL::text, NULL::int, NULL::text,
+                            NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::timestamptz;
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    IF v_ticket.hold_until <= v_now THEN
+        UPDATE coupon_tickets AS t SET order_id = NULL, hold_until = NULL
+        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+        v_ticket.order_id := NULL;
+        v_ticket.hold_until := NULL;
+        v_lapsed := true;
+    END IF;
+    IF v_ticket.redeemed_at IS NOT NULL THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.order_id = p_order_id THEN 'redeemed_before' ELSE 'already_redeemed' END,
+                            v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            v_ticket.redeemed_at, v_ticket.order_id, NULL::timestamptz;
+        RETURN;
+    END IF;
+    IF v_ticket.hold_until IS NOT NULL AND v_ticket.order_id <> p_order_id THEN
+        RETURN QUERY SELECT 'ticket_held', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
+        RETURN;
+    END IF;
+    IF v_ticket.hold_until IS NOT NULL AND p_hold_seconds IS NOT NULL THEN
+        RETURN QUERY SELECT 'hold_repeated', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
+        RETURN;
+    END IF;
+    SELECT c.redeem_until INTO v_until FROM coupons AS c WHERE c.id = p_coupon_id;
+    IF v_until IS NOT NULL AND v_now >= v_until THEN
+        RETURN QUERY SELECT 'redemption_closed', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code,
+                            v_ticket.issued_at, NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
+        RETURN;
+    END IF;
+    IF p_hold_seconds IS NOT NULL THEN
+        RETURN QUERY
+            UPDATE coupon_tickets AS t
+            SET order_id = p_order_id, hold_until = v_now + p_hold_seconds * interval '1 second'
+            WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
+            RETURNING 'hold_placed'::text, v_lapsed, t.user_id, t.number, t.code, t.issued_at, t.redeemed_at,
+                      t.order_id, t.hold_until;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        UPDATE coupon_tickets AS t SET redeemed_at = v_now, order_id = p_order_id, hold_until = NULL
+        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
+        RETURNING CASE WHEN v_ticket.hold_until IS NULL THEN 'redeemed' ELSE 'hold_confirmed' END, v_lapsed,
+                  t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until;
+END;
+$$;
+
+
+--
+-- Name: restore_ticket(bigint, text, text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text) RETURNS TABLE(outcome text, hold_lapsed boolean, user_id text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket coupon_tickets%ROWTYPE;
+    v_lapsed boolean := false;
+BEGIN
+    v_ticket := locked_ticket(p_coupon_id, p_user_id, p_code);
+    IF v_ticket.number IS NULL THEN
+        RETURN QUERY SELECT missing_ticket(p_coupon_id, p_code), false, NULL::text, NULL::int, NULL::text,
+                            NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::timestamptz;
+        RETURN;
+    END IF;
+    IF v_ticket.hold_until <= clock_timestamp() THEN
+        v_ticket.order_id := NULL;
+        v_ticket.hold_until := NULL;
+        v_lapsed := true;
+    ELSIF v_ticket.order_id IS DISTINCT FROM p_order_id THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.order_id IS NULL THEN 'not_redeemed' ELSE 'other_order' END,
+                            false, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                            v_ticket.redeemed_at, v_ticket.order_id, v_ticket.hold_until;
+        RETURN;
+    END IF;
+    UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL, hold_until = NULL
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    RETURN QUERY SELECT CASE WHEN v_lapsed THEN 'not_redeemed' ELSE 'restored' END, v_lapsed,
+                        v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
+                        NULL::timestamptz, NULL::text, NULL::timestamptz;
+END;
+$$;
+
+
+--
+-- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, hold_lapsed boolean)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_number   int;
+    v_redeemed timestamptz;
+    v_hold     timestamptz;
+    v_code     text;
+BEGIN
+    -- Issuers of the coupon queue here too: the free tickets and the counter move together.
+    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'coupon_not_found', false;
+        RETURN;
+    END IF;
+    SELECT t.number, t.redeemed_at, t.hold_until INTO v_number, v_redeemed, v_hold FROM coupon_tickets AS t
+    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'ticket_not_found', false;
+        RETURN;
+    END IF;
+    IF v_redeemed IS NOT NULL THEN
+        RETURN QUERY SELECT 'ticket_redeemed', false;
+        RETURN;
+    END IF;
+    IF v_hold > clock_timestamp() THEN
+        RETURN QUERY SELECT 'ticket_held', false;
+        RETURN;
+    END IF;
+    -- The fresh code (carrying the coupon, as add_coupon_tickets draws them) is drawn first: a
+    -- distributed UPDATE (Citus, 0007) may not call a volatile function.
+    v_code := p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '');
+    UPDATE coupon_tickets AS t
+    SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
+    UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
+    RETURN QUERY SELECT 'returned', v_hold IS NOT NULL;
+END;
+$$;
+
+
+--
+-- Name: coupon_ticket_states; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.coupon_ticket_states AS
+ SELECT t.coupon_id,
+    t.number,
+    t.code,
+    t.user_id,
+    t.issued_at,
+    t.redeemed_at,
+        CASE
+            WHEN ((t.redeemed_at IS NOT NULL) OR (t.hold_until > statement_timestamp())) THEN t.order_id
+            ELSE NULL::text
+        END AS order_id,
+        CASE
+            WHEN (t.hold_until > statement_timestamp()) THEN t.hold_until
+            ELSE NULL::timestamp with time zone
+        END AS hold_until,
+    COALESCE((t.hold_until <= statement_timestamp()), false) AS hold_lapsed
+   FROM public.coupon_tickets t;
 
 
 --
@@ -418,6 +513,13 @@ ALTER TABLE ONLY public.schema_functions
 
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: coupon_tickets_bare_code; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX coupon_tickets_bare_code ON public.coupon_tickets USING btree (code) WHERE (code !~~ '%-%'::text);
 
 
 --

@@ -137,6 +137,42 @@ import Testing
         }
     }
 
+    /// By code: the holder's token finds and changes only the holder's ticket (another user's code is
+    /// 404, as if it did not exist); the checkout reaches any; no token or a forged one is 401.
+    @Test func byCodeOnlyTheHolderOrTheCheckout() async throws {
+        try await buildApplication(identity.arguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 10)
+            let victim = try identity.rs256.token(TestIdentity.claims(for: "victim"))
+            let attacker = try identity.eddsa.token(TestIdentity.claims(for: "attacker"))
+            let issued = try await client.send(.post, "/v1/coupons/\(couponID)/issue", bearer: victim)
+            let code = try issued.decode(TicketBody.self).ticket.code
+            #expect(try await client.send(.post, "/v1/coupons/\(couponID)/issue", bearer: attacker).status == .created)
+            let ticket = "/v1/tickets/\(code)"
+            let hold = #"{"order_id":"attacker-order","hold_seconds":600}"#
+            let routes: [(HTTPRequest.Method, String, String?)] = [
+                (.get, ticket, nil), (.post, ticket + "/redemption", hold), (.post, ticket + "/redemption", #"{"order_id":"attacker-order"}"#),
+                (.delete, ticket + "/redemption?order_id=attacker-order", nil),
+            ]
+            for (method, uri, body) in routes {
+                let response = try await client.send(method, uri, json: body, bearer: attacker)
+                #expect(response.status == .notFound && response.problemCode == "ticket_not_found", "\(method) \(uri)")
+                for token in [nil, "not.a.jwt", try TestSigner(.es256, kid: identity.es256.kid).token(TestIdentity.claims(for: "victim"))] {
+                    #expect(try await client.send(method, uri, json: body, bearer: token).problemCode == "invalid_token", "\(method) \(uri)")
+                }
+            }
+            #expect(try await held(couponID) == ["victim": nil, "attacker": nil], "the attacker held nothing")
+
+            #expect(try await client.send(.get, ticket, bearer: victim).status == .ok)
+            let checkout = TestArguments.checkoutToken
+            #expect(try await client.send(.post, ticket + "/redemption", json: #"{"order_id":"o-1","hold_seconds":60}"#, bearer: checkout).status == .created)
+            #expect(try await client.send(.get, ticket, bearer: checkout).status == .ok)
+            #expect(try await client.send(.delete, ticket + "/redemption?order_id=o-2", bearer: victim).problemCode == "other_order")
+            #expect(try await client.send(.post, ticket + "/redemption", json: #"{"order_id":"o-1"}"#, bearer: victim).status == .ok)
+            #expect(try await held(couponID) == ["victim": "o-1", "attacker": nil])
+            try await expectConsistent(couponID)
+        }
+    }
+
     @Test func aRotatedKeyIsUsedWithoutARestart() async throws {
         try await buildApplication(identity.arguments()).test(.live) { client in
             let couponID = try await client.createCoupon(quantity: 10)

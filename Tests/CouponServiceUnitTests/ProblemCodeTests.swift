@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func theOutcomesAreTheSQLFunctions() throws {
-        let functions = ["issue_tickets", "redeem_ticket", "restore_ticket", "return_ticket"]
+        let functions = ["issue_tickets", "locked_ticket", "redeem_ticket", "restore_ticket", "return_ticket"]
         let sql = try functions.reduce(into: Set<String>()) { $0.formUnion(try Self.outcomes(inFunction: $1)) }
         #expect(sql == Set(TicketOutcome.allCases.map(\.rawValue)))
         #expect(try Self.outcomes(inFunction: "issue_tickets") == Set(IssueOutcome.names.map(\.rawValue)))

@@ -105,10 +105,28 @@ import Testing
         }
     }
 
+    @Test func ticketCodesAreTheirTwoShapesOnly() {
+        let hex = "0123456789abcdef0123456789abcdef"
+        #expect(TicketStore.Code(hex) == .bare(hex))
+        #expect(TicketStore.Code("42-\(hex)") == .ofCoupon(42, "42-\(hex)"))
+        for bad in ["", "42", "42-", "-\(hex)", "0-\(hex)", "+42-\(hex)", "042x-\(hex)", "42-\(hex.uppercased())",
+                    "42-\(hex)0", String(hex.dropLast()), "42-42-\(hex)", "99999999999999999999-\(hex)", "42 -\(hex)"] {
+            #expect(TicketStore.Code(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func ordersGrantsAndPagesAreChecked() throws {
-        #expect(try RequestParser.orderID(from: Data(#"{"order_id":"A-1:b@c"}"#.utf8)) == "A-1:b@c")
-        for bad in [#"{"order_id":""}"#, #"{"order_id":"a b"}"#, #"{"order_id":1}"#, "{}"] {
-            #expect(problem { _ = try RequestParser.orderID(from: Data(bad.utf8)) }?.code == "invalid_request", "\(bad)")
+        func checkout(_ body: String) throws -> (String, Int?) {
+            let parsed = try RequestParser.checkout(from: Data(body.utf8))
+            return (parsed.orderID, parsed.holdSeconds)
+        }
+        #expect(try checkout(#"{"order_id":"A-1:b@c"}"#) == ("A-1:b@c", nil))
+        #expect(try checkout(#"{"order_id":"o","hold_seconds":1}"#) == ("o", 1))
+        #expect(try checkout(#"{"order_id":"o","hold_seconds":86400}"#) == ("o", 86_400))
+        for bad in [#"{"order_id":""}"#, #"{"order_id":"a b"}"#, #"{"order_id":1}"#, "{}", #"{"order_id":"o","hold_seconds":0}"#,
+                    #"{"order_id":"o","hold_seconds":86401}"#, #"{"order_id":"o","hold_seconds":1.5}"#,
+                    #"{"order_id":"o","hold_seconds":"60"}"#, #"{"order_id":"o","hold_seconds":-1}"#] {
+            #expect(problem { _ = try checkout(bad) }?.code == "invalid_request", "\(bad)")
         }
         #expect(try RequestParser.grantedUsers(from: Data(#"{"user_ids":["a","b","a"]}"#.utf8)) == ["a", "b", "a"])
         let tooMany = #"{"user_ids":\#((0...10_000).map { "u\($0)" })}"#

@@ -1,5 +1,7 @@
--- Adds tickets first_number..last_number to a coupon. Each code is 128 bits from gen_random_uuid(),
--- which PostgreSQL draws from its cryptographically strong random source (122 of them random).
+-- Adds tickets first_number..last_number to a coupon. A code is the coupon's id, a dash and 128 bits
+-- from gen_random_uuid() in hex, which PostgreSQL draws from its cryptographically strong random
+-- source (122 of them random): the code alone names the coupon, so a lookup by code reads the
+-- coupon's own index entries (one shard on Citus). Codes drawn before 0010 are the hex digits alone.
 --
 -- Then, at a coupon's creation (first number 1), ANALYZE of what issuance needs, in the same
 -- transaction (it counts the transaction's own rows): the new coupon_id in the statistics (one
@@ -24,7 +26,7 @@ DECLARE
     v_shard text;
 BEGIN
     INSERT INTO coupon_tickets (coupon_id, number, code)
-    SELECT p_coupon_id, n, replace(gen_random_uuid()::text, '-', '')
+    SELECT p_coupon_id, n, p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '')
     FROM generate_series(p_first_number, p_last_number) AS n;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         v_shard := shard_name('coupon_tickets'::regclass,

@@ -36,16 +36,31 @@ struct IssuedTicket: Sendable, Equatable {
     var issuedAt: Date
 }
 
-/// A ticket as its holder sees it after the sale: redeemed for an order, or not yet.
+/// A ticket as its holder sees it after the sale: redeemed for an order, held for one, or neither.
 struct HeldTicket: Sendable, Equatable {
     var ticket: IssuedTicket
     var redemption: Redemption?
+    var hold: OrderHold? = nil
+
+    /// Where the ticket stands at checkout.
+    enum State: String, Sendable { case issued, held, redeemed }
+
+    var state: State { redemption != nil ? .redeemed : hold != nil ? .held : .issued }
+    /// The order that holds or redeemed the ticket.
+    var orderID: String? { redemption?.orderID ?? hold?.orderID }
 }
 
 /// A ticket used at checkout.
 struct Redemption: Sendable, Equatable {
     var orderID: String
     var redeemedAt: Date
+}
+
+/// A ticket held for an order while it is paid, until `until` on the database's clock; past it the
+/// hold has lapsed and the ticket is free for any order (migrations/functions/coupon_ticket_states.sql).
+struct OrderHold: Sendable, Equatable {
+    var orderID: String
+    var until: Date
 }
 
 extension IssuedTicket {
@@ -57,11 +72,28 @@ extension IssuedTicket {
 }
 
 extension HeldTicket {
-    /// The ticket and its redemption in a row's columns; nil when they hold no ticket.
-    init?(couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?, redeemedAt: Date?, orderID: String?) {
+    /// The ticket, its redemption or its hold in a row's columns (a hold as judged now: a lapsed one's
+    /// columns come NULL); nil when they hold no ticket.
+    init?(
+        couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?, redeemedAt: Date?, orderID: String?,
+        holdUntil: Date? = nil
+    ) {
         guard let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
         else { return nil }
         let redemption = orderID.flatMap { orderID in redeemedAt.map { Redemption(orderID: orderID, redeemedAt: $0) } }
-        self.init(ticket: ticket, redemption: redemption)
+        let hold = redemption == nil ? orderID.flatMap { orderID in holdUntil.map { OrderHold(orderID: orderID, until: $0) } } : nil
+        self.init(ticket: ticket, redemption: redemption, hold: hold)
     }
+}
+
+/// Which ticket a checkout route means: a user's ticket of a coupon, or the ticket of a coupon with a
+/// code. With a code, `userID` (when set) must be its holder: a caller who may act only for that user
+/// finds no one else's ticket by its code.
+struct TicketKey: Sendable, Equatable {
+    var couponID: Int64
+    var userID: String?
+    var code: String?
+
+    static func holder(couponID: Int64, userID: String) -> Self { Self(couponID: couponID, userID: userID, code: nil) }
+    static func code(_ code: String, couponID: Int64, holder: String?) -> Self { Self(couponID: couponID, userID: holder, code: code) }
 }

@@ -1,5 +1,12 @@
 import Foundation
 
+/// What a request about one ticket found or led to, and whether it cleared a lapsed hold on the way:
+/// a lapse is counted once, by whichever request clears it (`coupon_holds_lapsed_total`).
+struct TicketAnswer<Outcome: Sendable & Equatable>: Sendable, Equatable {
+    var outcome: Outcome
+    var clearedLapsedHold: Bool
+}
+
 /// Every outcome the ticket functions return (`issue_tickets`, `redeem_ticket`, `restore_ticket`,
 /// `return_ticket` in migrations/functions/), spelled once: their `outcome` column, the problem
 /// `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
@@ -14,7 +21,11 @@ enum TicketOutcome: String, Sendable, CaseIterable {
     // redeem_ticket
     case redeemed
     case redeemedBefore = "redeemed_before"
+    case holdPlaced = "hold_placed"
+    case holdRepeated = "hold_repeated"
+    case holdConfirmed = "hold_confirmed"
     case alreadyRedeemed = "already_redeemed"
+    case ticketHeld = "ticket_held"
     case redemptionClosed = "redemption_closed"
     case ticketNotFound = "ticket_not_found"
     // restore_ticket
@@ -28,9 +39,11 @@ enum TicketOutcome: String, Sendable, CaseIterable {
     /// True when the outcome refuses what was asked, and is answered as a problem with its name as the code.
     var isRefusal: Bool {
         switch self {
-        case .issued, .held, .redeemed, .redeemedBefore, .restored, .notRedeemed, .returned: false
-        case .soldOut, .notStarted, .ended, .couponNotFound, .alreadyRedeemed, .redemptionClosed, .ticketNotFound,
-            .otherOrder, .ticketRedeemed:
+        case .issued, .held, .redeemed, .redeemedBefore, .holdPlaced, .holdRepeated, .holdConfirmed, .restored,
+            .notRedeemed, .returned:
+            false
+        case .soldOut, .notStarted, .ended, .couponNotFound, .alreadyRedeemed, .ticketHeld, .redemptionClosed,
+            .ticketNotFound, .otherOrder, .ticketRedeemed:
             true
         }
     }

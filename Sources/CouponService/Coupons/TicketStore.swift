@@ -6,11 +6,40 @@ import PostgresNIO
 /// a ticket returned to the pool (migrations/functions/return_ticket.sql).
 struct TicketStore: Sendable {
     /// What returning a ticket to the pool led to.
-    enum Return: Sendable {
+    enum Return: Sendable, Equatable {
         case returned
         case redeemed
+        /// Held for an order whose hold has not lapsed.
+        case held
         case ticketNotFound
         case couponNotFound
+    }
+
+    /// A ticket's code as a path names it: `<coupon id>-<32 hex digits>`, drawn since migration 0010,
+    /// or the 32 hex digits alone of a code drawn before. Nothing else is any ticket's code.
+    enum Code: Sendable, Equatable {
+        case ofCoupon(Int64, String)
+        case bare(String)
+
+        init?(_ text: String) {
+            func isRandomPart(_ part: Substring) -> Bool {
+                part.utf8.count == 32 && part.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+            }
+            let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 1, isRandomPart(parts[0]) {
+                self = .bare(text)
+            } else if parts.count == 2, let couponID = parts[0].plainInteger(), couponID > 0, isRandomPart(parts[1]) {
+                self = .ofCoupon(couponID, text)
+            } else {
+                return nil
+            }
+        }
+
+        var text: String {
+            switch self {
+            case .ofCoupon(_, let text), .bare(let text): text
+            }
+        }
     }
 
     /// One page of a user's tickets, newest first; `next` continues after the last one.
@@ -63,19 +92,73 @@ struct TicketStore: Sendable {
         return nil
     }
 
-    /// The user's ticket with its redemption.
-    func heldTicket(couponID: Int64, userID: String) async throws -> HeldTicket? {
-        let rows = try await client.query(
+    /// The user's ticket where it stands at checkout; a lapsed hold met is cleared.
+    func heldTicket(couponID: Int64, userID: String) async throws -> TicketAnswer<HeldTicket>? {
+        try await found(
             """
-            SELECT number, code, issued_at, redeemed_at, order_id FROM coupon_tickets
+            SELECT \(unescaped: Self.stateColumns) FROM coupon_ticket_states
             WHERE coupon_id = \(couponID) AND user_id = \(userID)
-            """, logger: logger)
-        for try await (number, code, issuedAt, redeemedAt, orderID) in rows.decode((Int, String, Date, Date?, String?).self) {
-            return HeldTicket(
-                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID)
+            """)
+    }
+
+    /// The ticket a code names, held by a user; a lapsed hold met is cleared.
+    func ticket(code: Code) async throws -> TicketAnswer<HeldTicket>? {
+        try await found(Self.codeQuery(code))
+    }
+
+    /// The statement behind `ticket(code:)`, one read of one index: a code that carries its coupon
+    /// in the (coupon_id, code) index, on the coupon's own shard; a bare code in the index of bare
+    /// codes (migrations/0010). The tests read its plan.
+    static func codeQuery(_ code: Code) -> PostgresQuery {
+        switch code {
+        case .ofCoupon(let couponID, let code):
+            """
+            SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
+            WHERE coupon_id = \(couponID) AND code = \(code) AND user_id IS NOT NULL
+            """
+        case .bare(let code):
+            """
+            SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
+            WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id IS NOT NULL
+            """
         }
+    }
+
+    /// The coupon of a bare code's ticket, for the routes that change it (their functions run on the coupon's shard).
+    func couponID(ofBareCode code: String) async throws -> Int64? {
+        let rows = try await client.query(
+            "SELECT coupon_id FROM coupon_tickets WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id IS NOT NULL",
+            logger: logger)
+        for try await couponID in rows.decode(Int64.self) { return couponID }
         return nil
+    }
+
+    private static let stateColumns = "coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, hold_lapsed"
+
+    /// Reads one ticket through `coupon_ticket_states`; a lapsed hold it shows is then cleared, by
+    /// this request or by one that came first (only the one that clears it says so).
+    private func found(_ query: PostgresQuery) async throws -> TicketAnswer<HeldTicket>? {
+        let rows = try await client.query(query, logger: logger)
+        var found: (HeldTicket, Bool)?
+        for try await (couponID, userID, number, code, issuedAt, redeemedAt, orderID, holdUntil, lapsed) in rows.decode(
+            (Int64, String, Int, String, Date, Date?, String?, Date?, Bool).self)
+        {
+            let held = HeldTicket(
+                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
+                orderID: orderID, holdUntil: holdUntil)
+            if let held { found = (held, lapsed) }
+        }
+        guard let (held, lapsed) = found else { return nil }
+        guard lapsed else { return TicketAnswer(outcome: held, clearedLapsedHold: false) }
+        let cleared = try await client.query(
+            """
+            UPDATE coupon_tickets SET order_id = NULL, hold_until = NULL
+            WHERE coupon_id = \(held.ticket.couponID) AND number = \(held.ticket.number) AND hold_until <= clock_timestamp()
+            RETURNING number
+            """, logger: logger)
+        var clearedHere = false
+        for try await _ in cleared.decode(Int.self) { clearedHere = true }
+        return TicketAnswer(outcome: held, clearedLapsedHold: clearedHere)
     }
 
     /// The user's tickets of every coupon, newest first, from the `coupon_tickets_by_user` index.
@@ -83,12 +166,12 @@ struct TicketStore: Sendable {
         let rows = try await client.query(Self.userTicketsQuery(userID: userID, after: cursor, limit: limit), logger: logger)
         var page = UserPage(tickets: [], next: nil)
         var last: UserCursor?
-        for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, micros) in rows.decode(
-            (Int64, String, Int, String, Date, Date?, String?, Int64).self)
+        for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, holdUntil, micros) in rows.decode(
+            (Int64, String, Int, String, Date, Date?, String?, Date?, Int64).self)
         {
             let held = HeldTicket(
                 couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID)
+                orderID: orderID, holdUntil: holdUntil)
             if let held { page.tickets.append((name, held)) }
             last = UserCursor(issuedAtMicros: micros, couponID: couponID)
         }
@@ -99,9 +182,9 @@ struct TicketStore: Sendable {
     /// The statement behind `tickets(ofUser:after:limit:)`; the tests read its plan.
     static func userTicketsQuery(userID: String, after cursor: UserCursor?, limit: Int) -> PostgresQuery {
         """
-        SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id,
+        SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until,
                (extract(epoch FROM t.issued_at) * 1000000)::bigint
-        FROM coupon_tickets AS t JOIN coupons AS c ON c.id = t.coupon_id
+        FROM coupon_ticket_states AS t JOIN coupons AS c ON c.id = t.coupon_id
         WHERE t.user_id = \(userID)
           AND (t.issued_at, t.coupon_id) < (
               coalesce(timestamptz 'epoch' + \(cursor?.issuedAtMicros) * interval '1 microsecond', 'infinity'),
@@ -115,9 +198,9 @@ struct TicketStore: Sendable {
     func winners(couponID: Int64, after number: Int, limit: Int) async throws -> [HeldTicket]? {
         let rows = try await client.query(
             """
-            SELECT t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id
+            SELECT t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until
             FROM coupons AS c LEFT JOIN LATERAL (
-                SELECT * FROM coupon_tickets AS t
+                SELECT * FROM coupon_ticket_states AS t
                 WHERE t.coupon_id = c.id AND t.number > \(number) AND t.user_id IS NOT NULL
                 ORDER BY t.number LIMIT \(limit)
             ) AS t ON true
@@ -127,31 +210,32 @@ struct TicketStore: Sendable {
         var found = false
         var winners: [HeldTicket] = []
         // One row with NULLs when the coupon exists but has no more winners.
-        for try await (userID, number, code, issuedAt, redeemedAt, orderID) in rows.decode(
-            (String?, Int?, String?, Date?, Date?, String?).self)
+        for try await (userID, number, code, issuedAt, redeemedAt, orderID, holdUntil) in rows.decode(
+            (String?, Int?, String?, Date?, Date?, String?, Date?).self)
         {
             found = true
             let held = HeldTicket(
                 couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID)
+                orderID: orderID, holdUntil: holdUntil)
             if let held { winners.append(held) }
         }
         return found ? winners : nil
     }
 
     /// Frees the user's ticket with a fresh code and moves the counter down, in one transaction.
-    func returnToPool(couponID: Int64, userID: String) async throws -> Return {
-        let rows = try await client.query("SELECT return_ticket(\(couponID), \(userID))", logger: logger)
-        for try await outcome in rows.decode(String.self) {
+    func returnToPool(couponID: Int64, userID: String) async throws -> TicketAnswer<Return> {
+        let rows = try await client.query("SELECT * FROM return_ticket(\(couponID), \(userID))", logger: logger)
+        for try await (outcome, lapsed) in rows.decode((String, Bool).self) {
             let known: Return
             switch TicketOutcome(rawValue: outcome) {
             case .returned: known = .returned
             case .ticketRedeemed: known = .redeemed
+            case .ticketHeld: known = .held
             case .ticketNotFound: known = .ticketNotFound
             case .couponNotFound: known = .couponNotFound
             default: throw TicketStoreError.unknownOutcome(outcome)
             }
-            return known
+            return TicketAnswer(outcome: known, clearedLapsedHold: lapsed)
         }
         throw TicketStoreError.noRowReturned
     }

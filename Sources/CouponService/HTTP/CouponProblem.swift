@@ -64,7 +64,7 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     static let couponNotFound = Self(
         status: .notFound, refusal: .couponNotFound, detail: "No coupon has this id.")
     static let ticketNotFound = Self(
-        status: .notFound, refusal: .ticketNotFound, detail: "This user holds no ticket of this coupon.")
+        status: .notFound, refusal: .ticketNotFound, detail: "No ticket held by a user has this coupon and user, or this code.")
     static let soldOut = Self(
         status: .conflict, refusal: .soldOut, detail: "Every ticket of this coupon has been issued.")
     static let notStarted = Self(
@@ -73,6 +73,9 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         status: .conflict, refusal: .ended, detail: "The sale of this coupon has ended.")
     static let alreadyRedeemed = Self(
         status: .conflict, refusal: .alreadyRedeemed, detail: "This ticket has been redeemed for another order.")
+    static let ticketHeld = Self(
+        status: .conflict, refusal: .ticketHeld,
+        detail: "This ticket is held for another order; it is free again once that hold lapses or is restored.")
     static let redemptionClosed = Self(
         status: .conflict, refusal: .redemptionClosed, detail: "Tickets of this coupon can no longer be redeemed.")
     static let ticketRedeemed = Self(
@@ -92,7 +95,7 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         status: .forbidden, code: .forbidden, detail: "This credential may not act for this user.")
     static let otherOrder = Self(
         status: .conflict, refusal: .otherOrder,
-        detail: "This ticket is redeemed for another order; only that order's cancellation restores it.")
+        detail: "This ticket is held or redeemed for another order; only that order's cancellation restores it.")
     static let adminDisabled = Self(
         status: .forbidden, code: .adminDisabled,
         detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")

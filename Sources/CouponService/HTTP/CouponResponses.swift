@@ -62,14 +62,15 @@ struct TicketResponse: ResponseGenerator {
     }
 }
 
-/// A ticket with its redemption: the answers of the redemption routes and of a ticket lookup.
-/// `{"coupon_id":1,"issued_at":"...","order_id":null,"redeemed_at":null,"ticket":{"code":"...","number":1},"user_id":"..."}`
+/// A ticket where it stands at checkout: the answers of the redemption routes and of a ticket lookup.
+/// `{"coupon_id":1,"hold_until":null,"issued_at":"...","order_id":null,"redeemed_at":null,"state":"issued",`
+/// `"ticket":{"code":"...","number":1},"user_id":"..."}`
 struct HeldTicketResponse: ResponseEncodable {
     var held: HeldTicket
 
     init(_ held: HeldTicket) { self.held = held }
 
-    enum CodingKeys: String, CodingKey { case coupon_id, user_id, ticket, issued_at, redeemed_at, order_id }
+    enum CodingKeys: String, CodingKey { case coupon_id, user_id, ticket, issued_at, state, redeemed_at, order_id, hold_until }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -78,7 +79,9 @@ struct HeldTicketResponse: ResponseEncodable {
         try container.encode(TicketFields(held.ticket), forKey: .ticket)
         try container.encode(RFC3339.string(held.ticket.issuedAt), forKey: .issued_at)
         try container.encode(held.redemption.map { RFC3339.string($0.redeemedAt) }, forKey: .redeemed_at)
-        try container.encode(held.redemption?.orderID, forKey: .order_id)
+        try container.encode(held.orderID, forKey: .order_id)
+        try container.encode(held.state.rawValue, forKey: .state)
+        try container.encode(held.hold.map { RFC3339.string($0.until) }, forKey: .hold_until)
     }
 }
 

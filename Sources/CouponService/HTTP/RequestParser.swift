@@ -73,11 +73,23 @@ enum RequestParser {
         return CouponChange(quantity: quantity, redeemUntil: redeemUntil)
     }
 
-    /// The body of `POST .../redemption`: the order the ticket pays for, 1 to 64 of `[A-Za-z0-9._:@-]`.
-    static func orderID(from body: Data) throws(CouponProblem) -> String {
-        struct Body: Decodable { var order_id: String }
-        return try userID(decode(Body.self, from: body).order_id, field: "field 'order_id'")
+    /// The body of `POST .../redemption`: the order the ticket pays for, 1 to 64 of `[A-Za-z0-9._:@-]`,
+    /// and, to hold it for that order rather than redeem it, for how many seconds.
+    static func checkout(from body: Data) throws(CouponProblem) -> (orderID: String, holdSeconds: Int?) {
+        struct Body: Decodable {
+            var order_id: String
+            var hold_seconds: Int?
+        }
+        let parsed = try decode(Body.self, from: body)
+        let orderID = try userID(parsed.order_id, field: "field 'order_id'")
+        if let seconds = parsed.hold_seconds, !holdSecondsRange.contains(seconds) {
+            throw .invalidRequest("field 'hold_seconds' must be an integer from 1 to \(holdSecondsRange.upperBound)")
+        }
+        return (orderID, parsed.hold_seconds)
     }
+
+    /// How long a checkout may hold a ticket for an order: a second to a day.
+    static let holdSecondsRange = 1...86_400
 
     /// The body of `POST /v1/coupons/{id}/grants`: 1 to 10,000 user ids, in the order to answer them.
     static func grantedUsers(from body: Data) throws(CouponProblem) -> [String] {

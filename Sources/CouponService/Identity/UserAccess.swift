@@ -46,6 +46,12 @@ extension UserAccess.Caller {
         }
     }
 
+    /// The one user this caller may act for; nil when it may act for any (the checkout, trusted mode).
+    var onlyUser: String? {
+        if case .user(let user) = self { return user }
+        return nil
+    }
+
     /// Passes when this caller may read or change `user`'s tickets.
     func check(actsFor user: String) throws(CouponProblem) {
         if case .user(let caller) = self, caller != user { throw .forbidden }

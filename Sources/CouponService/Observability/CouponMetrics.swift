@@ -31,6 +31,11 @@ struct CouponMetrics: Sendable {
     let redemptions: Metrics.Counter
     let restores: Metrics.Counter
     let returns: Metrics.Counter
+    /// Tickets held for an order at checkout, holds confirmed (also counted as redemptions), and holds
+    /// lapsed, each lapse counted once, by the request that first meets it (there is no sweeper).
+    let holdsPlaced: Metrics.Counter
+    let holdsConfirmed: Metrics.Counter
+    let holdsLapsed: Metrics.Counter
     /// Holders of final coupons kept in memory (8 bytes each).
     let holderHashes: Metrics.Gauge
     /// The database's clock minus this instance's, as last measured.
@@ -69,6 +74,9 @@ struct CouponMetrics: Sendable {
         redemptions = Metrics.Counter(label: "coupon_redemptions_total", factory: factory)
         restores = Metrics.Counter(label: "coupon_restores_total", factory: factory)
         returns = Metrics.Counter(label: "coupon_returns_total", factory: factory)
+        holdsPlaced = Metrics.Counter(label: "coupon_holds_placed_total", factory: factory)
+        holdsConfirmed = Metrics.Counter(label: "coupon_holds_confirmed_total", factory: factory)
+        holdsLapsed = Metrics.Counter(label: "coupon_holds_lapsed_total", factory: factory)
         holderHashes = Metrics.Gauge(label: "coupon_catalogue_holder_hashes", factory: factory)
         clockOffset = Metrics.Gauge(label: "coupon_database_clock_offset_seconds", factory: factory)
         databaseReachable = Metrics.Gauge(label: "coupon_database_reachable", factory: factory)
