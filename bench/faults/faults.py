@@ -663,16 +663,87 @@ async def after_the_sale():
             failures.append("after the sale: " + "; ".join(problems))
 
 
+async def holds_and_sigkill():
+    print("checkout holds, an instance SIGKILLed: 2 instances, 600 tickets sold out, 1200 holds by code "
+          "(two orders for each ticket, one on each instance), then every answered hold confirmed", flush=True)
+    with running(2) as instances:
+        ports, coupon, jobs = sale(instances, 600, "h", 600)
+        answers, _ = await send(coupon, jobs)
+        audit("sold out", coupon, answers, expect_sold_out=True)
+        codes = [body["ticket"]["code"] for _, status, body in answers if status == "201"]
+        calls = [(ports[(n + side) % 2], code, f"order-{n}-{side}")
+                 for n, code in enumerate(codes) for side in (0, 1)]
+        random.shuffle(calls)
+
+        answered_by_victim = 0
+
+        async def hold(port, code, order):
+            nonlocal answered_by_victim
+            result = await lib.request_async(port, "POST", f"/v1/tickets/{code}/redemption",
+                                             {"order_id": order, "hold_seconds": 600})
+            answered_by_victim += port == ports[1] and result[0] in ("200", "201", "409")
+            return result
+
+        async def killer():
+            """Mid-way: once the instance to be killed has answered 150 holds (bounded: 10 s)."""
+            deadline = time.monotonic() + 10
+            while answered_by_victim < 150 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            instances[1].process.send_signal(signal.SIGKILL)
+
+        results = (await asyncio.gather(asyncio.gather(*(hold(*call) for call in calls)), killer()))[0]
+        stored = dict((code, (order or None, hold == "t")) for code, order, hold in (
+            line.split("|") for line in psql(
+                f"SELECT code, coalesce(order_id, ''), hold_until > clock_timestamp() FROM coupon_tickets "
+                f"WHERE coupon_id = {coupon} AND user_id IS NOT NULL", lib.URL).splitlines() if line))
+        answered = {}
+        problems = []
+        statuses = {}
+        for (port, code, order), (status, body, _) in zip(calls, results):
+            statuses[status] = statuses.get(status, 0) + 1
+            if status in ("200", "201"):
+                if body.get("state") != "held" or body.get("order_id") != order:
+                    problems.append(f"{code}: answered {status} {body.get('state')} for {body.get('order_id')}, asked for {order}")
+                answered.setdefault(code, set()).add(order)
+            elif status not in ("409",) and port == ports[0]:
+                problems.append(f"{code}: the survivor answered {status}")
+        for code, orders in answered.items():
+            if len(orders) != 1:
+                problems.append(f"{code}: held for {sorted(orders)}")
+            elif stored.get(code) != (next(iter(orders)), True):
+                problems.append(f"{code}: answered held for {orders}, stored {stored.get(code)}")
+        unanswered = sum(1 for code, (order, _) in stored.items() if order and code not in answered)
+        confirmed = 0
+        for code, orders in answered.items():
+            status, body, _ = await lib.request_async(ports[0], "POST", f"/v1/tickets/{code}/redemption",
+                                                      {"order_id": next(iter(orders))})
+            confirmed += status == "200" and body.get("state") == "redeemed"
+        redeemed = int(psql(f"SELECT count(*) FROM coupon_tickets WHERE coupon_id = {coupon} AND redeemed_at IS NOT NULL"))
+        if confirmed != len(answered) or redeemed != len(answered):
+            problems.append(f"{len(answered)} answered holds, {confirmed} confirmed, {redeemed} redeemed in the database")
+        victim = sum(1 for (port, _, _), (status, _, _) in zip(calls, results) if port == ports[1] and status in ("200", "201"))
+        if victim == 0:
+            problems.append("the killed instance answered no hold: the kill came before it placed any")
+        print(f"  answers {dict(sorted(statuses.items()))}: {len(answered)} tickets answered held ({victim} by the killed "
+              f"instance), every one stored for "
+              f"its order; {unanswered} more held unanswered (the killed instance); {confirmed} confirmed through the "
+              f"survivor", flush=True)
+        audit("holds after SIGKILL", coupon, answers, expect_sold_out=True)
+        if problems:
+            print("  " + "\n  ".join(problems[:10]), flush=True)
+            failures.append("holds: " + "; ".join(problems[:3]))
+
+
 def main():
     lib.raise_file_limit()
-    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "failover",
-                              "soak"]
+    chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "holds",
+                              "failover", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
         "sigterm": sigterm_under_load, "slow": slow_clients, "cap": connection_cap, "clock": skewed_clocks,
-        "aftersale": after_the_sale, "failover": failover,
+        "aftersale": after_the_sale, "holds": holds_and_sigkill, "failover": failover,
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0

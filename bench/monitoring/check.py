@@ -145,14 +145,21 @@ async def sale(ports):
     statuses = {}
     for status, _, _ in answers:
         statuses[status] = statuses.get(status, 0) + 1
-    # Two of the winners: one redeems and restores, the other's ticket goes back to the pool.
-    winners = [f"m{n}" for n, (status, _, _) in enumerate(answers[:500]) if status == "201"][:2]
+    # Three of the winners: one redeems and restores, the other's ticket goes back to the pool, the
+    # third's is held at checkout by its code and the hold confirmed.
+    won = [(f"m{n}", body) for n, (status, body, _) in enumerate(answers[:500]) if status == "201"][:3]
+    winners = [user for user, _ in won]
+    code = won[2][1]["ticket"]["code"]
     after = [await request_async(ports[0], "POST", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption", {"order_id": "o-1"}),
              await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[0]}/redemption?order_id=o-1"),
-             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[1]}", token=TOKEN)]
+             await request_async(ports[1], "DELETE", f"/v1/coupons/{sold_out}/tickets/{winners[1]}", token=TOKEN),
+             await request_async(ports[0], "POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-2", "hold_seconds": 60}),
+             await request_async(ports[1], "POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-2"})]
     print(f"  a sale: coupon {sold_out} (300 tickets, 500 users), coupon {on_sale} (100 tickets, 20 users): answers "
-          f"{dict(sorted(statuses.items()))}; redeem, restore, return: {[status for status, _, _ in after]}", flush=True)
-    check([status for status, _, _ in after] == ["201", "200", "204"], "redemption, restore and return answered")
+          f"{dict(sorted(statuses.items()))}; redeem, restore, return, hold, confirm: {[status for status, _, _ in after]}",
+          flush=True)
+    check([status for status, _, _ in after] == ["201", "200", "204", "201", "200"],
+          "redemption, restore, return, hold and its confirmation answered")
     return sold_out, on_sale
 
 
@@ -185,6 +192,8 @@ def main():
                 time.sleep(0.5)
             check(issued == held + 1, f"sum over instances of coupon_tickets_issued_total = {issued}: the database holds "
                                       f"{held} tickets, and 1 was returned after it was issued")
+            holds = [value(f'sum(coupon_holds_{what}_total{{job="coupon-service"}})') for what in ("placed", "confirmed", "lapsed")]
+            check(holds == [1, 1, 0], f"holds placed, confirmed, lapsed summed over instances = {holds} (1, 1, 0)")
             by_coupon = value(f'sum(coupon_sale_tickets_issued_total{{coupon_id="{coupons[1]}"}})')
             check(by_coupon == 20, f"coupon_sale_tickets_issued_total of coupon {coupons[1]} summed = {by_coupon} (20 issued)")
             left = value(f'max(coupon_sale_remaining_tickets{{coupon_id="{coupons[1]}"}})')
