@@ -65,3 +65,23 @@ import Testing
         }
     }
 }
+
+/// The ticket code rule, spelled once in Swift (`TicketStore.Code`), against openapi.yaml's `TicketCode` pattern.
+@Suite struct TicketCodeRuleTests {
+    @Test func theTicketCodeRuleIsOpenAPIs() throws {
+        let text = try String(contentsOf: ProblemCodeTests.root.appending(path: "openapi.yaml"), encoding: .utf8)
+        let parameter = try #require(text.range(of: "    TicketCode:"))
+        let line = try #require(text[parameter.upperBound...].firstMatch(of: /pattern: "(.*)"/))
+        let pattern = try Regex(String(line.output.1))
+        let hex = "0123456789abcdef0123456789abcdef"
+        var samples = [hex, "1-\(hex)", "9223372036854775807-\(hex)", "9999999999999999999-\(hex)", "0-\(hex)", "01-\(hex)",
+                       "-\(hex)", "1-", "", hex.uppercased(), "1-\(hex)0", String(hex.dropLast()), "1-1-\(hex)", "1--\(hex)"]
+        for byte in UInt8(0x20)...UInt8(0x7e) {
+            let character = String(UnicodeScalar(byte))
+            samples += [String(hex.dropLast()) + character, "1" + character + hex, character + "-" + hex]
+        }
+        for sample in samples {
+            #expect((TicketStore.Code(sample) != nil) == (sample.wholeMatch(of: pattern) != nil), "\(sample)")
+        }
+    }
+}

@@ -15,8 +15,9 @@ struct TicketStore: Sendable {
         case couponNotFound
     }
 
-    /// A ticket's code as a path names it: `<coupon id>-<32 hex digits>`, drawn since migration 0010,
-    /// or the 32 hex digits alone of a code drawn before. Nothing else is any ticket's code.
+    /// A ticket's code as a path names it: `<coupon id>-<32 hex digits>`, drawn since migration 0010
+    /// (the id as PostgreSQL writes it, up to 18 digits), or the 32 hex digits alone of a code drawn
+    /// before. Nothing else is any ticket's code.
     enum Code: Sendable, Equatable {
         case ofCoupon(Int64, String)
         case bare(String)
@@ -28,7 +29,9 @@ struct TicketStore: Sendable {
             let parts = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
             if parts.count == 1, isRandomPart(parts[0]) {
                 self = .bare(text)
-            } else if parts.count == 2, let couponID = parts[0].plainInteger(), couponID > 0, isRandomPart(parts[1]) {
+            } else if parts.count == 2, parts[0].first != "0", let couponID = parts[0].plainInteger(maxDigits: 18),
+                isRandomPart(parts[1])
+            {
                 self = .ofCoupon(couponID, text)
             } else {
                 return nil
