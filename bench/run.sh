@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The issuance bench: SQL strategies with pgbench and HTTP with wrk, side by side in one run,
 # each run audited in the database. Writes bench/results/issuance.md, then bench/speed (speed.md,
-# million.md, plans.md), then the open-loop bench (bench/openloop: openloop.md, openloop.csv), then the charts
+# million.md, plans.md, checkout.md), then the open-loop bench (bench/openloop: openloop.md, openloop.csv), then the charts
 # of all of them (bench/charts.py: issuance-rate.png, issuance-latency.png, million.png,
 # openloop.png). Takes about twenty-five minutes.
 # BENCH_QUICK=1 runs a smaller matrix (a smoke test of the bench itself); BENCH_SKIP_OPENLOOP=1
@@ -32,6 +32,8 @@ DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.run
 [ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.million
 # issue_tickets planned once per connection against planned on every call (bench/results/plans.md).
 [ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.plans
+# Checkout by code: lookups, holds and confirmations beside the constant answer (bench/results/checkout.md).
+[ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.checkout
 # New users at a rate of their own: the knee of issuance and of the constant answer, one instance
 # and two (bench/results/openloop.md; BENCH_QUICK=1 makes its steps fewer and shorter).
 if [ "$openloop" = 1 ]; then
