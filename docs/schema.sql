@@ -290,7 +290,7 @@ BEGIN
     IF p_hold_seconds IS NOT NULL THEN
         RETURN QUERY
             UPDATE coupon_tickets AS t
-            SET order_id = p_order_id, hold_until = v_now + p_hold_seconds * interval '1 second'
+            SET order_id = p_order_id, hold_until = least(v_now + p_hold_seconds * interval '1 second', v_until)
             WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
             RETURNING 'hold_placed'::text, v_lapsed, t.user_id, t.number, t.code, t.issued_at, t.redeemed_at,
                       t.order_id, t.hold_until;

@@ -263,12 +263,12 @@ import Testing
         try await buildApplication(TestArguments()).test(.router) { client in
             let couponID = try await client.createCoupon(quantity: 1)
             let code = try await issuedCode(client, couponID, "ann")
-            let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status, String?).self) { group in
+            let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status, String?, String?).self) { group in
                 for call in 0..<200 {
                     let order = "order-\(call % 10)"
                     group.addTask {
                         let response = try await checkout(client, code, order: order, hold: 600)
-                        return (order, response.status, try? response.decode(CheckoutBody.self).hold_until)
+                        return (order, response.status, try? response.decode(CheckoutBody.self).hold_until, response.problemCode)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -277,7 +277,7 @@ import Testing
             #expect(winners.count == 1, "one order holds it: \(winners)")
             #expect(answers.count { $0.1 == .created } == 1)
             #expect(answers.count { $0.1 == .ok } == 19, "the winning order's repeats")
-            #expect(answers.count { $0.1 == .conflict } == 180)
+            #expect(answers.count { $0.1 == .conflict && $0.3 == "ticket_held" } == 180)
             #expect(Set(answers.compactMap(\.2)).count == 1, "one hold_until")
             let held = try #require(try await stored(couponID, "ann"))
             #expect(held.orderID == winners.first && !held.redeemed && held.holdUntil != nil)
@@ -291,22 +291,28 @@ import Testing
     @Test(.heavy) func aHoldLapsingWhileAnotherOrderRedeems() async throws {
         try await buildApplication(TestArguments()).test(.router) { client in
             let rounds = 20
+            var bWins = 0
             let couponID = try await client.createCoupon(quantity: rounds)
             for round in 0..<rounds {
                 let user = "u\(round)"
                 let code = try await issuedCode(client, couponID, user)
                 #expect(try await checkout(client, code, order: "a-\(round)", hold: 60).status == .created)
-                // The hold ends a few milliseconds from now on the database's clock, while both orders call.
-                try await TestDatabase.client.query(
+                // The hold ends 30 ms from now on the database's clock. In even rounds its order calls
+                // from 15 ms (before the end), in odd ones from 40 ms, after the other order began at 20.
+                var ends: Date?
+                for try await until in try await TestDatabase.client.query(
                     """
-                    UPDATE coupon_tickets SET hold_until = clock_timestamp() + interval '5 milliseconds'
-                    WHERE coupon_id = \(couponID) AND user_id = \(user)
-                    """)
+                    UPDATE coupon_tickets SET hold_until = clock_timestamp() + interval '30 milliseconds'
+                    WHERE coupon_id = \(couponID) AND user_id = \(user) RETURNING hold_until
+                    """).decode(Date.self) { ends = until }
+                let holdUntil = try #require(ends)
                 let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status).self) { group in
                     for call in 0..<20 {
-                        let order = call.isMultiple(of: 2) ? "a-\(round)" : "b-\(round)"
+                        let holders = call.isMultiple(of: 2)
+                        let order = holders ? "a-\(round)" : "b-\(round)"
+                        let start = holders ? (round.isMultiple(of: 2) ? 15 : 40) : 20
                         group.addTask {
-                            if call > 10 { try await Task.sleep(for: .milliseconds(call)) }
+                            try await Task.sleep(for: .milliseconds(start + call / 2))
                             return (order, try await checkout(client, code, order: order).status)
                         }
                     }
@@ -317,9 +323,62 @@ import Testing
                 #expect(answers.count { $0.1 == .created } <= 1)
                 let state = try #require(try await stored(couponID, user))
                 #expect(state.redeemed && state.orderID == redeemers.first && state.holdUntil == nil, "round \(round)")
+                let redeemedAt = try #require(try await redeemedAt(couponID, user))
+                if redeemers.first == "b-\(round)" {
+                    bWins += 1
+                    #expect(redeemedAt >= holdUntil, "round \(round): another order redeemed before the hold ended")
+                }
             }
+            #expect(bWins > 0, "the other order never won: the holds did not lapse while it called")
             #expect(try await client.metric("coupon_redemptions_total") == Double(rounds))
             try await expectConsistent(couponID, issued: rounds)
+        }
+    }
+
+    func redeemedAt(_ couponID: Int64, _ user: String) async throws -> Date? {
+        let rows = try await TestDatabase.client.query(
+            "SELECT redeemed_at FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id = \(user)")
+        for try await at in rows.decode(Date?.self) { return at }
+        return nil
+    }
+
+    /// A lapsed hold met by 50 lookups and a hold at once: cleared once, counted once.
+    @Test(.heavy) func aLapseIsCountedOnceWhoeverMeetsIt() async throws {
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 1)
+            let code = try await issuedCode(client, couponID, "ann")
+            #expect(try await checkout(client, code, order: "o-1", hold: 60).status == .created)
+            try await lapse(couponID, "ann")
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for call in 0..<51 {
+                    group.addTask {
+                        call == 25
+                            ? try await checkout(client, code, order: "o-2", hold: 60).status
+                            : try await client.send(.get, call.isMultiple(of: 2) ? "/v1/tickets/\(code)" : "/v1/coupons/\(couponID)/tickets/ann").status
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.count { $0 == .ok } == 50 && statuses.count { $0 == .created } == 1)
+            #expect(try await client.metric("coupon_holds_lapsed_total") == 1)
+            #expect(try await stored(couponID, "ann")?.orderID == "o-2")
+            try await expectConsistent(couponID, issued: 1)
+        }
+    }
+
+    /// A hold cannot outlast the coupon's redeem_until: it ends there, since it could not be confirmed after.
+    @Test func aHoldEndsAtRedeemUntil() async throws {
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 1)
+            let code = try await issuedCode(client, couponID, "ann")
+            try await TestDatabase.client.query(
+                "UPDATE coupons SET redeem_until = clock_timestamp() + interval '1 minute' WHERE id = \(couponID)")
+            #expect(try await checkout(client, code, order: "o-1", hold: 3600).status == .created)
+            var limits: [Date] = []
+            for try await (until, redeemUntil) in try await TestDatabase.client.query(
+                "SELECT t.hold_until, c.redeem_until FROM coupon_tickets t JOIN coupons c ON c.id = t.coupon_id WHERE c.id = \(couponID) AND t.user_id = 'ann'"
+            ).decode((Date, Date).self) { limits = [until, redeemUntil] }
+            #expect(limits.count == 2 && limits[0] == limits[1], "\(limits)")
         }
     }
 
@@ -384,9 +443,15 @@ import Testing
                 }
                 let carried = try await code(77_777, 1)
                 let bare = try await code(70_000, 2)
-                let expected = [(carried, "coupon_tickets_code_unique"), (bare, "coupon_tickets_bare_code")]
-                for (text, index) in expected {
-                    let route = TicketStore.codeQuery(try #require(TicketStore.Code(text)))
+                // Anyone's ticket (the checkout, trusted mode), and only its holder's (a user's token).
+                // With the holder named, the (coupon_id, user_id) index finds the same one row.
+                let expected: [(String, [String], String?)] = [
+                    (carried, ["coupon_tickets_code_unique"], nil),
+                    (carried, ["coupon_tickets_code_unique", "coupon_tickets_user_unique"], "u1"),
+                    (bare, ["coupon_tickets_bare_code"], nil), (bare, ["coupon_tickets_bare_code"], "u2"),
+                ]
+                for (text, indexes, holder) in expected {
+                    let route = TicketStore.codeQuery(try #require(TicketStore.Code(text)), holder: holder)
                     var plan: [String] = []
                     let explained = PostgresQuery(
                         unsafeSQL: "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + route.sql, binds: route.binds)
@@ -394,14 +459,17 @@ import Testing
                         plan.append(line)
                     }
                     let shown = plan.joined(separator: "\n")
-                    #expect(plan.first?.contains("Index Scan using \(index) on coupon_tickets") == true, "\(text):\n\(shown)")
+                    #expect(indexes.contains { plan.first?.contains("Index Scan using \($0) on coupon_tickets") == true }, "\(text):\n\(shown)")
                     #expect(plan.first?.contains("(actual rows=1 loops=1)") == true, "\(text):\n\(shown)")
                     #expect(plan.count { $0.contains("Scan") } == 1, "one read, nothing else scanned:\n\(shown)")
                 }
                 let tickets = TicketStore(primary: .running(client, url: url), logger: TestDatabase.logger)
                 for text in [carried, bare] {
-                    let found = try await tickets.ticket(code: try #require(TicketStore.Code(text)))
+                    let found = try await tickets.ticket(code: try #require(TicketStore.Code(text)), holder: nil)
                     #expect(found?.outcome.ticket.code == text && found?.outcome.state == .issued)
+                    let holder = try #require(found?.outcome.ticket.userID)
+                    #expect(try await tickets.ticket(code: try #require(TicketStore.Code(text)), holder: holder)?.outcome == found?.outcome)
+                    #expect(try await tickets.ticket(code: try #require(TicketStore.Code(text)), holder: holder + "x") == nil)
                 }
             }
         }

@@ -165,6 +165,17 @@ import Testing
             #expect(try await client.send(.get, ticket, bearer: victim).status == .ok)
             let checkout = TestArguments.checkoutToken
             #expect(try await client.send(.post, ticket + "/redemption", json: #"{"order_id":"o-1","hold_seconds":60}"#, bearer: checkout).status == .created)
+            // The attacker knows the victim's order too: its cancel finds no ticket, the hold stays.
+            #expect(try await client.send(.delete, ticket + "/redemption?order_id=o-1", bearer: attacker).problemCode == "ticket_not_found")
+            #expect(try await held(couponID)["victim"] == "o-1")
+            // A lapsed hold of the victim's, read by the attacker: 404, nothing cleared, nothing counted.
+            try await TestDatabase.client.query(
+                "UPDATE coupon_tickets SET hold_until = clock_timestamp() WHERE coupon_id = \(couponID) AND user_id = 'victim'")
+            #expect(try await client.send(.get, ticket, bearer: attacker).problemCode == "ticket_not_found")
+            #expect(try await held(couponID)["victim"] == "o-1", "the lapsed hold's columns stay for the holder's next request")
+            #expect(try await client.metric("coupon_holds_lapsed_total") == 0)
+            #expect(try await client.send(.post, ticket + "/redemption", json: #"{"order_id":"o-1","hold_seconds":60}"#, bearer: victim).status == .created)
+            #expect(try await client.metric("coupon_holds_lapsed_total") == 1, "the holder's hold met the lapse")
             #expect(try await client.send(.get, ticket, bearer: checkout).status == .ok)
             #expect(try await client.send(.delete, ticket + "/redemption?order_id=o-2", bearer: victim).problemCode == "other_order")
             #expect(try await client.send(.post, ticket + "/redemption", json: #"{"order_id":"o-1"}"#, bearer: victim).status == .ok)

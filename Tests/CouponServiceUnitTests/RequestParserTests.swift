@@ -125,7 +125,8 @@ import Testing
         #expect(try checkout(#"{"order_id":"o","hold_seconds":86400}"#) == ("o", 86_400))
         for bad in [#"{"order_id":""}"#, #"{"order_id":"a b"}"#, #"{"order_id":1}"#, "{}", #"{"order_id":"o","hold_seconds":0}"#,
                     #"{"order_id":"o","hold_seconds":86401}"#, #"{"order_id":"o","hold_seconds":1.5}"#,
-                    #"{"order_id":"o","hold_seconds":"60"}"#, #"{"order_id":"o","hold_seconds":-1}"#] {
+                    #"{"order_id":"o","hold_seconds":"60"}"#, #"{"order_id":"o","hold_seconds":-1}"#,
+                    #"{"order_id":"o","hold_seconds":null}"#] {
             #expect(problem { _ = try checkout(bad) }?.code == "invalid_request", "\(bad)")
         }
         #expect(try RequestParser.grantedUsers(from: Data(#"{"user_ids":["a","b","a"]}"#.utf8)) == ["a", "b", "a"])

@@ -1,4 +1,5 @@
--- Each ticket as it stands now, on the database's clock: the one place that judges a hold. A hold
+-- Each ticket as it stands now, on the database's clock: how every read judges a hold (the ticket
+-- functions judge it the same way under the ticket's row lock, with clock_timestamp()). A hold
 -- lasts while hold_until is ahead of statement_timestamp() (the statement's start, stable, so the
 -- planner folds the view into each query); once it has passed the hold has lapsed and
 -- the ticket reads as issued (no order, no hold_until) everywhere, though its columns keep the

@@ -5,8 +5,9 @@
 -- (clock_timestamp()), for the hold and for redeem_until alike.
 --
 -- Without p_hold_seconds: redeemed now (redeemed), or the order's hold confirmed (hold_confirmed).
--- With it (1 to 86,400): held for the order until now + p_hold_seconds (hold_placed); the same order
--- asking again keeps its hold as it was (hold_repeated). A redemption for the same order again is
+-- With it (1 to 86,400): held for the order until now + p_hold_seconds, or until the coupon's
+-- redeem_until when that comes first, since a hold past it could not be confirmed (hold_placed); the
+-- same order asking again keeps its hold as it was (hold_repeated). A redemption for the same order again is
 -- redeemed_before; another order's redemption already_redeemed, another order's live hold
 -- ticket_held. A hold whose hold_until has passed has lapsed: it is cleared first (hold_lapsed true,
 -- counted once, by whoever clears it) and the ticket is free for any order. Nothing is redeemed or
@@ -68,7 +69,7 @@ BEGIN
     IF p_hold_seconds IS NOT NULL THEN
         RETURN QUERY
             UPDATE coupon_tickets AS t
-            SET order_id = p_order_id, hold_until = v_now + p_hold_seconds * interval '1 second'
+            SET order_id = p_order_id, hold_until = least(v_now + p_hold_seconds * interval '1 second', v_until)
             WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
             RETURNING 'hold_placed'::text, v_lapsed, t.user_id, t.number, t.code, t.issued_at, t.redeemed_at,
                       t.order_id, t.hold_until;

@@ -104,25 +104,26 @@ struct TicketStore: Sendable {
             """)
     }
 
-    /// The ticket a code names, held by a user; a lapsed hold met is cleared.
-    func ticket(code: Code) async throws -> TicketAnswer<HeldTicket>? {
-        try await found(Self.codeQuery(code))
+    /// The ticket a code names, held by a user (by `holder`, when given: a caller who acts only for
+    /// that user finds, and clears, nothing of anyone else's); a lapsed hold met is cleared.
+    func ticket(code: Code, holder: String?) async throws -> TicketAnswer<HeldTicket>? {
+        try await found(Self.codeQuery(code, holder: holder))
     }
 
-    /// The statement behind `ticket(code:)`, one read of one index: a code that carries its coupon
-    /// in the (coupon_id, code) index, on the coupon's own shard; a bare code in the index of bare
-    /// codes (migrations/0010). The tests read its plan.
-    static func codeQuery(_ code: Code) -> PostgresQuery {
+    /// The statement behind `ticket(code:holder:)`, one read of one index: a code that carries its
+    /// coupon in the (coupon_id, code) index, on the coupon's own shard; a bare code in the index of
+    /// bare codes (migrations/0010). The tests read its plan.
+    static func codeQuery(_ code: Code, holder: String?) -> PostgresQuery {
         switch code {
         case .ofCoupon(let couponID, let code):
             """
             SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
-            WHERE coupon_id = \(couponID) AND code = \(code) AND user_id IS NOT NULL
+            WHERE coupon_id = \(couponID) AND code = \(code) AND user_id = coalesce(\(holder)::text, user_id)
             """
         case .bare(let code):
             """
             SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
-            WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id IS NOT NULL
+            WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id = coalesce(\(holder)::text, user_id)
             """
         }
     }

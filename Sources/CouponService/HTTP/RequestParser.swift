@@ -78,11 +78,22 @@ enum RequestParser {
     static func checkout(from body: Data) throws(CouponProblem) -> (orderID: String, holdSeconds: Int?) {
         struct Body: Decodable {
             var order_id: String
+            /// Absent: redeem. Present, it must be a number of seconds: `null` is no way to say "redeem".
             var hold_seconds: Int?
+            var holdSecondsIsNull = false
+
+            enum CodingKeys: String, CodingKey { case order_id, hold_seconds }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                order_id = try container.decode(String.self, forKey: .order_id)
+                hold_seconds = try container.decodeIfPresent(Int.self, forKey: .hold_seconds)
+                holdSecondsIsNull = container.contains(.hold_seconds) && hold_seconds == nil
+            }
         }
         let parsed = try decode(Body.self, from: body)
         let orderID = try userID(parsed.order_id, field: "field 'order_id'")
-        if let seconds = parsed.hold_seconds, !holdSecondsRange.contains(seconds) {
+        if parsed.holdSecondsIsNull || parsed.hold_seconds.map({ !holdSecondsRange.contains($0) }) == true {
             throw .invalidRequest("field 'hold_seconds' must be an integer from 1 to \(holdSecondsRange.upperBound)")
         }
         return (orderID, parsed.hold_seconds)

@@ -40,9 +40,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     @Sendable func ticketByCode(_ request: Request, context: Context) async throws -> HeldTicketResponse {
         let holder = try access.caller(of: request).onlyUser
         guard let code = TicketStore.Code(context.parameters.get("code") ?? "") else { throw CouponProblem.ticketNotFound }
-        let held = try await found { try await tickets.ticket(code: code) }
-        guard holder == nil || holder == held.ticket.userID else { throw CouponProblem.ticketNotFound }
-        return HeldTicketResponse(held)
+        return HeldTicketResponse(try await found { try await tickets.ticket(code: code, holder: holder) })
     }
 
     @Sendable func redeem(_ request: Request, context: Context) async throws -> EditedResponse<HeldTicketResponse> {
