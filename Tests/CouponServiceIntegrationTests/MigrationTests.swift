@@ -166,6 +166,15 @@ import Testing
 
                     let audit = try await TestDatabase.audit(couponID: coupon, on: client)
                     #expect(audit.isConsistent && audit.ticketsHeld == 3, "\(audit)")
+                    // A code handed out before codes carried their coupon still finds its ticket.
+                    var bobs: String?
+                    for try await code in try await client.query(
+                        "SELECT code FROM coupon_tickets WHERE coupon_id = \(coupon) AND user_id = 'bob'").decode(String.self) { bobs = code }
+                    let bare = try #require(bobs.flatMap(TicketStore.Code.init))
+                    #expect(bare == .bare(bobs!), "a code of before is the hex digits alone")
+                    let found = try await TicketStore(primary: .running(client, url: url), logger: TestDatabase.logger)
+                        .ticket(code: bare, holder: nil)
+                    #expect(found?.outcome.ticket.userID == "bob" && found?.outcome.state == .issued)
                     func outcomes(_ query: PostgresQuery) async throws -> [String] {
                         var outcomes: [String] = []
                         for try await outcome in try await client.query(query).decode(String.self) { outcomes.append(outcome) }
