@@ -18,8 +18,10 @@ extension TestClientProtocol {
     }
 
     /// Waits (bounded) until the instance's catalogue listener has connected and loaded the catalogue.
+    /// The bound is generous: a listener that first met a dead host reconnects with backoff, and in
+    /// CI every suite starts at once (5 s was once too short there).
     package func waitForListener() async throws -> Bool {
-        return try await waitUntil(.seconds(5), every: .milliseconds(20)) {
+        return try await waitUntil(.seconds(20), every: .milliseconds(20)) {
             try await send(.get, "/readyz").decode(Readiness.self).listener == "connected"
         }
     }
