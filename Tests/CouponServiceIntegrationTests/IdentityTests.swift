@@ -192,7 +192,7 @@ import Testing
             let issue = "/v1/coupons/\(couponID)/issue"
             #expect(try await client.send(.post, issue, bearer: token).status == .unauthorized)
             try identity.publish([next])
-            let issued = try await waitUntil(.seconds(5), every: .milliseconds(100)) {
+            let issued = try await waitUntil(.seconds(20), every: .milliseconds(100)) {
                 try await client.send(.post, issue, bearer: token).status == .created
             }
             #expect(issued, "the file is read again within seconds")
