@@ -43,17 +43,18 @@ export DATABASE_URL COUPON_PG_PORT COUPON_PG_DIR COUPON_PG_TLS
 cd "$COUPON_ROOT"
 status=0
 # The build first, unbounded (five to eight minutes on a fresh machine); then the tests, bounded: a
-# test that never ends (one run in seven once froze with every task waiting, nothing on the
-# database) fails the run in minutes instead of holding CI, and the tests that started and never
+# test that never ends (one local run froze with every task waiting, nothing on the database)
+# fails the run in minutes instead of holding CI, and the tests that started and never
 # finished are named. SIGKILL: the applications under test take SIGTERM for a graceful shutdown.
 swift build --build-tests
+test_timeout="${COUPON_TEST_TIMEOUT:-900}"
 test_log="$COUPON_PG_DIR/swift-test.log"
 # Not a pipe into tee: a test process left running would hold the pipe open, and the run with it.
-timeout -s KILL "${COUPON_TEST_TIMEOUT:-900}" swift test --skip-build "$@" > >(tee "$test_log") 2>&1 || status=$?
+timeout -s KILL "$test_timeout" swift test --skip-build "$@" > >(tee "$test_log") 2>&1 || status=$?
 if [ "$status" -eq 137 ]; then
     # swift test starts the test process in a process group of its own: timeout's kill misses it.
     pkill -KILL -f "$COUPON_ROOT/.build/.*PackageTests.xctest" || true
-    echo "swift test ran longer than ${COUPON_TEST_TIMEOUT:-900} s and was stopped; started and never finished:" >&2
+    echo "swift test ran longer than $test_timeout s and was stopped; started and never finished:" >&2
     comm -23 <(sed -n 's/.*◇ Test \(.*(.*)\) started\./\1/p' "$test_log" | sort -u) \
         <(sed -n 's/.*[✔✘] Test \(.*(.*)\) \(passed\|failed\).*/\1/p' "$test_log" | sort -u) >&2
     status=1

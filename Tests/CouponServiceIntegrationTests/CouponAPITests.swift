@@ -67,7 +67,7 @@ import Testing
     /// Every bad input gets its 4xx problem and leaves the database as it was.
     @Test func badInputChangesNothing() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
-        let couponsBefore = try await couponCount()
+        let couponsBefore = try await TestDatabase.couponCount(named: "x")
         try await buildApplication(TestArguments()).test(.router) { client in
             let cases: [(HTTPRequest.Method, String, String?, Bool, HTTPResponse.Status, String)] = [
                 (.post, "/v1/coupons", #"{"name":"x"}"#, true, .badRequest, "invalid_request"),
@@ -101,15 +101,9 @@ import Testing
                 #expect(response.headers[.contentType] == "application/problem+json")
             }
         }
-        #expect(try await couponCount() == couponsBefore)
+        #expect(try await TestDatabase.couponCount(named: "x") == couponsBefore)
         #expect(try await TestDatabase.audit(couponID: couponID) == .init(
             quantity: 5, issuedCount: 0, ticketRows: 5, ticketsHeld: 0, distinctUsers: 0))
-    }
-
-    func couponCount() async throws -> Int {
-        let rows = try await TestDatabase.client.query("SELECT count(*)::int FROM coupons WHERE name = 'x'")
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 
     /// A statement that fails while it runs (after PostgreSQL described its rows) fails the request:
@@ -123,7 +117,7 @@ import Testing
         try await buildApplication(TestArguments()).test(.router) { client in
             let created = try await client.send(.post, "/v1/coupons", json: #"{"name":"x","quantity":3}"#, admin: true)
             #expect(created.status == .internalServerError)
-            #expect(try await couponCount() == 0)
+            #expect(try await TestDatabase.couponCount(named: "x") == 0)
         }
     }
 }

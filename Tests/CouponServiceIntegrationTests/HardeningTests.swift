@@ -11,14 +11,14 @@ import Testing
 @Suite(.migratedDatabase) struct HardeningTests {
     @Test func instantsOutsideFourDigitYearsAreRefusedAndNothingIsCreated() async throws {
         try await buildApplication(TestArguments()).test(.router) { client in
-            let before = try await couponCount(named: "far-instant")
+            let before = try await TestDatabase.couponCount(named: "far-instant")
             // The first trapped the writer of every later answer about the coupon: every instance crashed.
             for instant in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-23:59"] {
                 let created = try await client.send(
                     .post, "/v1/coupons", json: #"{"name":"far-instant","quantity":1,"starts_at":"\#(instant)"}"#, admin: true)
                 #expect(created.status == .badRequest && created.problemCode == "invalid_request", "\(instant)")
             }
-            #expect(try await couponCount(named: "far-instant") == before)
+            #expect(try await TestDatabase.couponCount(named: "far-instant") == before)
         }
     }
 
@@ -63,7 +63,7 @@ import Testing
         var arguments = TestArguments()
         arguments.poolSize = 4
         try await buildApplication(arguments).test(.router) { client in
-            let before = try await couponCount(named: "first")
+            let before = try await TestDatabase.couponCount(named: "first")
             // The first creation waits on a lock held here, mid-write, while the second one asks.
             try await TestDatabase.client.withConnection { holder in
                 try await holder.query("BEGIN", logger: TestDatabase.logger)
@@ -81,7 +81,7 @@ import Testing
                 #expect(second.headers[.retryAfter] == "1")
                 #expect(try await first.status == .created)
             }
-            #expect(try await couponCount(named: "first") == before + 1)
+            #expect(try await TestDatabase.couponCount(named: "first") == before + 1)
         }
     }
 
@@ -104,12 +104,5 @@ import Testing
             #expect(statements <= 5 + 3, "\(statements) statements: one read for each of 5 unheard-of ids (and keep-alives)")
             #expect(try await client.issue(known, "x").status == .created)
         }
-    }
-
-    /// Coupons of one test's own name: other suites create coupons at the same time.
-    func couponCount(named name: String) async throws -> Int {
-        let rows = try await TestDatabase.client.query("SELECT count(*)::int FROM coupons WHERE name = \(name)")
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
     }
 }

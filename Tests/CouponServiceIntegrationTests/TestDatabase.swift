@@ -100,6 +100,14 @@ struct TestDatabase: Sendable {
             .create(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt).id
     }
 
+    /// Coupons of one name: a test counts those it may have created by the name it gives them, since
+    /// the other tests of its suite create coupons at the same time.
+    static func couponCount(named name: String) async throws -> Int {
+        let rows = try await client.query("SELECT count(*)::int FROM coupons WHERE name = \(name)")
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
     /// What the database says about a coupon, for the invariants every test checks: audit_coupon()
     /// (migrations/functions/audit_coupon.sql), the rules the bench and fault tools check too.
     struct Audit: Equatable, CustomStringConvertible {
