@@ -126,7 +126,10 @@ import Testing
     /// Issue 4's burst: 10,000 requests at once for 5,000 tickets, every one answered, none an error.
     @Test(.heavy) func tenThousandAtOnceForFiveThousand() async throws {
         let couponID = try await TestDatabase.makeCoupon(quantity: 5000)
-        try await buildApplication(TestArguments()).test(.router) { client in
+        // The burst takes 8 to 16 s in a debug build beside every other suite; at the tests' usual
+        // 10 s deadline its last requests were once answered 503 (1,296 of them). The deadline is
+        // not what this test is about: the release build's answer times are in bench/.
+        try await buildApplication(TestArguments(databaseTimeout: .seconds(60))).test(.router) { client in
             let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
                 for user in 0..<10_000 {
                     group.addTask {
