@@ -48,23 +48,26 @@ $$;
 --
 
 CREATE FUNCTION public.audit_coupon(p_coupon_id bigint) RETURNS TABLE(quantity integer, issued_count integer, ticket_rows integer, held integer, users integer, violations text[])
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-    SELECT a.quantity, a.issued_count, a.ticket_rows, a.held, a.users,
-           array_remove(ARRAY[
-               CASE WHEN a.held > a.quantity THEN format('%s tickets held for %s', a.held, a.quantity) END,
-               CASE WHEN a.issued_count <> a.held THEN format('counter %s but %s held', a.issued_count, a.held) END,
-               CASE WHEN a.users <> a.held THEN format('%s tickets but %s users', a.held, a.users) END,
-               CASE WHEN a.ticket_rows <> a.quantity THEN format('%s ticket rows for %s', a.ticket_rows, a.quantity) END
-           ], NULL)
-    FROM (
-        SELECT c.quantity, c.issued_count, count(t.number)::int AS ticket_rows, count(t.user_id)::int AS held,
-               count(DISTINCT t.user_id)::int AS users
-        FROM coupons c
-        LEFT JOIN coupon_tickets t ON t.coupon_id = c.id
-        WHERE c.id = p_coupon_id
-        GROUP BY c.id
-    ) AS a
+BEGIN
+    RETURN QUERY
+        SELECT a.quantity, a.issued_count, a.ticket_rows, a.held, a.users,
+               array_remove(ARRAY[
+                   CASE WHEN a.held > a.quantity THEN format('%s tickets held for %s', a.held, a.quantity) END,
+                   CASE WHEN a.issued_count <> a.held THEN format('counter %s but %s held', a.issued_count, a.held) END,
+                   CASE WHEN a.users <> a.held THEN format('%s tickets but %s users', a.held, a.users) END,
+                   CASE WHEN a.ticket_rows <> a.quantity THEN format('%s ticket rows for %s', a.ticket_rows, a.quantity) END
+               ], NULL)
+        FROM (
+            SELECT c.quantity, c.issued_count, count(t.number)::int AS ticket_rows, count(t.user_id)::int AS held,
+                   count(DISTINCT t.user_id)::int AS users
+            FROM coupons c
+            LEFT JOIN coupon_tickets t ON t.coupon_id = c.id
+            WHERE c.id = p_coupon_id
+            GROUP BY c.id
+        ) AS a;
+END;
 $$;
 
 
@@ -216,10 +219,12 @@ $$;
 --
 
 CREATE FUNCTION public.missing_ticket(p_coupon_id bigint, p_code text) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
-    SELECT CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
-                THEN 'ticket_not_found' ELSE 'coupon_not_found' END
+BEGIN
+    RETURN CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                THEN 'ticket_not_found' ELSE 'coupon_not_found' END;
+END;
 $$;
 
 

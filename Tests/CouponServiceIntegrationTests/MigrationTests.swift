@@ -139,12 +139,12 @@ import Testing
 
     /// A database at the schema of before (nine versioned files, with a sale in it) upgrades to
     /// today's layout: nothing versioned of before runs again (what came after does), the functions are applied from their files, the
-    /// records name today's files, the tickets stay, and the schema is the one a fresh database gets.
+    /// records of before stay as they were, the tickets stay, and the schema is the one a fresh database gets.
     @Test func aDatabaseMigratedBeforeTheFunctionsMovedUpgrades() async throws {
         let old = try runner(Self.folderBeforeFunctionsMoved)
         #expect(old.migrations.count == 9)
         for migration in old.migrations {
-            #expect(Migration.checksumsBeforeFunctionsMoved[migration.version!] == migration.checksum, "\(migration.fileName)")
+            #expect(Migration.isFormerChecksum(migration.checksum, ofVersion: migration.version!), "\(migration.fileName)")
         }
         let now = try runner(TestDatabase.migrationsFolder)
         try await TestDatabase.withScratchDatabase(migrated: true) { freshURL in
@@ -159,10 +159,7 @@ import Testing
                     let newer = now.migrations.filter { ($0.version ?? .max) > old.migrations.compactMap(\.version).max()! }
                     #expect(applied.map(\.label) == newer.map(\.label), "nothing versioned of before runs again")
                     #expect(try await now.status(on: client).allSatisfy { $0.state == .applied })
-                    var recorded: [Int: String] = [:]
-                    for try await (version, checksum) in try await client.query("SELECT version, checksum FROM schema_migrations")
-                        .decode((Int, String).self) { recorded[version] = checksum }
-                    #expect(recorded == Dictionary(uniqueKeysWithValues: now.migrations.compactMap { m in m.version.map { ($0, m.checksum) } }))
+                    #expect(try await Self.recorded(on: client) == Self.records(of: old.migrations + newer), "the records of before are kept as they were")
 
                     let audit = try await TestDatabase.audit(couponID: coupon, on: client)
                     #expect(audit.isConsistent && audit.ticketsHeld == 3, "\(audit)")
@@ -189,5 +186,75 @@ import Testing
                 #expect(difference == nil, "the upgraded schema differs from a fresh one at \(difference ?? "")")
             }
         }
+    }
+
+    /// 0010 as first written (2026-12-04), its five changes in one ALTER TABLE, which Citus refuses:
+    /// what databases on plain PostgreSQL ran until 2026-12-07. Frozen test data.
+    static let checkoutByCodeInOneStatement = TestDatabase.migrationsFolder.deletingLastPathComponent()
+        .appending(path: "Tests/Fixtures/migrations-before-citus-split/0010_checkout_by_code.sql")
+
+    /// A database that ran 0010 in one statement keeps its record: nothing runs again, nothing is
+    /// refused, the record still holds the checksum it ran, and the schema is a fresh database's.
+    @Test func aDatabaseThatRan0010InOneStatementKeepsItsRecord() async throws {
+        let now = try runner(TestDatabase.migrationsFolder)
+        var before = now
+        let index = try #require(before.migrations.firstIndex { $0.version == 10 })
+        before.migrations[index] = Migration(
+            version: 10, name: before.migrations[index].name, sql: try String(contentsOf: Self.checkoutByCodeInOneStatement, encoding: .utf8))
+        #expect(before.migrations[index].checksum != now.migrations[index].checksum)
+        #expect(Migration.isFormerChecksum(before.migrations[index].checksum, ofVersion: 10))
+        try await TestDatabase.withScratchDatabase(migrated: true) { freshURL in
+            try await TestDatabase.withScratchDatabase { url in
+                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                    try await before.apply(on: client)
+                    let coupon = try await TestDatabase.makeCoupon(quantity: 3, on: client)
+                    try await client.query("SELECT * FROM issue_tickets(\(coupon), ARRAY['ann', 'bob'])")
+                    #expect(try await now.apply(on: client).isEmpty, "nothing runs again")
+                    #expect(try await now.status(on: client).allSatisfy { $0.state == .applied })
+                    #expect(try await Self.recorded(on: client) == Self.records(of: before.migrations), "the record of 0010 as it ran")
+                    let audit = try await TestDatabase.audit(couponID: coupon, on: client)
+                    #expect(audit.isConsistent && audit.ticketsHeld == 2, "\(audit)")
+                }
+                let difference = SchemaDocumentTests.firstDifference(try SchemaDocumentTests.schema(of: url), try SchemaDocumentTests.schema(of: freshURL))
+                #expect(difference == nil, "0010 in one statement and in five differ at \(difference ?? "")")
+            }
+        }
+    }
+
+    /// A database that stopped at 0010 (as a Citus cluster did: every file before it applied, 0010
+    /// refused and rolled back, no function file reached) goes on with `migrate`: 0010 and the
+    /// functions apply, and the schema is a fresh database's.
+    @Test func aDatabaseStoppedAt0010GoesOn() async throws {
+        let now = try runner(TestDatabase.migrationsFolder)
+        let stopped = MigrationRunner(migrations: now.migrations.filter { ($0.version ?? .max) < 10 }, logger: TestDatabase.logger)
+        try await TestDatabase.withScratchDatabase(migrated: true) { freshURL in
+            try await TestDatabase.withScratchDatabase { url in
+                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                    try await stopped.apply(on: client)
+                    let applied = try await now.apply(on: client)
+                    #expect(applied.map(\.label) == now.migrations.filter { ($0.version ?? .max) >= 10 }.map(\.label))
+                    #expect(try await Self.recorded(on: client) == Self.records(of: now.migrations))
+                    let coupon = try await TestDatabase.makeCoupon(quantity: 2, on: client)
+                    try await client.query("SELECT * FROM issue_tickets(\(coupon), ARRAY['ann', 'bob', 'cid'])")
+                    let audit = try await TestDatabase.audit(couponID: coupon, on: client)
+                    #expect(audit.isConsistent && audit.ticketsHeld == 2, "\(audit)")
+                }
+                let difference = SchemaDocumentTests.firstDifference(try SchemaDocumentTests.schema(of: url), try SchemaDocumentTests.schema(of: freshURL))
+                #expect(difference == nil, "the schema differs from a fresh one at \(difference ?? "")")
+            }
+        }
+    }
+
+    /// The versioned checksums a database recorded.
+    static func recorded(on client: PostgresClient) async throws -> [Int: String] {
+        var recorded: [Int: String] = [:]
+        for try await (version, checksum) in try await client.query("SELECT version, checksum FROM schema_migrations")
+            .decode((Int, String).self) { recorded[version] = checksum }
+        return recorded
+    }
+
+    /// The records applying these files makes, by version.
+    static func records(of migrations: [Migration]) -> [Int: String] {
+        Dictionary(uniqueKeysWithValues: migrations.compactMap { m in m.version.map { ($0, m.checksum) } })
     }
 }

@@ -7,7 +7,10 @@ Against the coordinator (DATABASE_URL), with two coupon-server instances:
   3. every user sent to both instances at once: one ticket each, the same code on both;
   4. after the sell-out, every instance refuses from memory: the sell-out's notification, sent on the
      worker that holds the coupon, reached both catalogues;
-  5. a sale of several coupons at once, on shards of different workers.
+  5. a sale of several coupons at once, on shards of different workers;
+  6. every other route, and checkout by code: a lookup on one shard, a hold, a confirmation, a restore,
+     a lapse cleared by a read, a return to the pool; tickets issued before an upgrade (--from) found
+     by their codes.
 Each ends with the database audit. With PLAIN_URL (BASELINE_URL here), the burst and the several-coupon
 sale also run on that plain PostgreSQL in the same run, so the rates stand side by side. Loopback only;
 every wait bounded. Exits non-zero when a check fails.
@@ -18,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 
 from bench import lib
 from bench.lib import ROOT, URL, Server, create_coupon_over_http, issue_async, metric, pgbench_tps, psql, request_async
@@ -63,9 +67,15 @@ def worker_of(coupon, url):
                 f"AND get_shard_id_for_distribution_column('coupons', {coupon}) = s.shardid", url)
 
 
-async def several(ports, url, base, coupons, quantity, prefix):
-    """`coupons` coupons sold at once, each 1.5x oversubscribed; (coupon ids, issued, seconds)."""
+async def several(ports, url, base, coupons, quantity, prefix, cluster):
+    """`coupons` coupons sold at once, each 1.5x oversubscribed; (coupon ids, issued, seconds). On a
+    cluster, the last is replaced until the coupons are on more than one worker (ids 4 to 12 all hash
+    to one worker of two: a run's ids alone do not make sure)."""
     ids = [create_coupon_over_http(base, TOKEN, f"{prefix} {n}", quantity) for n in range(coupons)]
+    for _ in range(64):
+        if not cluster or len({worker_of(coupon, url) for coupon in ids}) > 1:
+            break
+        ids[-1] = create_coupon_over_http(base, TOKEN, f"{prefix} {coupons - 1}", quantity)
     started = time.monotonic()
     await asyncio.gather(*(issue_async(ports[n % len(ports)], coupon, f"{prefix}-{coupon}-{n}")
                            for coupon in ids for n in range(quantity * 3 // 2)))
@@ -97,6 +107,71 @@ async def every_route(port, url, base):
     audited("every route", coupon, url, sold_out=False)
 
 
+async def checkout_by_code(port, url, base, cluster):
+    """A ticket looked up by its code (on a cluster, one shard: its plan), held for an order, refused
+    to another, confirmed, restored; a hold that lapses cleared by the next lookup; a ticket returned
+    to the pool and its old code gone. The database's state checked at each step, and the audit after."""
+    coupon = create_coupon_over_http(base, TOKEN, "checkout", 3)
+    codes = {}
+    for user in ("k1", "k2"):
+        status, body, _ = await issue_async(port, coupon, user)
+        check(status == "201", f"checkout: {user} issued ({status})")
+        codes[user] = body["ticket"]["code"] if body and "ticket" in body else ""
+    code = codes["k1"]
+    check(code.startswith(f"{coupon}-"), f"checkout: the code carries its coupon ({code})")
+
+    def row(code):
+        return psql(f"SELECT coalesce(order_id, '-') || '|' || (hold_until IS NOT NULL) || '|' || (redeemed_at IS NOT NULL) "
+                    f"FROM coupon_tickets WHERE coupon_id = {coupon} AND code = '{code}'", url)
+
+    plan = psql(f"EXPLAIN SELECT * FROM coupon_ticket_states WHERE coupon_id = {coupon} AND code = '{code}'", url)
+    if cluster:
+        check("Task Count: 1" in plan and "coupon_tickets_" in plan,
+              f"checkout: a lookup by code reads one shard: {' / '.join(l.strip() for l in plan.splitlines() if 'Task Count' in l or 'Index' in l)}")
+    steps = [
+        ("GET", f"/v1/tickets/{code}", None, "200", "-|false|false"),
+        ("POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-hold", "hold_seconds": 600}, "201", "o-hold|true|false"),
+        ("POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-other"}, "409", "o-hold|true|false"),
+        ("POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-hold"}, "200", "o-hold|false|true"),
+        ("DELETE", f"/v1/tickets/{code}/redemption?order_id=o-hold", None, "200", "-|false|false"),
+        ("POST", f"/v1/tickets/{codes['k2']}/redemption", {"order_id": "o-lapse", "hold_seconds": 1}, "201", None),
+    ]
+    for method, path, body, expected, state in steps:
+        status, answer, _ = await request_async(port, method, path, body)
+        after = row(path.split("/")[3].split("?")[0])
+        check(status == expected and (state is None or after == state),
+              f"checkout: {method} {path} {body or ''}: {status} (expected {expected}), stored {after}"
+              + (f" (expected {state})" if state else "") + (f": {answer.get('code')}" if answer and status.startswith("4") else ""))
+    await asyncio.sleep(1.5)
+    status, answer, _ = await request_async(port, "GET", f"/v1/tickets/{codes['k2']}")
+    check(status == "200" and answer and answer.get("state") == "issued" and row(codes["k2"]) == "-|false|false",
+          f"checkout: a lapsed hold cleared by the next lookup: {status} {answer and answer.get('state')}, stored {row(codes['k2'])}")
+    status, _, _ = await request_async(port, "DELETE", f"/v1/coupons/{coupon}/tickets/k2", token=TOKEN)
+    gone, _, _ = await request_async(port, "GET", f"/v1/tickets/{codes['k2']}")
+    check(status == "204" and gone == "404" and row(codes["k2"]) == "",
+          f"checkout: k2's ticket returned to the pool ({status}), its old code gone ({gone})")
+    audited("checkout", coupon, url, sold_out=False)
+
+
+async def tickets_of_before(port, url, cluster):
+    """Tickets issued before the upgrade (scripts/citus-check.sh --from): each found by its code, held
+    for an order and restored by it; a code of before 0010 (the hex digits alone) read on every shard."""
+    rows = psql("SELECT coupon_id || ' ' || code FROM coupon_tickets WHERE user_id LIKE 'before-%' ORDER BY coupon_id", url)
+    for coupon, code in (line.split() for line in rows.splitlines()):
+        if cluster and "-" not in code:
+            plan = psql(f"EXPLAIN SELECT * FROM coupon_ticket_states WHERE code = '{code}' AND code NOT LIKE '%-%'", url)
+            check("Task Count: 32" in plan and "coupon_tickets_bare_code" in plan,
+                  f"before the upgrade: a bare code asks each shard's index of bare codes: "
+                  f"{' / '.join(l.strip() for l in plan.splitlines() if 'Task Count' in l or 'Index' in l)[:200]}")
+        answers = [await request_async(port, "GET", f"/v1/tickets/{code}"),
+                   await request_async(port, "POST", f"/v1/tickets/{code}/redemption", {"order_id": "o-before", "hold_seconds": 60}),
+                   await request_async(port, "DELETE", f"/v1/tickets/{code}/redemption?order_id=o-before")]
+        got = [status for status, _, _ in answers]
+        check(got == ["200", "201", "200"] and answers[0][1].get("user_id", "").startswith("before-"),
+              f"before the upgrade: coupon {coupon}'s ticket {code[:20]}... found, held, restored by its code: {got}")
+        audited(f"before the upgrade: coupon {coupon}", int(coupon), url, sold_out=False)
+
+
 def pgbench(url, script, clients, transactions, **variables):
     """transactions/s of one pgbench script (bench/sql) against `url`."""
     args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-t", str(transactions),
@@ -120,6 +195,40 @@ def sql_rates(url, base):
         rates[name] = held / (transactions * 16 / tps)
         check(held > 0, f"{name}: {held} issued, {rates[name]:,.0f} issued/s")
     return rates
+
+
+def per_call(url, base, modes, calls=300):
+    """Microseconds per call of issue_tickets for one new user, a transaction each, in one backend (as
+    bench/speed/plans.py: synchronous_commit off for the loop): on a cluster in a backend of the
+    coupon's worker, where the delegated call runs, for each plan_cache_mode of `modes` (the function
+    sets none there); on plain PostgreSQL as committed (its own force_generic_plan). {mode: µs}."""
+    results = {}
+    for mode in modes:
+        coupon = create_coupon_over_http(base, TOKEN, f"per call {mode}", calls)
+        where = url
+        if mode:  # the coordinator's URL with the worker's host and port
+            parts = urllib.parse.urlsplit(url)
+            user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+            where = urllib.parse.urlunsplit(parts._replace(netloc=user + worker_of(coupon, url)))
+        script = f"""
+            {f"SET plan_cache_mode = {mode};" if mode else ""}
+            SET synchronous_commit = off;
+            CREATE TEMP TABLE elapsed (micros float8);
+            DO $$
+            DECLARE started timestamptz := clock_timestamp(); n int;
+            BEGIN
+                FOR i IN 1..{calls} LOOP
+                    SELECT count(*) INTO n FROM issue_tickets({coupon}, ARRAY['per-call-' || i]);
+                    COMMIT;
+                END LOOP;
+                INSERT INTO elapsed VALUES (extract(epoch FROM clock_timestamp() - started) * 1e6 / {calls});
+            END $$;
+            SELECT micros FROM elapsed;"""
+        results[mode] = float(subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", where], input=script,
+                                             check=True, capture_output=True, text=True).stdout)
+        held = audited(f"per call ({mode or 'as committed'})", coupon, url).held
+        check(held == calls, f"issue_tickets per call, one user, {mode or 'as committed'}: {results[mode]:,.0f} µs ({held} issued)")
+    return results
 
 
 async def run_on(url, ports, label, cluster):
@@ -165,14 +274,17 @@ async def run_on(url, ports, label, cluster):
               f"sold out from memory: 1000 late users, {statuses(late)}, answered from the catalogue per instance {from_memory}")
         audited("after the late users", coupon, url)
         # 5. Several coupons at once.
-        ids, issued, seconds = await several(ports, url, base, 8, 500, "several")
+        ids, issued, seconds = await several(ports, url, base, 8, 500, "several", cluster)
         if cluster:
             workers = {worker_of(coupon, url) for coupon in ids}
             check(len(workers) >= 2, f"the 8 coupons' shards are on {len(workers)} workers: {sorted(workers)}")
         check(issued == 8 * 500, f"several coupons at once: 8 x 500 tickets, 6000 users: {issued} issued in {seconds:.2f} s")
         rates["several"] = issued / seconds
         await every_route(ports[1], url, base)
+        await checkout_by_code(ports[0], url, base, cluster)
+        await tickets_of_before(ports[1], url, cluster)
         rates.update(sql_rates(url, base))
+        rates["per call"] = per_call(url, base, ("auto", "force_custom_plan") if cluster else (None,))
     return rates
 
 
@@ -185,6 +297,13 @@ def main():
           f"coupons by id and coupon_tickets by coupon_id, colocated: {tables}")
     check(any(f.startswith("issue_tickets:0:true") for f in functions),
           f"issue_tickets delegated by its coupon (force_delegation): {functions}")
+    delegated = {f.split(":")[0] for f in functions if f.split(":")[1] == "0"}
+    expected = {"add_coupon_tickets", "issue_tickets", "locked_ticket", "missing_ticket", "redeem_ticket", "restore_ticket", "return_ticket"}
+    check(expected <= delegated, f"every function that takes a coupon runs on its worker: {sorted(delegated)}")
+    settings = psql("SELECT nodeid || ':' || coalesce(result, '') FROM run_command_on_all_nodes("
+                    "$$SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'issue_tickets'$$) ORDER BY nodeid")
+    check(all("plan_cache_mode" not in line and "jit=off" in line for line in settings.splitlines()),
+          f"issue_tickets plans per call on every node, JIT off (a generic plan cannot be distributed): {settings.splitlines()}")
     nodes = psql("SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' AND groupid <> 0")
     check(int(nodes) >= 2, f"{nodes} workers")
     cluster_rates = asyncio.run(run_on(URL, (8521, 8522), "Citus (coordinator)", cluster=True))
@@ -200,6 +319,12 @@ def main():
         plain = f"{plain_rates[name]:,.0f}" if plain_rates else "-"
         ratio = f"{cluster_rates[name] / plain_rates[name]:.2f}" if plain_rates else "-"
         print(f"| {label} | {cluster_rates[name]:,.0f} | {plain} | {ratio} |")
+    print("\nissue_tickets, µs per call for one user (one backend, a transaction per call; on Citus in the coupon's worker):")
+    print("| plans | Citus | plain PostgreSQL (as committed: force_generic_plan) |")
+    print("|---|---:|---:|")
+    plain = f"{plain_rates['per call'][None]:,.0f}" if plain_rates else "-"
+    for mode, micros in cluster_rates["per call"].items():
+        print(f"| {mode} | {micros:,.0f} | {plain} |")
     return check.exit_code()
 
 

@@ -116,10 +116,13 @@ END;
 $$;
 
 -- On a Citus cluster (0007) it runs on the worker that holds the coupon, also inside the explicit
--- transaction the service sends (BEGIN, issue_tickets, COMMIT), which needs force_delegation.
+-- transaction the service sends (BEGIN, issue_tickets, COMMIT), which needs force_delegation. There its
+-- plans are made per call: Citus cannot route a generic plan's statement on a distributed table by its
+-- parameters ("could not create distributed plan").
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        ALTER FUNCTION issue_tickets(bigint, text[]) RESET plan_cache_mode;
         PERFORM create_distributed_function('issue_tickets(bigint,text[])', 'p_coupon_id', colocate_with => 'coupons',
                                             force_delegation => true);
     END IF;

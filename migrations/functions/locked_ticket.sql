@@ -24,14 +24,17 @@ END;
 $$;
 
 -- Why no ticket was found: a code that names no ticket is not found, whatever its coupon part says;
--- a user's ticket of a coupon that does not exist is the coupon's absence.
+-- a user's ticket of a coupon that does not exist is the coupon's absence. (PL/pgSQL: Citus cannot
+-- plan a SQL function's statement by its parameters.)
 CREATE OR REPLACE FUNCTION missing_ticket(p_coupon_id bigint, p_code text)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 AS $$
-    SELECT CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
-                THEN 'ticket_not_found' ELSE 'coupon_not_found' END
+BEGIN
+    RETURN CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                THEN 'ticket_not_found' ELSE 'coupon_not_found' END;
+END;
 $$;
 
 -- On a Citus cluster (0007) both live on the coupon's worker too, where redeem_ticket and restore_ticket run.

@@ -140,7 +140,9 @@ struct TicketStore: Sendable {
     private static let stateColumns = "coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, hold_lapsed"
 
     /// Reads one ticket through `coupon_ticket_states`; a lapsed hold it shows is then cleared, by
-    /// this request or by one that came first (only the one that clears it says so).
+    /// this request or by one that came first (only the one that clears it says so). The clear judges
+    /// the lapse on `statement_timestamp()`, as the view does: Citus refuses a volatile function such
+    /// as `clock_timestamp()` in a modification of a distributed table.
     private func found(_ query: PostgresQuery) async throws -> TicketAnswer<HeldTicket>? {
         let rows = try await client.query(query, logger: logger)
         var found: (HeldTicket, Bool)?
@@ -157,7 +159,7 @@ struct TicketStore: Sendable {
         let cleared = try await client.query(
             """
             UPDATE coupon_tickets SET order_id = NULL, hold_until = NULL
-            WHERE coupon_id = \(held.ticket.couponID) AND number = \(held.ticket.number) AND hold_until <= clock_timestamp()
+            WHERE coupon_id = \(held.ticket.couponID) AND number = \(held.ticket.number) AND hold_until <= statement_timestamp()
             RETURNING number
             """, logger: logger)
         var clearedHere = false

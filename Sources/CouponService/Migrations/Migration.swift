@@ -37,21 +37,29 @@ public struct Migration: Sendable, Equatable {
         self.checksum = SHA256.hash(data: Data(sql.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The versioned files' checksums before their functions moved to `functions/` (2026-12-04), as
-    /// databases migrated until then recorded them. Such a record stands for its version's file as it
-    /// is now (the runner records the new checksum); a version whose file held only functions, and is
-    /// gone, is retired (its record removed).
-    static let checksumsBeforeFunctionsMoved: [Int: String] = [
-        1: "0f628e7422f645080044549d8456dfe42e716853d2536fcd83fe5d2e2125cab7",
-        2: "63a8fd3d37b5c70d218689c409419fecb338c2f1411ccb5eda101aba682e62de",
-        3: "6628b87145fd8901ab02625587df6f64677aca1ed498a37552c298e1f74e4688",
-        4: "19aa9f59ebf55afdc5eec1775835d8527607fba3640cd4dc5997fc295da9da05",
-        5: "779e0f5c65074ef5fba85d84b0fa830f26250492b9b19d50242d9d9d761d6c4e",
-        6: "b3dc10739f1568c177bc1dee1ca7f135b411d2c3e0559ff34af756aa145a6e89",
-        7: "1e65d6cc062969eef96469265584e8f1f3a722b1cf2f276161f02801e5ce5e6f",
-        8: "a260d0b17deb1ae186c107d5982ca587c4f27d43b5f003f3e905a9eaf79a6f93",
-        9: "31c681873fa7e50092546932e306c0960e57dd451d65c6271e4ebfce80c51349",
+    /// Checksums versioned files had before they were rewritten, as databases migrated until then
+    /// recorded them. Such a record stands for its version's file as it is now and is kept as it is (the
+    /// database's history); a version whose file is gone is retired, its record no longer listed.
+    /// - 1 to 9: before their functions moved to `functions/` (2026-12-04); 2, 4, 5, 8 and 9 held
+    ///   only functions and are gone.
+    /// - 10: its five changes in one `ALTER TABLE`, which Citus refuses (2026-12-07); the same schema.
+    static let formerChecksums: [Int: Set<String>] = [
+        1: ["0f628e7422f645080044549d8456dfe42e716853d2536fcd83fe5d2e2125cab7"],
+        2: ["63a8fd3d37b5c70d218689c409419fecb338c2f1411ccb5eda101aba682e62de"],
+        3: ["6628b87145fd8901ab02625587df6f64677aca1ed498a37552c298e1f74e4688"],
+        4: ["19aa9f59ebf55afdc5eec1775835d8527607fba3640cd4dc5997fc295da9da05"],
+        5: ["779e0f5c65074ef5fba85d84b0fa830f26250492b9b19d50242d9d9d761d6c4e"],
+        6: ["b3dc10739f1568c177bc1dee1ca7f135b411d2c3e0559ff34af756aa145a6e89"],
+        7: ["1e65d6cc062969eef96469265584e8f1f3a722b1cf2f276161f02801e5ce5e6f"],
+        8: ["a260d0b17deb1ae186c107d5982ca587c4f27d43b5f003f3e905a9eaf79a6f93"],
+        9: ["31c681873fa7e50092546932e306c0960e57dd451d65c6271e4ebfce80c51349"],
+        10: ["e2141a502d8c9e4eed77da8c21baacbe8655baead8dd2953c88ec39bebd87983"],
     ]
+
+    /// Whether a checksum recorded for `version` is one its file had before it was rewritten.
+    static func isFormerChecksum(_ checksum: String, ofVersion version: Int) -> Bool {
+        formerChecksums[version]?.contains(checksum) ?? false
+    }
 
     /// The `migrations/` folder of the checkout this binary was built in (it lives under
     /// `.build/<platform>/<configuration>/`), whatever the working directory; else `./migrations`.

@@ -43,7 +43,6 @@ public struct MigrationRunner: Sendable {
             let pending = try await entries(on: connection).filter { $0.state == .pending }
                 .compactMap { entry in migrations.first { $0.version == entry.version && $0.name == entry.name } }
             if dryRun { return pending }
-            try await recordRewrittenFiles(on: connection)
             for migration in pending {
                 try await Self.unwrappingFailedStatement { try await apply(migration, on: connection) }
                 logger.info("applied migration", metadata: ["migration": "\(migration.label)"])
@@ -94,22 +93,6 @@ public struct MigrationRunner: Sendable {
         }
     }
 
-    /// Records of files as they were before their functions moved out
-    /// (`Migration.checksumsBeforeFunctionsMoved`): the file's new checksum where it remains, no
-    /// record where it is gone. The functions themselves are then applied from `functions/`.
-    private func recordRewrittenFiles(on connection: PostgresConnection) async throws {
-        for (version, former) in Migration.checksumsBeforeFunctionsMoved {
-            if let file = migrations.first(where: { $0.version == version }) {
-                try await connection.execute(
-                    "UPDATE schema_migrations SET checksum = \(file.checksum) WHERE version = \(version) AND checksum = \(former)",
-                    logger: logger)
-            } else {
-                try await connection.execute(
-                    "DELETE FROM schema_migrations WHERE version = \(version) AND checksum = \(former)", logger: logger)
-            }
-        }
-    }
-
     private func entries(on connection: PostgresConnection) async throws -> [Entry] {
         typealias Record = (checksum: String, appliedAt: Date)
         var versions: [Int: (name: String, record: Record)] = [:]
@@ -136,13 +119,13 @@ public struct MigrationRunner: Sendable {
                 entries.append(Entry(version: version, name: migration.name, state: .pending))
                 continue
             }
-            guard record.checksum == migration.checksum || record.checksum == Migration.checksumsBeforeFunctionsMoved[version] else {
+            guard record.checksum == migration.checksum || Migration.isFormerChecksum(record.checksum, ofVersion: version) else {
                 throw MigrationError.checksumChanged(
                     version: version, name: migration.name, applied: record.checksum, file: migration.checksum)
             }
             entries.append(Entry(version: version, name: migration.name, state: .applied, appliedAt: record.appliedAt))
         }
-        for (version, (name, record)) in versions where record.checksum != Migration.checksumsBeforeFunctionsMoved[version] {
+        for (version, (name, record)) in versions where !Migration.isFormerChecksum(record.checksum, ofVersion: version) {
             entries.append(Entry(version: version, name: name, state: .missingFile, appliedAt: record.appliedAt))
         }
         for (name, record) in functions {
