@@ -87,15 +87,16 @@ import Testing
         },
         Rule(
             id: "no generic plan",
-            name: "a function Citus runs is not planned generically (plan_cache_mode is reset in its Citus block)",
+            name: "a function Citus runs is not planned generically (its Citus block sets custom plans)",
             citusError: "could not create distributed plan (DETAIL: Possibly this is caused by the use of parameters in SQL functions)"
         ) { file, _ in
             file.functions.compactMap { name, text in
                 guard text.contains(#/(?i)plan_cache_mode\s*=\s*force_generic_plan/#),
                     file.sql.contains(try! Regex("(?i)create_distributed_function\\s*\\(\\s*'\(name)\\("))
                 else { return nil }
-                let reset = try! Regex("(?i)ALTER\\s+FUNCTION\\s+\(name)\\s*\\([^)]*\\)\\s+RESET\\s+plan_cache_mode")
-                return file.sql.contains(reset) ? nil : "\(file.name): \(name) is distributed with force_generic_plan and never resets it"
+                let custom = try! Regex(
+                    "(?i)ALTER\\s+FUNCTION\\s+\(name)\\s*\\([^)]*\\)\\s+(?:RESET\\s+plan_cache_mode|SET\\s+plan_cache_mode\\s*(?:=|TO)\\s*'?force_custom_plan)")
+                return file.sql.contains(custom) ? nil : "\(file.name): \(name) is distributed with force_generic_plan and keeps it there"
             }
         },
         Rule(
@@ -213,8 +214,8 @@ import Testing
         #expect(Self.broken(SQLFile(name: "0010_checkout_by_code.sql", version: 10, text: oneStatement), after: distributedFrom) == ["constraint alone"])
 
         let issueTickets = try #require(files.first { $0.name == "functions/issue_tickets.sql" })
-        let generic = issueTickets.sql.replacing(#/(?i)ALTER\s+FUNCTION\s+issue_tickets\s*\([^)]*\)\s+RESET\s+plan_cache_mode\s*;/#, with: "")
-        #expect(generic != issueTickets.sql, "the reset is where the rule looks for it")
+        let generic = issueTickets.sql.replacing(#/(?i)ALTER\s+FUNCTION\s+issue_tickets\s*\([^)]*\)\s+SET\s+plan_cache_mode[^;]*;/#, with: "")
+        #expect(generic != issueTickets.sql, "the setting is where the rule looks for it")
         #expect(Self.broken(SQLFile(name: issueTickets.name, version: nil, text: generic), after: distributedFrom) == ["no generic plan"])
     }
 

@@ -118,11 +118,12 @@ $$;
 -- On a Citus cluster (0007) it runs on the worker that holds the coupon, also inside the explicit
 -- transaction the service sends (BEGIN, issue_tickets, COMMIT), which needs force_delegation. There its
 -- plans are made per call: Citus cannot route a generic plan's statement on a distributed table by its
--- parameters ("could not create distributed plan").
+-- parameters ("could not create distributed plan"), and with auto a call costs more, as PostgreSQL
+-- keeps trying one (bench/results/citus.md).
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
-        ALTER FUNCTION issue_tickets(bigint, text[]) RESET plan_cache_mode;
+        ALTER FUNCTION issue_tickets(bigint, text[]) SET plan_cache_mode = force_custom_plan;
         PERFORM create_distributed_function('issue_tickets(bigint,text[])', 'p_coupon_id', colocate_with => 'coupons',
                                             force_delegation => true);
     END IF;
