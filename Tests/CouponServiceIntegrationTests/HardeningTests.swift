@@ -31,6 +31,87 @@ import Testing
         }
     }
 
+    /// The red team's bodies (2026-12-06): in UTF-16 the old key check lost track of a string and
+    /// Foundation's decoder took the first of two values (victim1 got a ticket; a gateway keeping the
+    /// last would have approved mallory); the same trick redeemed for the first of two orders. Now
+    /// refused for their encoding, and a trailing comma for its syntax; nothing written.
+    @Test func bodiesNotStrictUTF8JSONAreRefusedAndNothingIsWritten() async throws {
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 5)
+            func send(_ uri: String, _ body: Data) async throws -> TestResponse {
+                try await client.execute(
+                    uri: uri, method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(bytes: body))
+            }
+            let issue = "/v1/coupons/\(couponID)/issue"
+            let utf16 = try await send(issue, utf16WithByteOrderMark(#"{"x":"\"","user_id":"victim1","user_id":"mallory"}"#))
+            #expect(utf16.status == .badRequest && utf16.problemCode == "invalid_request")
+            #expect(String(buffer: utf16.body).contains("it is UTF-16 with a byte order mark"))
+            let trailing = try await send(issue, Data(#"{"user_id":"victim1",}"#.utf8))
+            #expect(trailing.status == .badRequest && trailing.problemCode == "invalid_request")
+            #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 0)
+
+            #expect(try await client.issue(couponID, "victim1").status == .created)
+            let redeem = try await send(
+                "/v1/coupons/\(couponID)/tickets/victim1/redemption", utf16WithByteOrderMark(#"{"x":"\"","order_id":"o-1","order_id":"o-2"}"#))
+            #expect(redeem.status == .badRequest && redeem.problemCode == "invalid_request")
+            #expect(try await Self.orders(couponID) == ["victim1": nil], "no order recorded")
+        }
+    }
+
+    /// Framing no HTTP client sends, on a live connection: a chunked body that breaks is a 400 (it was
+    /// a 500 logged as an error), a length past 2^63 a 413 at once (it waited for the idle timeout),
+    /// and a query parameter named twice a 400 on every route (the first value won silently).
+    @Test func brokenFramingIsA4xxAndNothingIsWritten() async throws {
+        try await buildApplication(TestArguments()).test(.live) { client in
+            let port = try #require(client.port)
+            let couponID = try await client.createCoupon(quantity: 5)
+            let head = "POST /v1/coupons/\(couponID)/issue HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            let chunked = head + "Transfer-Encoding: chunked\r\n\r\n"
+            let body = #"{"user_id":"framed"}"#
+            for (name, request) in [
+                ("a chunk size that is not hex", chunked + "zz\r\n\(body)\r\n0\r\n\r\n"),
+                ("a chunk size past 2^64", chunked + "ffffffffffffffffff\r\n\(body)\r\n0\r\n\r\n"),
+                ("a negative chunk size", chunked + "-1\r\n\(body)\r\n0\r\n\r\n"),
+                ("a chunk without its CRLF", chunked + "\(String(body.utf8.count, radix: 16))\r\n\(body)0\r\n\r\n"),
+            ] {
+                let answer = try await rawExchange(port: port, request)
+                #expect(answer?.hasPrefix("HTTP/1.1 400") == true && answer?.contains("invalid_request") == true, "\(name): \(answer ?? "no answer")")
+            }
+            for length in ["9223372036854775808", "18446744073709551615", "9223372036854775807"] {
+                let answer = try await rawExchange(port: port, head + "Content-Length: \(length)\r\n\r\n\(body)")
+                #expect(answer?.hasPrefix("HTTP/1.1 413") == true, "Content-Length \(length): \(answer ?? "no answer before the timeout")")
+            }
+            let past = try await rawExchange(port: port, head + "Content-Length: 18446744073709551616\r\n\r\n\(body)")
+            #expect(past?.hasPrefix("HTTP/1.1 400") == true, "Content-Length 2^64: \(past ?? "no answer")")
+            #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 0)
+
+            #expect(try await client.issue(couponID, "ann").status == .created)
+            #expect(try await client.send(.post, "/v1/coupons/\(couponID)/tickets/ann/redemption", json: #"{"order_id":"o-1"}"#).status == .created)
+            for uri in [
+                "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=o-1&order_id=o-2",
+                "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=o-2&order_id=o-1",
+                "/v1/coupons/\(couponID)/tickets/ann/redemption?order_id=o-1&order%5Fid=o-2",
+            ] {
+                let answer = try await client.send(.delete, uri)
+                #expect(answer.status == .badRequest && answer.problemCode == "invalid_request", "\(uri)")
+            }
+            #expect(try await Self.orders(couponID) == ["ann": "o-1"], "the redemption stands")
+            for uri in ["/v1/coupons/\(couponID)/tickets?limit=1&limit=2", "/v1/users/ann/tickets?after=x&after=y", "/healthz?a=1&a=2"] {
+                let answer = try await client.send(.get, uri, admin: true)
+                #expect(answer.status == .badRequest && answer.problemCode == "invalid_request", "\(uri)")
+            }
+        }
+    }
+
+    /// Each user's order on a coupon, as stored.
+    static func orders(_ couponID: Int64) async throws -> [String: String?] {
+        var orders: [String: String?] = [:]
+        let rows = try await TestDatabase.client.query(
+            "SELECT user_id, order_id FROM coupon_tickets WHERE coupon_id = \(couponID) AND user_id IS NOT NULL")
+        for try await (user, order) in rows.decode((String, String?).self) { orders[user] = order }
+        return orders
+    }
+
     @Test func aCursorOutOfRangeIs400() async throws {
         try await buildApplication(TestArguments()).test(.router) { client in
             // Found by hand: 500, and the SQL with its bind values in the log.

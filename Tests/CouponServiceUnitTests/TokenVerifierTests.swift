@@ -80,11 +80,22 @@ final class TestWallClock: Sendable {
             ("a sub that is not a user id", try identity.es256.token(claims.merging(["sub": "has space"]) { $1 }), "The token's 'sub' must be a user id"),
             ("a sub that is a number", try identity.es256.token(claims.merging(["sub": 42]) { $1 }), "The token's 'sub' must be a user id"),
             ("malformed base64", "%%%." + parts[1] + "." + parts[2], malformed),
-            ("malformed JSON", Data("{not json".utf8).base64URL + "." + parts[1] + "." + parts[2], malformed),
-            ("a payload that is not JSON", parts[0] + "." + Data("[1,2".utf8).base64URL + "." + parts[2], signature),
+            ("malformed JSON", Data("{not json".utf8).base64URL + "." + parts[1] + "." + parts[2], "The token's header is not UTF-8 JSON"),
+            ("a payload that is not JSON", parts[0] + "." + Data("[1,2".utf8).base64URL + "." + parts[2], "The token's payload is not UTF-8 JSON"),
+            // The red team's: a payload in UTF-16 that names sub twice was read as its first sub.
+            ("a UTF-16 payload naming sub twice", try identity.es256.token(
+                header: Data(headerJSON.utf8), payload: utf16WithByteOrderMark(claimsJSON.dropLast() + #","sub":"eve"}"#)),
+             "The token's payload is not UTF-8 JSON (RFC 8259): it is UTF-16 with a byte order mark."),
+            ("a UTF-8 header with a byte order mark", try identity.es256.token(
+                header: Data([0xEF, 0xBB, 0xBF]) + Data(headerJSON.utf8), payload: Data(claimsJSON.utf8)),
+             "The token's header is not UTF-8 JSON (RFC 8259): it is UTF-8 with a byte order mark."),
+            ("a trailing comma in the header", try identity.es256.token(headerJSON: headerJSON.dropLast() + ",}", payloadJSON: claimsJSON),
+             "The token's header is not UTF-8 JSON (RFC 8259): a key in double quotes at byte"),
+            ("a trailing comma in the payload", try identity.es256.token(headerJSON: headerJSON, payloadJSON: claimsJSON.dropLast() + ",}"),
+             "The token's payload is not UTF-8 JSON (RFC 8259): a key in double quotes at byte"),
             ("two parts", parts[0] + "." + parts[1], malformed),
-            ("a claim named twice", subTwice, "The token names a claim twice."),
-            ("a header field named twice", kidTwice, "The token's header names a field twice."),
+            ("a claim named twice", subTwice, "The token's payload names 'sub' twice."),
+            ("a header field named twice", kidTwice, "The token's header names 'kid' twice."),
             ("an extension asked for in crit", try identity.es256.token(claims, header: ["crit": ["exp"]]), "The token's header asks for extensions"),
             ("empty", "", malformed),
             ("over 8 KiB", try identity.es256.token(claims.merging(["pad": String(repeating: "x", count: 8 * 1024)]) { $1 }), "The token is longer than 8 KiB."),
@@ -185,4 +196,3 @@ final class TestWallClock: Sendable {
         #expect(Data(base64URL: "QUI") == Data("AB".utf8))
     }
 }
-

@@ -52,7 +52,12 @@ package struct TestSigner: Sendable {
 
     /// `header.payload`, both JSON text as given (base64url-encoded here), signed by this key.
     package func token(headerJSON: String, payloadJSON: String) throws -> String {
-        let input = Data(headerJSON.utf8).base64URL + "." + Data(payloadJSON.utf8).base64URL
+        try token(header: Data(headerJSON.utf8), payload: Data(payloadJSON.utf8))
+    }
+
+    /// A token over these exact bytes (another encoding than UTF-8 too).
+    package func token(header: Data, payload: Data) throws -> String {
+        let input = header.base64URL + "." + payload.base64URL
         return input + "." + (try signature(Data(input.utf8))).base64URL
     }
 

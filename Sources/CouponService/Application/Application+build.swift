@@ -121,11 +121,13 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         logger: logger)
 }
 
-/// A router whose failures are all problem answers, with one log line per request at `debug`.
+/// A router whose failures are all problem answers, with one log line per request at `debug`, that
+/// refuses a request two readers could read differently.
 func buildRouter() -> Router<CouponRequestContext> {
     let router = Router(context: CouponRequestContext.self)
     router.middlewares.add(ProblemMiddleware())
     router.middlewares.add(LogRequestsMiddleware(.debug))
+    router.middlewares.add(UnambiguousRequestMiddleware())
     return router
 }
 

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// Turns every failure into a problem answer, so clients see one error shape whatever failed.
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -17,6 +18,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw CouponProblem.adminBusy(limit: busy.limit)
         } catch is RequestDeadlineExceeded {
             throw CouponProblem.requestTimeout
+        } catch let error as HTTPParserError {
+            // A body whose framing breaks (a chunk size that is not hex, a missing CRLF, a connection
+            // closed mid-body): the client's fault, and a stranger's garbage must not page anyone.
+            context.logger.debug("request framing broken", metadata: ["error": "\(error)"])
+            throw CouponProblem.invalidRequest("the request's framing is broken: \(error)")
         } catch {
             if let problem = DatabaseFailure.problem(for: error) { throw problem }
             context.logger.error("request failed", metadata: ["error": "\(DatabaseFailure.logged(error))"])

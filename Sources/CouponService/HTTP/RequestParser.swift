@@ -224,59 +224,24 @@ enum RequestParser {
         throw .invalidRequest("field '\(field)' must be an RFC 3339 timestamp such as 2026-11-24T20:00:00Z")
     }
 
+    /// The body read as strict JSON (`StrictJSON`: UTF-8, RFC 8259, no key twice), then decoded.
     static func decode<T: Decodable>(_ type: T.Type, from body: Data) throws(CouponProblem) -> T {
-        let value: T
         do {
-            value = try JSONDecoder().decode(T.self, from: body)
+            try StrictJSON.check(body)
+        } catch {
+            switch error {
+            case .encoding: throw .invalidRequest("the body must be UTF-8 JSON: \(error)")
+            case .syntax: throw .invalidRequest("the body must be a JSON object (RFC 8259): \(error)")
+            case .repeatedKey(let key): throw .invalidRequest("field '\(key)' appears twice in the body")
+            }
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: body)
         } catch let error as DecodingError {
             throw .invalidRequest(describe(error))
         } catch {
             throw .invalidRequest("the body must be a JSON object")
         }
-        if let key = repeatedKey(in: body) { throw .invalidRequest("field '\(key)' appears twice in the body") }
-        return value
-    }
-
-    /// The first key that an object of `body` (JSON the decoder has read) names twice, unescaped; nil
-    /// when none does. JSON allows it and parsers differ on which value wins (Foundation's the first,
-    /// most gateways' the last), so a check upstream could pass a value this service never sees.
-    static func repeatedKey(in body: Data) -> String? {
-        let bytes = [UInt8](body)
-        // One entry per open container: the keys of an object so far, nil for an array.
-        var containers: [Set<String>?] = []
-        var expectingKey = false
-        var index = 0
-        while index < bytes.count {
-            switch bytes[index] {
-            case UInt8(ascii: "{"):
-                containers.append([])
-                expectingKey = true
-            case UInt8(ascii: "["):
-                containers.append(nil)
-            case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                _ = containers.popLast()
-                expectingKey = false
-            case UInt8(ascii: ","):
-                expectingKey = containers.last.map { $0 != nil } ?? false
-            case UInt8(ascii: "\""):
-                let start = index
-                index += 1
-                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
-                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
-                }
-                guard expectingKey, index < bytes.count else { break }
-                expectingKey = false
-                let quoted = bytes[start...index]
-                let key =
-                    quoted.contains(UInt8(ascii: "\\"))
-                    ? (try? JSONDecoder().decode(String.self, from: Data(quoted))) ?? "" : String(decoding: quoted.dropFirst().dropLast(), as: UTF8.self)
-                if containers[containers.count - 1]?.insert(key).inserted == false { return key }
-            default:
-                break
-            }
-            index += 1
-        }
-        return nil
     }
 
     static func describe(_ error: DecodingError) -> String {
@@ -322,7 +287,7 @@ extension Request {
             }
         }
         // Refused before a byte of the body is read; the connection closes after the answer.
-        if let length = headers[.contentLength].flatMap({ Int($0) }), length > maxBytes { throw CouponProblem.bodyTooLarge }
+        if headers.contentLength(exceeds: maxBytes) { throw CouponProblem.bodyTooLarge }
         let buffer = try await body.collect(upTo: maxBytes)
         return Data(buffer.readableBytesView)
     }

@@ -74,6 +74,8 @@ final class TokenVerifier: Service, Sendable {
         guard parts.count == 3, let headerJSON = Data(base64URL: parts[0]), let signature = Data(base64URL: parts[2]) else {
             throw malformed
         }
+        guard let payload = Data(base64URL: parts[1]) else { throw malformed }
+        try Self.checkJSON(payload, part: "payload")
         let header = try TokenHeader(json: headerJSON)
         guard let key = keySet.withLock({ $0.keys[header.keyID] }) else {
             throw .invalidToken("No key of this service has the token's 'kid'.")
@@ -84,15 +86,25 @@ final class TokenVerifier: Service, Sendable {
         guard (try? key.verify(signature, signs: Data(token.utf8[..<parts[1].endIndex]))) == true else {
             throw .invalidToken("The token's signature does not verify.")
         }
-        guard let payload = Data(base64URL: parts[1]), let claims = try? claimsDecoder.decode(Claims.self, from: payload) else {
-            throw malformed
-        }
-        // RFC 7519 section 4: a claim named twice is refused (decoders differ on which value wins).
-        if RequestParser.repeatedKey(in: payload) != nil { throw .invalidToken("The token names a claim twice.") }
+        guard let claims = try? claimsDecoder.decode(Claims.self, from: payload) else { throw malformed }
         let user = try check(claims, at: at)
         let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
         verified.withLock { $0.remember(digest, user: user, until: expires) }
         return user
+    }
+
+    /// A header or payload as strict JSON (`StrictJSON`), before anything is read from it: UTF-8, RFC
+    /// 8259, and no member twice (RFC 7515 section 4 and RFC 7519 section 4: decoders differ on which
+    /// value wins).
+    static func checkJSON(_ json: Data, part: String) throws(CouponProblem) {
+        do {
+            try StrictJSON.check(json)
+        } catch {
+            switch error {
+            case .repeatedKey(let key): throw .invalidToken("The token's \(part) names '\(key)' twice.")
+            case .encoding, .syntax: throw .invalidToken("The token's \(part) is not UTF-8 JSON (RFC 8259): \(error).")
+            }
+        }
     }
 
     /// Issuer, audience, lifetime and the user claim, once the signature holds.
@@ -207,10 +219,10 @@ struct TokenHeader: Sendable {
             var alg: String?
             var crit: [String]?
         }
+        try TokenVerifier.checkJSON(json, part: "header")
         guard let fields = try? JSONDecoder().decode(Fields.self, from: json) else {
             throw .invalidToken("The token is not a well-formed JWT.")
         }
-        if RequestParser.repeatedKey(in: json) != nil { throw .invalidToken("The token's header names a field twice.") }
         guard fields.crit == nil else { throw .invalidToken("The token's header asks for extensions ('crit') this service does not know.") }
         guard let kid = fields.kid, let alg = fields.alg else {
             throw .invalidToken("The token's header must name its 'kid' and 'alg'.")
