@@ -134,15 +134,17 @@ def audit(coupon_id, url=URL, naive=False):
 
 # The server ---------------------------------------------------------------------------------------
 
-def wait_ready(base, seconds=30, alive=lambda: True):
+def wait_ready(base, seconds=30, alive=lambda: True, token=ADMIN_TOKEN):
     """Waits until `base`/readyz reports the catalogue listener connected; returns time.monotonic() then.
-    `alive` is asked on every try, so a server that died is reported at once."""
+    `alive` is asked on every try, so a server that died is reported at once. The detail of /readyz
+    is for the admin `token` (or, on an instance with --metrics-port, for that port's `base`)."""
     deadline = time.monotonic() + seconds
+    request = urllib.request.Request(f"{base}/readyz", headers={"Authorization": f"Bearer {token}"})
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError(f"the server at {base} exited before it was ready")
         try:
-            body = urllib.request.urlopen(f"{base}/readyz", timeout=1).read().decode()
+            body = urllib.request.urlopen(request, timeout=1).read().decode()
             if '"connected"' in body:
                 return time.monotonic()
         except OSError:
@@ -163,6 +165,9 @@ class Server:
                 raise RuntimeError(f"something already listens on {HOST}:{port}")
         self.port = port
         self.base = f"http://{HOST}:{port}"
+        self.token = token
+        # /readyz in detail: on the metrics port when there is one.
+        self.ready_base = (f"http://{HOST}:{args[args.index('--metrics-port') + 1]}" if "--metrics-port" in args else self.base)
         self.log = tempfile.NamedTemporaryFile(prefix="coupon-server-", suffix=".log", delete=False) if log else None
         output = self.log or subprocess.DEVNULL
         self.started = time.monotonic()
@@ -174,7 +179,7 @@ class Server:
     def wait_ready(self, seconds=30):
         """time.monotonic() when /readyz reported the listener connected; RuntimeError past `seconds`
         or when the process exited."""
-        return wait_ready(self.base, seconds, alive=lambda: self.process.poll() is None)
+        return wait_ready(self.ready_base, seconds, alive=lambda: self.process.poll() is None, token=self.token)
 
     def stop(self):
         if self.process.poll() is None:

@@ -106,6 +106,9 @@ struct Serve: AsyncParsableCommand, AppArguments {
     @Option(help: "The claim of a token that names the user (env: COUPON_AUTH_USER_CLAIM).")
     var authUserClaim = Environment.value("COUPON_AUTH_USER_CLAIM", or: "sub")
 
+    @Option(help: "Seconds a user's token may still be valid for at most: a later 'exp' is refused (env: COUPON_AUTH_MAX_TOKEN_LIFETIME).")
+    var authMaxTokenLifetime = Environment.value("COUPON_AUTH_MAX_TOKEN_LIFETIME", or: Duration.seconds(24 * 3600))
+
     @Option(help: "Seconds a request waits for the database before it gets 503 (env: COUPON_DB_TIMEOUT).")
     var databaseTimeout = Environment.value("COUPON_DB_TIMEOUT", or: Duration.seconds(3))
 
@@ -184,6 +187,7 @@ struct Serve: AsyncParsableCommand, AppArguments {
         guard shutdownDrain >= .zero else { throw ValidationError("--shutdown-drain must not be negative") }
         guard (1...10_000).contains(groupSize) else { throw ValidationError("--group-size must be 1 to 10000") }
         guard idleTimeout > .zero else { throw ValidationError("--idle-timeout must be positive") }
+        guard authMaxTokenLifetime > .zero else { throw ValidationError("--auth-max-token-lifetime must be positive") }
         guard requestTimeout > .zero else { throw ValidationError("--request-timeout must be positive") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
         if let metricsPort {

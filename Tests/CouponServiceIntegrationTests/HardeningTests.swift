@@ -103,6 +103,29 @@ import Testing
         }
     }
 
+    /// `/readyz` told anyone the database's address (the red team's): a stranger now learns ready or
+    /// not; the admin token the detail, unless there is a metrics port, where the detail lives then.
+    @Test func readinessTellsAStrangerNothingOfTheInfrastructure() async throws {
+        struct Detail: Decodable { var status: String; var database: String?; var listener: String?; var primary: String? }
+        let minimal = #"{"status":"ready"}"#
+        try await buildApplication(TestArguments()).test(.router) { client in
+            #expect(String(buffer: try await client.send(.get, "/readyz").body) == minimal)
+            let forged = try await client.send(.get, "/readyz", bearer: "not-the-admin-token-though-32-bytes-long")
+            #expect(forged.status == .ok && String(buffer: forged.body) == minimal)
+            let admin = try await client.send(.get, "/readyz", admin: true).decode(Detail.self)
+            #expect(admin.status == "ready" && admin.database == "up" && admin.primary != nil && admin.listener != nil)
+        }
+        var arguments = TestArguments()
+        let metricsPort = try await freePort()
+        arguments.metricsPort = metricsPort
+        try await buildApplication(arguments).test(.live) { client in
+            let beside = try await client.send(.get, "/readyz", admin: true)
+            #expect(beside.status == .ok && String(buffer: beside.body) == minimal, "beside a metrics port, not even to the admin token")
+            let detail = try await rawExchange(port: metricsPort, "GET /readyz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            #expect(detail?.hasPrefix("HTTP/1.1 200") == true && detail?.contains(#""primary":"#) == true, "\(detail ?? "no answer")")
+        }
+    }
+
     /// Each user's order on a coupon, as stored.
     static func orders(_ couponID: Int64) async throws -> [String: String?] {
         var orders: [String: String?] = [:]

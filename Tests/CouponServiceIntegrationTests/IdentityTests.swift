@@ -57,6 +57,25 @@ import Testing
         }
     }
 
+    /// `Bearer`, one or more spaces, the token and nothing else (the red team's combining mark after
+    /// the scheme was swallowed with the space, and the token accepted).
+    @Test func aBearerCredentialIsTheSchemeSpacesAndTheTokenAlone() async throws {
+        try await buildApplication(identity.arguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 10)
+            let issue = "/v1/coupons/\(couponID)/issue"
+            let token = try identity.token(for: "ann")
+            for header in ["Bearer \u{301}\(token)", "Bearer\u{301} \(token)", "Bearer\t\(token)", "Bearer \(token) x", "Bearer \(token),",
+                           "Bearer \u{A0}\(token)", "Bearer\(token)", "Bearer \(token)\u{200B}", "Bearer  \(token)=x"] {
+                let answer = try await client.execute(uri: issue, method: .post, headers: [.authorization: header])
+                #expect(answer.status == .unauthorized && answer.problemCode == "invalid_token", "\(header.unicodeScalars.prefix(12))")
+            }
+            #expect(try await held(couponID) == [:], "nothing issued")
+            let spaces = try await client.execute(uri: issue, method: .post, headers: [.authorization: "BEARER   \(token)"])
+            #expect(spaces.status == .created, "spaces after the scheme, any case")
+            #expect(try await held(couponID) == ["ann": nil])
+        }
+    }
+
     @Test func forgedAndBrokenTokensGet401AndWriteNothing() async throws {
         try await buildApplication(identity.arguments()).test(.router) { client in
             let couponID = try await client.createCoupon(quantity: 10)

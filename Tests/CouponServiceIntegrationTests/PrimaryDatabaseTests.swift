@@ -31,14 +31,14 @@ import Testing
         try await buildApplication(TestArguments(databaseURL: url, databaseTimeout: .seconds(2))).test(.router) { client in
             // Each /readyz may wait for the dead host up to the database deadline before it answers.
             let found = try await waitUntil(.seconds(40), every: .milliseconds(50)) {
-                try await client.send(.get, "/readyz").decode(Readiness.self).primary == "\(real)"
+                try await client.send(.get, "/readyz", admin: true).decode(Readiness.self).primary == "\(real)"
             }
             #expect(found, "the instance moved to the host that answers")
             try #require(try await client.waitForListener())
             let couponID = try await client.createCoupon(quantity: 2)
             #expect(try await client.issue(couponID, "after-the-dead-host").status == .created)
             #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 1)
-            #expect(try await client.send(.get, "/readyz").decode(Readiness.self).primary_switches == 1)
+            #expect(try await client.send(.get, "/readyz", admin: true).decode(Readiness.self).primary_switches == 1)
         }
     }
 

@@ -20,11 +20,61 @@ final class TestWallClock: Sendable {
 
     init() throws { identity = try TestIdentity() }
 
-    func verifier(userClaim: String = "sub") async throws -> TokenVerifier {
+    func verifier(userClaim: String = "sub", maxLifetime: TimeInterval = 24 * 3600) async throws -> TokenVerifier {
         let clock = self.clock
         return try await TokenVerifier(
-            .init(jwksFile: identity.jwksFile.path, issuer: TestIdentity.issuer, audience: TestIdentity.audience, userClaim: userClaim),
+            .init(
+                jwksFile: identity.jwksFile.path, issuer: TestIdentity.issuer, audience: TestIdentity.audience, userClaim: userClaim,
+                maxLifetime: maxLifetime),
             logger: Logger(label: "test"), now: { clock.withLock { $0 } })
+    }
+
+    /// The red team's: an 'iat' in the future was accepted, and an 'exp' of 1e308 accepted and
+    /// remembered until then. Now a token may be issued at most the leeway ahead, and valid for at
+    /// most --auth-max-token-lifetime from now.
+    @Test func aTokenFromTheFutureOrForeverIsRefused() async throws {
+        let verifier = try await verifier()
+        let now = clock.withLock { $0 }
+        let seconds = now.timeIntervalSince1970
+        let claims = TestIdentity.claims(for: "ann", now: now)
+        func judged(_ changes: [String: any Sendable], by verifier: TokenVerifier) throws -> String {
+            judge(verifier, try identity.es256.token(claims.merging(changes) { $1 }))
+        }
+        #expect(try judged(["iat": seconds + 61], by: verifier) == "The token's 'iat' is in the future.")
+        #expect(try judged(["iat": seconds + 59], by: verifier) == "ok: ann")
+        let tooLong = "The token's 'exp' is further ahead than this service accepts (86400 s)."
+        #expect(try judged(["exp": 1e308], by: verifier) == tooLong)
+        #expect(try judged(["exp": seconds + 24 * 3600 + 61], by: verifier) == tooLong)
+        #expect(try judged(["exp": seconds + 24 * 3600], by: verifier) == "ok: ann")
+        let shorter = try await self.verifier(maxLifetime: 600)
+        #expect(try judged([:], by: shorter) == "The token's 'exp' is further ahead than this service accepts (600 s).")
+        #expect(try judged(["exp": seconds + 600], by: shorter) == "ok: ann")
+    }
+
+    /// An ECDSA signature (r, s) has a twin (r, n - s) that verifies as well: accepted as the same
+    /// token, naming the same user with the same claims (docs/security.md says why it is not refused).
+    /// A changed r still fails.
+    @Test func anECDSASignaturesTwinIsTheSameToken() async throws {
+        let verifier = try await verifier()
+        let parts = try identity.es256.token(TestIdentity.claims(for: "ann")).split(separator: ".").map(String.init)
+        let signature = [UInt8](try #require(Data(base64URL: Substring(parts[2]))))
+        let order: [UInt8] = [
+            0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+            0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+        ]  // of P-256
+        var twin = [UInt8](repeating: 0, count: 32)
+        var borrow = 0
+        for i in (0..<32).reversed() {
+            let difference = Int(order[i]) - Int(signature[32 + i]) - borrow
+            twin[i] = UInt8((difference + 256) % 256)
+            borrow = difference < 0 ? 1 : 0
+        }
+        #expect(twin != Array(signature[32...]))
+        let input = parts[0] + "." + parts[1] + "."
+        #expect(judge(verifier, input + Data(signature[..<32] + twin).base64URL) == "ok: ann")
+        var otherR = signature
+        otherR[0] ^= 1
+        #expect(judge(verifier, input + Data(otherR[..<32] + twin).base64URL) == "The token's signature does not verify.")
     }
 
     /// The detail of the 401, or "ok: USER" when the token holds.

@@ -37,3 +37,12 @@ package func rawExchange(port: Int, _ request: String, timeout: Duration = .seco
 package func utf16WithByteOrderMark(_ text: some StringProtocol) -> Data {
     Data([0xFF, 0xFE]) + Data(text.utf16.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] })
 }
+
+/// A port on 127.0.0.1 that nothing listened on a moment ago (for a second listener, such as the
+/// metrics port, that a test must name before it starts).
+package func freePort() async throws -> Int {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+    let port = channel.localAddress?.port ?? 0
+    try await channel.close()
+    return port
+}

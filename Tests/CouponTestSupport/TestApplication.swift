@@ -32,6 +32,7 @@ package struct TestArguments: AppArguments {
     package var authIssuer: String? = nil
     package var authAudience: String? = nil
     package var authUserClaim = "sub"
+    package var authMaxTokenLifetime: Duration = .seconds(24 * 3600)
     package var logLevel: Logger.Level = .warning
     package var databaseTimeout: Duration = .seconds(10)
     package var poolSize = 20

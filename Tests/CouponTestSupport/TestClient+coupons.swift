@@ -22,7 +22,7 @@ extension TestClientProtocol {
     /// CI every suite starts at once (5 s was once too short there).
     package func waitForListener() async throws -> Bool {
         return try await waitUntil(.seconds(20), every: .milliseconds(20)) {
-            try await send(.get, "/readyz").decode(Readiness.self).listener == "connected"
+            try await send(.get, "/readyz", admin: true).decode(Readiness.self).listener == "connected"
         }
     }
 

@@ -40,6 +40,7 @@ for side in base head; do
 done
 
 port="${AB_PORT:-8491}"
+admin_token="ab-admin-token-of-at-least-32-bytes"
 quantity=300000
 echo "A/B at ${CLIENTS:-64} clients: base $base_rev against head $(git -C "$COUPON_ROOT" rev-parse --short HEAD)$(git -C "$COUPON_ROOT" diff --quiet || echo '+changes')"
 for round in $(seq "${ROUNDS:-3}"); do
@@ -47,9 +48,13 @@ for round in $(seq "${ROUNDS:-3}"); do
         db="ab_$side"
         coupon=$(DATABASE_URL="$(database_url "$db")" python3 -m bench.lib create-coupon "$quantity" ab)
         psql_local -q -d "$db" -c CHECKPOINT
-        LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
+        # The admin token: /readyz tells the listener's state to it alone.
+        COUPON_ADMIN_TOKEN="$admin_token" LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
         pid=$!
-        for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" | grep -q connected && break; sleep 0.1; done
+        for _ in $(seq 100); do
+            curl -sf -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$port/readyz" | grep -q connected && break
+            sleep 0.1
+        done
         result=$(wrk -t2 -c"${CLIENTS:-64}" -d6s -s bench/wrk/issue.lua "http://127.0.0.1:$port" -- "$coupon" "$side-$round" | grep RESULT)
         stop_server
         requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$result")

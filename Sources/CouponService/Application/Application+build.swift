@@ -20,6 +20,8 @@ public protocol AppArguments: Sendable {
     var authIssuer: String? { get }
     var authAudience: String? { get }
     var authUserClaim: String { get }
+    /// The longest a user's token may still be valid for (`exp` past now plus this is refused).
+    var authMaxTokenLifetime: Duration { get }
     var logLevel: Logger.Level { get }
     /// How long a request waits for the database before it gets 503.
     var databaseTimeout: Duration { get }
@@ -86,7 +88,9 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
 
     let router = buildRouter()
-    HealthController(database: database, catalogue: catalogue, drain: drain).addRoutes(to: router)
+    HealthController(
+        database: database, catalogue: catalogue, drain: drain, detail: arguments.metricsPort == nil ? .forAdmin(admin) : .never
+    ).addRoutes(to: router)
     CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access, database: database)
         .addRoutes(to: router)
     TicketController(tickets: tickets, redemptions: redemptions, admin: admin, access: access, database: database, metrics: metrics)
@@ -95,9 +99,11 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     var services: [any Service] = [primary, listener, gauges]
     if let tokens { services.append(tokens) }
     if let metricsPort = arguments.metricsPort {
-        // Its own listener, so the public port does not list open coupons and their remaining tickets.
+        // Its own listener, so the public port does not list open coupons and their remaining tickets,
+        // nor the database's host (/readyz in detail).
         let metricsRouter = buildRouter()
         MetricsController(metrics: metrics).addRoutes(to: metricsRouter)
+        HealthController(database: database, catalogue: catalogue, drain: drain, detail: .always).addRoutes(to: metricsRouter)
         let address = BindAddress.hostname(arguments.host, port: metricsPort)
         services.append(Application(router: metricsRouter, configuration: .init(address: address, serverName: "coupon-server"), logger: logger))
     } else {
@@ -142,11 +148,14 @@ private func buildTokenVerifier(_ arguments: some AppArguments, logger: Logger) 
         throw ConfigurationError("--auth-jwks needs --auth-issuer and --auth-audience")
     }
     let tokens = try await TokenVerifier(
-        .init(jwksFile: file, issuer: issuer, audience: audience, userClaim: arguments.authUserClaim), logger: logger)
+        .init(
+            jwksFile: file, issuer: issuer, audience: audience, userClaim: arguments.authUserClaim,
+            maxLifetime: Double(arguments.authMaxTokenLifetime.components.seconds)),
+        logger: logger)
     logger.info(
         "user routes need a bearer JWT", metadata: [
             "jwks": "\(file)", "kids": "\(tokens.keyIDs)", "issuer": "\(issuer)", "audience": "\(audience)",
-            "user_claim": "\(arguments.authUserClaim)", "checkout_token": "\(arguments.checkoutToken != nil)",
+            "user_claim": "\(arguments.authUserClaim)", "max_token_lifetime": "\(arguments.authMaxTokenLifetime)", "checkout_token": "\(arguments.checkoutToken != nil)",
         ])
     return tokens
 }

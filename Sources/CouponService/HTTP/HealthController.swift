@@ -1,10 +1,30 @@
 import Hummingbird
 
-/// `/healthz`: the process answers. `/readyz`: the database answers too.
+/// `/healthz`: the process answers. `/readyz`: the database answers too; its detail (the database's
+/// host, the listener, the clock) only where the operator reads it, never to a stranger.
 struct HealthController<Context: RequestContext>: Sendable {
     let database: DatabaseGate
     let catalogue: CouponCatalogue
     let drain: ShutdownDrain?
+    let detail: Detail
+
+    /// Who is told more than ready or not.
+    enum Detail: Sendable {
+        /// Everyone: the metrics port, which only the operator's network reaches.
+        case always
+        /// A caller with the admin token (the public port when there is no metrics port).
+        case forAdmin(AdminGuard)
+        /// No one (the public port beside a metrics port).
+        case never
+
+        func allows(_ request: Request) -> Bool {
+            switch self {
+            case .always: true
+            case .forAdmin(let admin): (try? admin.check(request)) != nil
+            case .never: false
+            }
+        }
+    }
 
     struct Health: ResponseEncodable {
         var status: String
@@ -22,10 +42,12 @@ struct HealthController<Context: RequestContext>: Sendable {
         router.get("/healthz") { _, _ in Health(status: "ok") }
         router.refuseOtherMethods(on: "/healthz", allowed: [.get])
         router.refuseOtherMethods(on: "/readyz", allowed: [.get])
-        router.get("/readyz") { _, _ -> EditedResponse<Health> in
+        router.get("/readyz") { request, _ -> EditedResponse<Health> in
             let listener = catalogue.listenerState.rawValue
             let offset = catalogue.clock.offset
+            let detailed = detail.allows(request)
             func health(_ status: String, _ reachable: String?) -> Health {
+                guard detailed else { return Health(status: status) }
                 // Read as the answer leaves: the ping may have waited through a switch of host.
                 let primary = database.primary.status
                 return Health(

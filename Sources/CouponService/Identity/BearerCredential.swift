@@ -1,16 +1,33 @@
 import Hummingbird
 
 extension Request {
-    /// The credential of `Authorization: Bearer <credential>`; the scheme is matched without regard to
-    /// case (RFC 9110 section 11.1), the credential as sent. Nil when there is none.
+    /// The credential of `Authorization: Bearer <credential>`: the scheme matched without regard to
+    /// case (RFC 9110 section 11.1), then one or more spaces, then a `b64token` (RFC 6750 section
+    /// 2.1: letters, digits, `-._~+/`, then `=` padding) and nothing else. Nil when there is none
+    /// (so a combining mark after the scheme, which a Character-wise reading swallowed with the
+    /// space, makes no credential).
     var bearerCredential: Substring? {
         guard let header = headers[.authorization] else { return nil }
-        let scheme = "bearer "
-        guard header.utf8.count > scheme.utf8.count,
-            header.utf8.prefix(scheme.utf8.count).elementsEqual(scheme.utf8, by: { $0 | 0x20 == $1 })
-        else { return nil }
-        let credential = header.dropFirst(scheme.count).drop(while: { $0 == " " })
-        return credential.isEmpty ? nil : credential
+        let bytes = header.utf8
+        let scheme = "bearer".utf8
+        guard bytes.starts(with: scheme, by: { $0 | 0x20 == $1 }) else { return nil }
+        let afterScheme = bytes.dropFirst(scheme.count)
+        let credential = afterScheme.drop(while: { $0 == UInt8(ascii: " ") })
+        guard credential.startIndex > afterScheme.startIndex, Self.isB64Token(credential) else { return nil }
+        return Substring(credential)
+    }
+
+    private static func isB64Token(_ bytes: Substring.UTF8View) -> Bool {
+        let body = bytes.prefix(while: { $0 != UInt8(ascii: "=") })
+        return !body.isEmpty && bytes.dropFirst(body.count).allSatisfy { $0 == UInt8(ascii: "=") } && body.allSatisfy {
+            switch $0 {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                true
+            default:
+                false
+            }
+        }
     }
 }
 

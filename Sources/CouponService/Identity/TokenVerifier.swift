@@ -22,6 +22,9 @@ final class TokenVerifier: Service, Sendable {
         var audience: String
         /// The claim that holds the user id.
         var userClaim = "sub"
+        /// A token whose `exp` is further ahead than this is refused, so none is trusted (or
+        /// remembered) longer.
+        var maxLifetime: TimeInterval = 24 * 3600
     }
 
     /// A longer bearer is refused before it is read.
@@ -115,6 +118,12 @@ final class TokenVerifier: Service, Sendable {
         }
         let seconds = now.timeIntervalSince1970
         guard seconds < claims.expiresAt + Self.leeway else { throw .invalidToken("The token has expired.") }
+        guard claims.expiresAt <= seconds + settings.maxLifetime + Self.leeway else {
+            throw .invalidToken("The token's 'exp' is further ahead than this service accepts (\(Int(settings.maxLifetime)) s).")
+        }
+        if let issuedAt = claims.issuedAt, seconds + Self.leeway < issuedAt {
+            throw .invalidToken("The token's 'iat' is in the future.")
+        }
         if let notBefore = claims.notBefore, seconds + Self.leeway < notBefore {
             throw .invalidToken("The token is not valid yet.")
         }
@@ -239,6 +248,7 @@ struct Claims: Decodable {
     /// Seconds since 1970; required: a token without an end is refused.
     var expiresAt: Double
     var notBefore: Double?
+    var issuedAt: Double?
     /// The claim that names the user (`Claims.userClaim` in the decoder's `userInfo`), when a string.
     var user: String?
 
@@ -267,6 +277,7 @@ struct Claims: Decodable {
         }
         expiresAt = try container.decode(Double.self, forKey: Key(stringValue: "exp"))
         notBefore = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "nbf"))
+        issuedAt = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "iat"))
         let userClaim = decoder.userInfo[Self.userClaim] as? String ?? "sub"
         user = try? container.decodeIfPresent(String.self, forKey: Key(stringValue: userClaim))
     }
