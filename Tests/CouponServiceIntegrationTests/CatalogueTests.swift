@@ -55,6 +55,60 @@ import Testing
         }
     }
 
+    /// The moment a coupon's holders are (re)loaded: every request that arrives meanwhile waits for
+    /// that one load and is answered from memory; each used to read its user's ticket (issue 30: 879
+    /// of 143,481 refusals at a 50,000-ticket sell-out). The test holds the load up with a lock on the
+    /// ticket table, so the whole burst of 3,000 meets it.
+    @Test(.migratedDatabase) func refusalsDuringAHolderLoadWaitForItInsteadOfReadingTheDatabase() async throws {
+        let url = TestDatabase.url
+        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in
+            try #require(try await client.waitForListener())
+            let couponID = try await client.createCoupon(quantity: 100)
+            for user in 0..<100 { #expect(try await client.issue(couponID, "winner-\(user)").status == .created) }
+            try await waitForHolders(client, 100)
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { database in
+                try await database.withConnection { blocker in
+                    try await blocker.query("BEGIN", logger: TestDatabase.logger)
+                    try await blocker.query("LOCK TABLE coupon_tickets IN ACCESS EXCLUSIVE MODE", logger: TestDatabase.logger)
+                    // The row changes (its holders are then read again) and the instance hears of it.
+                    try await database.query("UPDATE coupons SET name = name WHERE id = \(couponID)")
+                    try await database.query("SELECT pg_notify('coupon_events', \(String(couponID)))")
+                    try #require(try await waitUntil(.seconds(20), every: .milliseconds(10)) { try await Self.holderLoadWaits(url) },
+                                 "the instance never began to load the holders again")
+                    let before = try await TestDatabase.statementsRun(databaseURL: url)
+                    let burst = Task {
+                        try await withThrowingTaskGroup(of: String?.self) { group in
+                            for user in 0..<3000 { group.addTask { try await client.issue(couponID, "late-\(user)").problemCode } }
+                            return try await group.reduce(into: [String?]()) { $0.append($1) }
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(500))  // the burst reaches the instance while the load waits
+                    try await blocker.query("COMMIT", logger: TestDatabase.logger)
+                    let codes = try await burst.value
+                    #expect(codes.count == 3000 && codes.allSatisfy { $0 == "sold_out" })
+                    let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
+                    #expect(spent <= 30, "\(spent) statements for 3,000 refusals, the holder load's included")
+                }
+            }
+            #expect(try await client.holderHashes() == 100)
+            #expect(try await audit(url, couponID).isConsistent)
+        }
+    }
+
+    /// Whether a session of the database waits for a lock while it reads a coupon's holders.
+    static func holderLoadWaits(_ url: String) async throws -> Bool {
+        let name = String(URLComponents(string: url)!.path.dropFirst())
+        return try await withPostgresClient(databaseURL: TestDatabaseURL.server, logger: TestDatabase.logger) { server in
+            let rows = try await server.query(
+                """
+                SELECT count(*)::int FROM pg_stat_activity WHERE datname = \(name) AND wait_event_type = 'Lock'
+                  AND query LIKE 'SELECT user_id FROM coupon_tickets%'
+                """)
+            for try await count in rows.decode(Int.self) { return count > 0 }
+            return false
+        }
+    }
+
     @Test(.migratedDatabase) func aKilledListenerStillLetsTheReplenishmentOut() async throws {
         let url = TestDatabase.url
         try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in

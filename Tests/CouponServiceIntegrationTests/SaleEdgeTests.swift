@@ -152,7 +152,7 @@ import Testing
                     #expect(answer == nil, "refused \(answer.map { "\($0)" } ?? "") from memory while the database would issue")
                 }
                 if now < startsAt.addingTimeInterval(-0.5), answer == .refused(.notStarted) { refusedEarly += 1 }
-                if now > endsAt.addingTimeInterval(0.5), [.refused(.ended), .refusedUnlessHolder(.ended)].contains(answer) {
+                if now > endsAt.addingTimeInterval(0.5), [.refused(.ended), .refusedUnlessHolder(.ended), .refusedOnceHoldersLoad(.ended)].contains(answer) {
                     refusedLate += 1
                 }
                 try await Task.sleep(for: .milliseconds(10))
@@ -160,7 +160,7 @@ import Testing
             // Beside every other suite, a clock reading can take longer than the catalogue trusts, and
             // it asks the database meanwhile: the refusal from memory may come later, not never.
             let late = await waitUntil(.seconds(20)) {
-                [.refused(.ended), .refusedUnlessHolder(.ended)].contains(catalogue.answer(couponID: couponID, userID: "u"))
+                [.refused(.ended), .refusedUnlessHolder(.ended), .refusedOnceHoldersLoad(.ended)].contains(catalogue.answer(couponID: couponID, userID: "u"))
             }
             #expect(refusedEarly > 0 && (refusedLate > 0 || late), "outside the window it still refuses from memory")
         }

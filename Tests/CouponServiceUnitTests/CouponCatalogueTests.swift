@@ -41,7 +41,7 @@ import Testing
         let catalogue = trusted([:])
         catalogue.update(couponID: 1, with: .init(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10))
         #expect(catalogue.takeHoldersWanted().map(\.couponID) == [1], "a sell-out asks for its holders at once")
-        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut))
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut))
         let wanted = catalogue.takeHoldersWanted()
         #expect(wanted.map(\.couponID) == [1])
         let loaded = CouponCatalogue.Entry(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10, holders: holders("a", "b"))
@@ -49,6 +49,42 @@ import Testing
         #expect(catalogue.holderHashCount == 2)
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut))
         #expect(catalogue.answer(couponID: 1, userID: "b", at: at(now)) == .refusedUnlessHolder(.soldOut))
+    }
+
+    /// Requests that meet a holder load wait for it, and are let go when it ends, however it ends:
+    /// loaded (then answered from memory), failed, the listener lost, or their bound passed.
+    @Test func requestsWaitForTheHolderLoadUntilItEnds() async throws {
+        let final = CouponCatalogue.Entry(quantity: 2, issued: 2, startsAt: nil, endsAt: nil, revision: 10)
+        let catalogue = trusted([1: final, 2: final, 3: final, 4: final])
+        for id: Int64 in 1...4 { #expect(catalogue.answer(couponID: id, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut)) }
+        let wanted = Dictionary(uniqueKeysWithValues: catalogue.takeHoldersWanted().map { ($0.couponID, $0.generation) })
+        func waiters(_ id: Int64, _ count: Int) async throws -> [Task<Void, Never>] {
+            let before = catalogue.holderWaiterCount
+            let tasks = (0..<count).map { _ in Task { await catalogue.waitForHolders(couponID: id, atMost: .seconds(60)) } }
+            try #require(await waitUntil { catalogue.holderWaiterCount == before + count })
+            return tasks
+        }
+        let loaded = try await waiters(1, 50)
+        var entry = final
+        entry.holders = holders("a", "b")
+        catalogue.install(couponID: 1, loaded: entry, ifStillAt: wanted[1]!)
+        for task in loaded { await task.value }
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut), "from memory now")
+
+        let failed = try await waiters(2, 3)
+        catalogue.holdersNotLoaded(couponID: 2)
+        for task in failed { await task.value }
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut), "wanted again")
+
+        let lost = try await waiters(3, 3)
+        catalogue.distrust(.reconnecting)
+        for task in lost { await task.value }
+        #expect(catalogue.holderWaiterCount == 0)
+
+        catalogue.replaceAll(with: [4: final])
+        _ = catalogue.answer(couponID: 4, userID: "x", at: at(now))
+        await catalogue.waitForHolders(couponID: 4, atMost: .milliseconds(20))
+        #expect(catalogue.holderWaiterCount == 0, "a waiter past its bound leaves nothing behind")
     }
 
     @Test func aLoadThatRacedANewerReadIsDropped() {
@@ -71,7 +107,7 @@ import Testing
             2: .init(quantity: 1, issued: 1, startsAt: nil, endsAt: nil, revision: 21),
         ])
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.soldOut), "unchanged row: holders kept")
-        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut), "changed row: asked again")
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut), "changed row: asked again")
         #expect(catalogue.holderHashCount == 1)
     }
 
@@ -91,7 +127,7 @@ import Testing
         load(2, "d", "e", "f")
         #expect(catalogue.holderHashCount == 3)
         #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refused(.soldOut), "the newest stays")
-        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedUnlessHolder(.soldOut), "the oldest went")
+        #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut), "the oldest went")
     }
 
     @Test func openCouponsGoToTheDatabase() {
@@ -108,7 +144,7 @@ import Testing
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now)) == .refused(.notStarted))
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(9.9))) == nil, "close to opening: the database decides")
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now.addingTimeInterval(10))) == nil, "opens on time")
-        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedUnlessHolder(.ended), "ended: holders wanted first")
+        #expect(catalogue.answer(couponID: 2, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.ended), "ended: holders wanted first")
         #expect(catalogue.answer(couponID: 3, userID: "x", at: at(now)) == nil, "about to end: the database decides")
         #expect(catalogue.answer(couponID: 3, userID: "x", at: at(now.addingTimeInterval(0.2))) == nil, "just ended: the database decides")
         #expect(catalogue.answer(couponID: 1, userID: "x", at: at(now, uncertainty: .infinity)) == nil, "no clock measured yet")
@@ -119,7 +155,7 @@ import Testing
         // issued_count is read on notifications, which issuance sends only at sell-out: an open
         // coupon's entry keeps the count it was created with.
         let catalogue = trusted([1: .init(quantity: 5, issued: 0, startsAt: nil, endsAt: now, revision: 3)])
-        #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now.addingTimeInterval(1))) == .refusedUnlessHolder(.ended))
+        #expect(catalogue.answer(couponID: 1, userID: "w", at: at(now.addingTimeInterval(1))) == .refusedOnceHoldersLoad(.ended))
         let wanted = catalogue.takeHoldersWanted()
         #expect(wanted.map(\.couponID) == [1])
         catalogue.install(

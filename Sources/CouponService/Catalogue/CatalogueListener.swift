@@ -165,6 +165,7 @@ struct CatalogueListener: Service {
                 }
                 metrics.holderHashes.record(catalogue.holderHashCount)
             } catch {
+                catalogue.holdersNotLoaded(couponID: id)
                 guard !Task.isCancelled else { return }
                 logger.warning(
                     "could not load a coupon's holders; its holder checks read the database meanwhile",

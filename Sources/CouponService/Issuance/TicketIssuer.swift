@@ -3,7 +3,8 @@ import Foundation
 /// Issues tickets: the one place that decides who gets one.
 ///
 /// First the catalogue: refusals it can give (sold out, not started, ended, no such coupon) come
-/// from memory, and a request it would refuse unless the user holds a ticket (a likely holder of a
+/// from memory (right after a sell-out, once the coupon's holders are loaded: the request waits for
+/// that load), and a request it would refuse unless the user holds a ticket (a likely holder of a
 /// final coupon) costs one indexed read of that ticket, and an id above every coupon heard of one
 /// read of the coupon (cached when missing). Then the queue: everyone else is issued in
 /// the database, grouped per coupon. Then the metrics: every answer counted by where it came from.
@@ -21,11 +22,17 @@ struct TicketIssuer: Sendable {
         let start = ContinuousClock.now
         let source: CouponMetrics.Source
         let result: Result<IssueOutcome, any Error>
-        switch catalogue.answer(couponID: couponID, userID: userID) {
+        var answer = catalogue.answer(couponID: couponID, userID: userID)
+        if case .refusedOnceHoldersLoad = answer {
+            // The moment after a sell-out: wait for the one load of the holders, then ask memory again.
+            await catalogue.waitForHolders(couponID: couponID, atMost: database.timeout)
+            answer = catalogue.answer(couponID: couponID, userID: userID)
+        }
+        switch answer {
         case .refused(let outcome):
             metrics.record(.success(outcome), from: .cache, after: .now - start)
             return outcome
-        case .refusedUnlessHolder(let refusal):
+        case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal):
             source = .lookup
             result = await Result(catching: {
                 try await database.withinDeadline { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
