@@ -34,6 +34,8 @@ DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.run
 [ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.plans
 # Checkout by code: lookups, holds and confirmations beside the constant answer (bench/results/checkout.md).
 [ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" PG_BIN="$PG_BIN" python3 -m bench.speed.checkout
+# The moment after a sell-out: refusals that read the database while the holders load (bench/results/sellout.md).
+[ "${BENCH_QUICK:-0}" = 1 ] || DATABASE_URL="$COUPON_DATABASE_URL" python3 -m bench.speed.sellout
 # New users at a rate of their own: the knee of issuance and of the constant answer, one instance
 # and two (bench/results/openloop.md; BENCH_QUICK=1 makes its steps fewer and shorter).
 if [ "$openloop" = 1 ]; then
