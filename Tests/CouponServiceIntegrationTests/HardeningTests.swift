@@ -126,6 +126,43 @@ import Testing
         }
     }
 
+    /// At the connection cap, idle connections give way (the red team's: five idle keep-alive
+    /// connections at a cap of five held a new client for 9.5 s, five that each asked every 5 s for
+    /// 29.5 s, until the idle timeout). With an idle timeout of a minute, a new client is answered
+    /// within its 10 s wait only if an idle connection makes room. The application runs as `serve`
+    /// runs it: HummingbirdTesting's live server drops the connection cap.
+    @Test func idleConnectionsGiveWayAtTheCap() async throws {
+        var arguments = TestArguments()
+        arguments.maxConnections = 5
+        arguments.idleTimeout = .seconds(60)
+        arguments.port = try await freePort()
+        let port = arguments.port
+        let application = try await buildApplication(arguments)
+        let running = Task { try await application.runService() }
+        defer { running.cancel() }
+        let ask = "GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+        let asked = "GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        try #require(await waitUntil(.seconds(20), every: .milliseconds(50)) {
+            (try? await rawExchange(port: port, asked, timeout: .seconds(1)))??.hasPrefix("HTTP/1.1 200") == true
+        })
+
+        let idle = try (0..<5).map { _ in try KeptConnection(port: port) }
+        for connection in idle { #expect(connection.ask(ask)?.hasPrefix("HTTP/1.1 200") == true) }
+        let newcomer = try await rawExchange(port: port, asked, timeout: .seconds(10))
+        #expect(newcomer?.hasPrefix("HTTP/1.1 200") == true, "five idle connections kept a new one out: \(newcomer ?? "no answer")")
+        let again = idle.map { $0.ask(ask)?.prefix(15) }
+        #expect(again.count { $0 == nil } >= 1, "an idle one was closed to make room: \(again)")
+
+        // Slow pingers: each asks again between newcomers.
+        let pingers = try (0..<5).map { _ in try KeptConnection(port: port) }
+        var answered = 0
+        for _ in 0..<3 {
+            for pinger in pingers { _ = pinger.ask(ask, timeout: .seconds(1)) }
+            if try await rawExchange(port: port, asked, timeout: .seconds(10))?.hasPrefix("HTTP/1.1 200") == true { answered += 1 }
+        }
+        #expect(answered == 3, "slow pingers kept newcomers out")
+    }
+
     /// Each user's order on a coupon, as stored.
     static func orders(_ couponID: Int64) async throws -> [String: String?] {
         var orders: [String: String?] = [:]

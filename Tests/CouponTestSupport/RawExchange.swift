@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 
@@ -45,4 +48,41 @@ package func freePort() async throws -> Int {
     let port = channel.localAddress?.port ?? 0
     try await channel.close()
     return port
+}
+
+/// A connection of the test's own on a plain socket, kept open between requests (a keep-alive client
+/// that goes idle, or sends a request now and then).
+package final class KeptConnection: @unchecked Sendable {
+    private let socket: Int32
+
+    package init(port: Int) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard socket >= 0, connected == 0 else { throw KeptConnectionError(errno: errno) }
+    }
+
+    deinit { Glibc.close(socket) }
+
+    /// Sends a request and returns what arrived within `timeout` (one read), or nil when nothing did
+    /// or the server closed the connection.
+    package func ask(_ request: String, timeout: Duration = .seconds(5)) -> String? {
+        guard request.utf8CString.withUnsafeBufferPointer({ Glibc.send(socket, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) }) > 0 else {
+            return nil
+        }
+        var limit = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = Glibc.recv(socket, &buffer, buffer.count, 0)
+        return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+    }
+}
+
+package struct KeptConnectionError: Error {
+    package var errno: Int32
 }

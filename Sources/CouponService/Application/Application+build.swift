@@ -110,11 +110,12 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         MetricsController(metrics: metrics).addRoutes(to: router)
     }
     let requestTimeout = arguments.requestTimeout
+    let connections = OpenConnections()
     return Application(
         router: router,
         server: .http1(
             configuration: .init(
-                additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout)],
+                additionalChannelHandlers: [RequestDeadlineHandler(timeout: requestTimeout), OpenConnections.Tracker(connections)],
                 idleTimeout: TimeAmount(arguments.idleTimeout))),
         // A sale opens with thousands of connections in the same second. Those the accept queue has no
         // room for are dropped and retried by the client 1, 3, 7, 15... seconds later (10,000 at once:
@@ -122,7 +123,7 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         // net.core.somaxconn (4096 by default).
         configuration: .init(
             address: .hostname(arguments.host, port: arguments.port), serverName: "coupon-server", backlog: 4096,
-            availableConnectionsDelegate: MaximumAvailableConnections(arguments.maxConnections, logger: logger)),
+            availableConnectionsDelegate: ConnectionCap(arguments.maxConnections, connections: connections)),
         services: services,
         logger: logger)
 }
