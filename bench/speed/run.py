@@ -152,18 +152,33 @@ def jwt_issuance(side, binary, identity, tokens, alg):
                 per_answer(result["cpu"], issued), result["p99_us"] / 1000, checked)
 
 
-def ratios(rows):
-    """JWT against trusted mode, per binary: issuance and sold-out refusals."""
+def p256_verify_micros():
+    """Microseconds of one P-256 signature verification on this machine (`openssl speed ecdsap256`),
+    the cost a fresh ES256 token cannot avoid."""
+    out = subprocess.run(["openssl", "speed", "-seconds", "3", "ecdsap256"], capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if "nistp256" in line and "ecdsa" in line)
+    return 1e6 / float(line.split()[-1])
+
+
+def ratios(rows, verify_us):
+    """JWT against trusted mode, per binary: issuance and sold-out refusals; and the server's CPU a
+    fresh ES256 token adds to an issuance, against one P-256 verification."""
     lines = []
     for side in dict.fromkeys(side for side, *_ in rows if side != "-"):
         rate = {label: rate for s, label, rate, *_ in rows if s == side}
+        server = {label: cpu.get("server", 0) for s, label, _, _, cpu, *_ in rows if s == side}
         trusted_issue = next((r for label, r in rate.items() if label.startswith("issuance")), None)
+        trusted_server = next((us for label, us in server.items() if label.startswith("issuance")), None)
         trusted_refused = rate.get("sold-out refusals (new users)")
         for label, r in rate.items():
             if label.startswith("JWT: issuance") and trusted_issue:
                 lines.append(f"- `{side}`: {label[5:].split(',')[0]} at {r / trusted_issue:.2f} of trusted mode's")
             elif label.startswith("JWT: sold-out") and trusted_refused:
                 lines.append(f"- `{side}`: {label[5:]} at {r / trusted_refused:.2f} of trusted mode's")
+            if label.startswith("JWT: issuance with ES256") and trusted_server is not None:
+                above = server[label] - trusted_server
+                lines.append(f"- `{side}`: a fresh ES256 token adds {above:.1f} µs of server CPU to an issuance, "
+                             f"{above / verify_us:.2f}x one P-256 verification ({verify_us:.1f} µs, `openssl speed ecdsap256`)")
     return "\n".join(lines)
 
 
@@ -208,7 +223,7 @@ Machine: {wrk_machine()}.
 
 {chr(10).join(lines)}
 
-{ratios(rows)}
+{ratios(rows, p256_verify_micros())}
 """
     prepend_result("speed.md", "# Speed: CPU per issuance beside the framework's constant answer\n\n"
                    "Written by `bench/speed/run.sh`, newest first.\n\n", report)

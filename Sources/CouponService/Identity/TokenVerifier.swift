@@ -46,16 +46,12 @@ final class TokenVerifier: Service, Sendable {
     private let now: @Sendable () -> Date
     private let keySet: Mutex<KeySet>
     private let verified = Mutex(VerifiedTokens(capacity: 50_000))
-    /// Reads the claims judged, the user's from `settings.userClaim`.
-    private let claimsDecoder: JSONDecoder
 
     /// Reads the file once; a file that does not read is a configuration error.
     init(_ settings: Settings, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) async throws {
         self.settings = settings
         self.logger = logger
         self.now = now
-        claimsDecoder = JSONDecoder()
-        claimsDecoder.userInfo[Claims.userClaim] = settings.userClaim
         let text = try Self.read(settings.jwksFile)
         keySet = Mutex(KeySet(text: text, keys: try await Self.keys(from: text, file: settings.jwksFile)))
     }
@@ -78,7 +74,7 @@ final class TokenVerifier: Service, Sendable {
             throw malformed
         }
         guard let payload = Data(base64URL: parts[1]) else { throw malformed }
-        try Self.checkJSON(payload, part: "payload")
+        let claimMembers = try Self.members(of: payload, part: "payload")
         let header = try TokenHeader(json: headerJSON)
         guard let key = keySet.withLock({ $0.keys[header.keyID] }) else {
             throw .invalidToken("No key of this service has the token's 'kid'.")
@@ -89,25 +85,28 @@ final class TokenVerifier: Service, Sendable {
         guard (try? key.verify(signature, signs: Data(token.utf8[..<parts[1].endIndex]))) == true else {
             throw .invalidToken("The token's signature does not verify.")
         }
-        guard let claims = try? claimsDecoder.decode(Claims.self, from: payload) else { throw malformed }
+        guard let claims = Claims(claimMembers, userClaim: settings.userClaim) else { throw malformed }
         let user = try check(claims, at: at)
         let expires = Date(timeIntervalSince1970: claims.expiresAt + Self.leeway)
         verified.withLock { $0.remember(digest, user: user, until: expires) }
         return user
     }
 
-    /// A header or payload as strict JSON (`StrictJSON`), before anything is read from it: UTF-8, RFC
-    /// 8259, and no member twice (RFC 7515 section 4 and RFC 7519 section 4: decoders differ on which
-    /// value wins).
-    static func checkJSON(_ json: Data, part: String) throws(CouponProblem) {
+    /// The members of a header or payload, read as strict JSON (`StrictJSON`) in one pass: UTF-8,
+    /// RFC 8259, and no member twice (RFC 7515 section 4 and RFC 7519 section 4: decoders differ on
+    /// which value wins). No second parser reads them.
+    static func members(of json: Data, part: String) throws(CouponProblem) -> [String: StrictJSON.Value] {
+        let value: StrictJSON.Value
         do {
-            try StrictJSON.check(json)
+            value = try StrictJSON.parse(json)
         } catch {
             switch error {
             case .repeatedKey(let key): throw .invalidToken("The token's \(part) names '\(key)' twice.")
             case .encoding, .syntax: throw .invalidToken("The token's \(part) is not UTF-8 JSON (RFC 8259): \(error).")
             }
         }
+        guard case .object(let members) = value else { throw .invalidToken("The token is not a well-formed JWT.") }
+        return members
     }
 
     /// Issuer, audience, lifetime and the user claim, once the signature holds.
@@ -223,17 +222,9 @@ struct TokenHeader: Sendable {
     var algorithm: String
 
     init(json: Data) throws(CouponProblem) {
-        struct Fields: Decodable {
-            var kid: String?
-            var alg: String?
-            var crit: [String]?
-        }
-        try TokenVerifier.checkJSON(json, part: "header")
-        guard let fields = try? JSONDecoder().decode(Fields.self, from: json) else {
-            throw .invalidToken("The token is not a well-formed JWT.")
-        }
-        guard fields.crit == nil else { throw .invalidToken("The token's header asks for extensions ('crit') this service does not know.") }
-        guard let kid = fields.kid, let alg = fields.alg else {
+        let members = try TokenVerifier.members(of: json, part: "header")
+        guard members["crit"] == nil else { throw .invalidToken("The token's header asks for extensions ('crit') this service does not know.") }
+        guard case .string(let kid)? = members["kid"], case .string(let alg)? = members["alg"] else {
             throw .invalidToken("The token's header must name its 'kid' and 'alg'.")
         }
         keyID = kid
@@ -241,45 +232,46 @@ struct TokenHeader: Sendable {
     }
 }
 
-/// The claims a token is judged by. Every string claim is kept, so any claim can name the user.
-struct Claims: Decodable {
+/// The claims a token is judged by, read from its payload's members, each as the type it must have;
+/// nil when one has another (a claim absent or null is absent).
+struct Claims {
     var issuer: String?
     var audience: [String] = []
     /// Seconds since 1970; required: a token without an end is refused.
     var expiresAt: Double
     var notBefore: Double?
     var issuedAt: Double?
-    /// The claim that names the user (`Claims.userClaim` in the decoder's `userInfo`), when a string.
+    /// The claim that names the user, when a string.
     var user: String?
 
-    static let userClaim = CodingUserInfoKey(rawValue: "userClaim")!
-
-    private struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    /// Only the claims judged, each read as the type it must have: no claim is tried as a type it is
-    /// not (a thrown decoding error costs more than the rest of the decoding).
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Key.self)
-        issuer = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "iss"))
-        let aud = Key(stringValue: "aud")
-        if container.contains(aud) {
-            // A string, or a list of strings (RFC 7519 section 4.1.3).
-            if let one = try? container.decode(String.self, forKey: aud) {
-                audience = [one]
-            } else {
-                audience = try container.decode([String].self, forKey: aud)
+    init?(_ members: [String: StrictJSON.Value], userClaim: String) {
+        func number(_ name: String) -> Double?? {
+            switch members[name] {
+            case nil, .null?: .some(nil)
+            case .number(let value)?: .some(value)
+            default: nil
             }
         }
-        expiresAt = try container.decode(Double.self, forKey: Key(stringValue: "exp"))
-        notBefore = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "nbf"))
-        issuedAt = try container.decodeIfPresent(Double.self, forKey: Key(stringValue: "iat"))
-        let userClaim = decoder.userInfo[Self.userClaim] as? String ?? "sub"
-        user = try? container.decodeIfPresent(String.self, forKey: Key(stringValue: userClaim))
+        switch members["iss"] {
+        case nil, .null?: issuer = nil
+        case .string(let value)?: issuer = value
+        default: return nil
+        }
+        switch members["aud"] {
+        // A string, or a list of strings (RFC 7519 section 4.1.3).
+        case nil, .null?: audience = []
+        case .string(let one)?: audience = [one]
+        case .array(let many)?:
+            audience = []
+            for case .string(let one) in many { audience.append(one) }
+            guard audience.count == many.count else { return nil }
+        default: return nil
+        }
+        guard case .number(let expiresAt)? = members["exp"], let notBefore = number("nbf"), let issuedAt = number("iat") else { return nil }
+        self.expiresAt = expiresAt
+        self.notBefore = notBefore
+        self.issuedAt = issuedAt
+        if case .string(let user)? = members[userClaim] { self.user = user }
     }
 }
 

@@ -24,14 +24,27 @@ enum StrictJSON {
     /// Deeper nesting is refused (the bodies this service reads are two levels deep).
     static let maximumDepth = 32
 
+    /// A JSON value as this reading gives it: numbers as `Double`, objects with their keys unique.
+    enum Value: Equatable, Sendable {
+        case string(String), number(Double), bool(Bool), null
+        case array([Value]), object([String: Value])
+    }
+
     static func check(_ bytes: some Collection<UInt8>) throws(Refusal) {
+        _ = try parse(bytes)
+    }
+
+    /// The value of a JSON text that passes the check: one reading, for a check and a decoder that
+    /// must not disagree (a token's header and claims are read from it, no second parser).
+    static func parse(_ bytes: some Collection<UInt8>) throws(Refusal) -> Value {
         let bytes = Array(bytes)
         if let encoding = otherEncoding(of: bytes) { throw .encoding(encoding) }
         var reader = Reader(bytes: bytes)
         reader.skipWhitespace()
-        try reader.value(depth: 0)
+        let value = try reader.value(depth: 0)
         reader.skipWhitespace()
         guard reader.index == bytes.count else { throw .syntax(expected: "the end of the JSON text", offset: reader.index) }
+        return value
     }
 
     /// The encoding a JSON text in other than plain UTF-8 looks like (RFC 8259 section 8.1: exchanged
@@ -71,49 +84,50 @@ enum StrictJSON {
             index += 1
         }
 
-        mutating func value(depth: Int) throws(Refusal) {
+        mutating func value(depth: Int) throws(Refusal) -> Value {
             guard depth < StrictJSON.maximumDepth else { throw .syntax(expected: "at most \(StrictJSON.maximumDepth) levels of nesting", offset: index) }
             guard let byte = next else { throw .syntax(expected: "a JSON value", offset: index) }
             switch byte {
-            case UInt8(ascii: "{"): try object(depth: depth)
-            case UInt8(ascii: "["): try array(depth: depth)
-            case UInt8(ascii: "\""): _ = try string()
-            case UInt8(ascii: "t"): try literal(Self.trueBytes)
-            case UInt8(ascii: "f"): try literal(Self.falseBytes)
-            case UInt8(ascii: "n"): try literal(Self.nullBytes)
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try number()
+            case UInt8(ascii: "{"): return try object(depth: depth)
+            case UInt8(ascii: "["): return try array(depth: depth)
+            case UInt8(ascii: "\""): return .string(try string())
+            case UInt8(ascii: "t"): try literal(Self.trueBytes); return .bool(true)
+            case UInt8(ascii: "f"): try literal(Self.falseBytes); return .bool(false)
+            case UInt8(ascii: "n"): try literal(Self.nullBytes); return .null
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
             default: throw .syntax(expected: "a JSON value", offset: index)
             }
         }
 
-        mutating func object(depth: Int) throws(Refusal) {
+        mutating func object(depth: Int) throws(Refusal) -> Value {
             index += 1
             skipWhitespace()
-            if next == UInt8(ascii: "}") { index += 1; return }
-            var keys: Set<String> = []
+            var members: [String: Value] = [:]
+            if next == UInt8(ascii: "}") { index += 1; return .object(members) }
             while true {
                 guard next == UInt8(ascii: "\"") else { throw .syntax(expected: "a key in double quotes", offset: index) }
                 let key = try string()
-                guard keys.insert(key).inserted else { throw .repeatedKey(key) }
+                guard members[key] == nil else { throw .repeatedKey(key) }
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"), "':' after a key")
                 skipWhitespace()
-                try value(depth: depth + 1)
+                members[key] = try value(depth: depth + 1)
                 skipWhitespace()
-                if next == UInt8(ascii: "}") { index += 1; return }
+                if next == UInt8(ascii: "}") { index += 1; return .object(members) }
                 try expect(UInt8(ascii: ","), "',' or '}'")
                 skipWhitespace()
             }
         }
 
-        mutating func array(depth: Int) throws(Refusal) {
+        mutating func array(depth: Int) throws(Refusal) -> Value {
             index += 1
             skipWhitespace()
-            if next == UInt8(ascii: "]") { index += 1; return }
+            var elements: [Value] = []
+            if next == UInt8(ascii: "]") { index += 1; return .array(elements) }
             while true {
-                try value(depth: depth + 1)
+                elements.append(try value(depth: depth + 1))
                 skipWhitespace()
-                if next == UInt8(ascii: "]") { index += 1; return }
+                if next == UInt8(ascii: "]") { index += 1; return .array(elements) }
                 try expect(UInt8(ascii: ","), "',' or ']'")
                 skipWhitespace()
             }
@@ -133,7 +147,7 @@ enum StrictJSON {
         }
 
         /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-        mutating func number() throws(Refusal) {
+        mutating func number() throws(Refusal) -> Value {
             let start = index
             if next == UInt8(ascii: "-") { index += 1 }
             if next == UInt8(ascii: "0") {
@@ -153,6 +167,8 @@ enum StrictJSON {
             if let byte = next, byte == UInt8(ascii: ".") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
                 throw .syntax(expected: "a number without a leading zero", offset: start)
             }
+            // The grammar above is Swift's too; past Double's range it is infinite, which no check passes.
+            return .number(Double(String(decoding: bytes[start..<index], as: UTF8.self)) ?? .infinity)
         }
 
         /// A string's text, escapes resolved (the keys are compared as text: `"a"` and `"\u0061"` are one key).
