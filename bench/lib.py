@@ -35,6 +35,30 @@ def psql(sql, url=URL):
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
+def issue_tickets_micros(coupon, calls, group=1, prefix="u", url=URL):
+    """Microseconds per call of issue_tickets for `group` new users, a transaction per call, in one
+    backend: a loop inside PostgreSQL, synchronous_commit off for it alone, so that its time is the
+    backend's work and not the wait for the disk (the service never turns it off). Fed to psql's input
+    statement by statement: psql -c would send them as one transaction, in which the loop could not
+    COMMIT."""
+    script = f"""
+        SET synchronous_commit = off;
+        CREATE TEMP TABLE elapsed (micros float8);
+        DO $$
+        DECLARE started timestamptz := clock_timestamp(); n int;
+        BEGIN
+            FOR i IN 1..{calls} LOOP
+                SELECT count(*) INTO n
+                FROM issue_tickets({coupon}, ARRAY(SELECT '{prefix}' || i || '-' || g FROM generate_series(1, {group}) AS g));
+                COMMIT;
+            END LOOP;
+            INSERT INTO elapsed VALUES (extract(epoch FROM clock_timestamp() - started) * 1e6 / {calls});
+        END $$;
+        SELECT micros FROM elapsed;"""
+    return float(subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url], input=script,
+                                check=True, capture_output=True, text=True).stdout)
+
+
 def checkpoint(url=URL):
     """Writes out what a setup dirtied (a 1.5M-ticket coupon is over 1 GB of WAL), so that a spread
     checkpoint does not run under one measured run and not another."""

@@ -201,8 +201,8 @@ FUNCTION = os.path.join(ROOT, "migrations", "functions", "issue_tickets.sql")
 
 
 def per_call(url, base, modes, calls=300):
-    """Microseconds per call of issue_tickets for one new user, a transaction each, in one backend (as
-    bench/speed/plans.py: synchronous_commit off for the loop): on a cluster in a backend of the
+    """Microseconds per call of issue_tickets for one new user, a transaction each, in one backend
+    (lib.issue_tickets_micros, as bench/speed/plans.py): on a cluster in a backend of the
     coupon's worker, where the delegated call runs, with the function set to each plan_cache_mode of
     `modes` in turn (on the coordinator, which passes it on), its committed text applied again after;
     on plain PostgreSQL as committed (`modes` (None,)). {mode: µs}."""
@@ -217,21 +217,7 @@ def per_call(url, base, modes, calls=300):
                 parts = urllib.parse.urlsplit(url)
                 user = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
                 where = urllib.parse.urlunsplit(parts._replace(netloc=user + worker_of(coupon, url)))
-            script = f"""
-                SET synchronous_commit = off;
-                CREATE TEMP TABLE elapsed (micros float8);
-                DO $$
-                DECLARE started timestamptz := clock_timestamp(); n int;
-                BEGIN
-                    FOR i IN 1..{calls} LOOP
-                        SELECT count(*) INTO n FROM issue_tickets({coupon}, ARRAY['per-call-' || i]);
-                        COMMIT;
-                    END LOOP;
-                    INSERT INTO elapsed VALUES (extract(epoch FROM clock_timestamp() - started) * 1e6 / {calls});
-                END $$;
-                SELECT micros FROM elapsed;"""
-            results[mode] = float(subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", where], input=script,
-                                                 check=True, capture_output=True, text=True).stdout)
+            results[mode] = lib.issue_tickets_micros(coupon, calls, prefix="per-call-", url=where)
             held = audited(f"per call ({mode or 'as committed'})", coupon, url).held
             check(held == calls, f"issue_tickets per call, one user, {mode or 'as committed'}: {results[mode]:,.0f} µs ({held} issued)")
     finally:

@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 
-from bench.lib import ROOT, URL, checkpoint, create_coupon, machine, prepend_result, psql, run_tool
+from bench.lib import ROOT, URL, checkpoint, create_coupon, issue_tickets_micros, machine, prepend_result, psql, run_tool
 
 FUNCTION = os.path.join(ROOT, "migrations", "functions", "issue_tickets.sql")
 SETTING = "SET plan_cache_mode = force_generic_plan\n"
@@ -33,23 +33,7 @@ def measure(group):
     coupon = create_coupon(group * calls + 10)
     psql("VACUUM coupon_tickets")
     checkpoint()
-    # Fed to psql's input, statement by statement: psql -c would send them as one transaction, in which
-    # the loop could not COMMIT.
-    script = f"""
-        SET synchronous_commit = off;
-        CREATE TEMP TABLE elapsed (micros float8);
-        DO $$
-        DECLARE started timestamptz := clock_timestamp(); n int;
-        BEGIN
-            FOR i IN 1..{calls} LOOP
-                SELECT count(*) INTO n FROM issue_tickets({coupon}, ARRAY(SELECT 'u' || i || '-' || g FROM generate_series(1, {group}) AS g));
-                COMMIT;
-            END LOOP;
-            INSERT INTO elapsed VALUES (extract(epoch FROM clock_timestamp() - started) * 1e6 / {calls});
-        END $$;
-        SELECT micros FROM elapsed;"""
-    micros = float(subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", URL], input=script,
-                                  check=True, capture_output=True, text=True).stdout)
+    micros = issue_tickets_micros(coupon, calls, group)
     audit = psql(f"SELECT count(*) FILTER (WHERE user_id IS NOT NULL), (SELECT issued_count FROM coupons WHERE id = {coupon}) "
                  f"FROM coupon_tickets WHERE coupon_id = {coupon}").split("|")
     assert audit[0] == audit[1] == str(group * calls), f"coupon {coupon}: {audit} against {group * calls} issued"
