@@ -58,8 +58,9 @@ import Testing
     /// The moment a coupon's holders are (re)loaded: every request that arrives meanwhile waits for
     /// that one load and is answered from memory; each used to read its user's ticket (issue 30: 879
     /// of 143,481 refusals at a 50,000-ticket sell-out). The test holds the load up with a lock on the
-    /// ticket table, so the whole burst of 3,000 meets it.
-    @Test(.migratedDatabase) func refusalsDuringAHolderLoadWaitForItInsteadOfReadingTheDatabase() async throws {
+    /// ticket table, so the whole burst of 1,000 meets it (3,000 at once, beside every other suite,
+    /// starved the concurrency tests of CI; bench/speed/sellout.sh measures the sell-out at scale).
+    @Test(.migratedDatabase, .heavy) func refusalsDuringAHolderLoadWaitForItInsteadOfReadingTheDatabase() async throws {
         let url = TestDatabase.url
         try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in
             try #require(try await client.waitForListener())
@@ -78,16 +79,16 @@ import Testing
                     let before = try await TestDatabase.statementsRun(databaseURL: url)
                     let burst = Task {
                         try await withThrowingTaskGroup(of: String?.self) { group in
-                            for user in 0..<3000 { group.addTask { try await client.issue(couponID, "late-\(user)").problemCode } }
+                            for user in 0..<1000 { group.addTask { try await client.issue(couponID, "late-\(user)").problemCode } }
                             return try await group.reduce(into: [String?]()) { $0.append($1) }
                         }
                     }
                     try await Task.sleep(for: .milliseconds(500))  // the burst reaches the instance while the load waits
                     try await blocker.query("COMMIT", logger: TestDatabase.logger)
                     let codes = try await burst.value
-                    #expect(codes.count == 3000 && codes.allSatisfy { $0 == "sold_out" })
+                    #expect(codes.count == 1000 && codes.allSatisfy { $0 == "sold_out" })
                     let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
-                    #expect(spent <= 30, "\(spent) statements for 3,000 refusals, the holder load's included")
+                    #expect(spent <= 30, "\(spent) statements for 1,000 refusals, the holder load's included")
                 }
             }
             #expect(try await client.holderHashes() == 100)

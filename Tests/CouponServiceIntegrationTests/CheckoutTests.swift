@@ -263,7 +263,8 @@ import Testing
     /// 200 holds of one ticket at once for 10 orders: one order holds it, its other calls are its
     /// repeats, every other order is refused.
     @Test(.heavy) func concurrentHoldsPickOneOrder() async throws {
-        try await buildApplication(TestArguments()).test(.router) { client in
+        // A 60 s deadline, as concurrentRedemptionsPickOneOrder (503s past 10 s once, beside every suite).
+        try await buildApplication(TestArguments(databaseTimeout: .seconds(60))).test(.router) { client in
             let couponID = try await client.createCoupon(quantity: 1)
             let code = try await issuedCode(client, couponID, "ann")
             let answers = try await withThrowingTaskGroup(of: (String, HTTPResponse.Status, String?, String?).self) { group in

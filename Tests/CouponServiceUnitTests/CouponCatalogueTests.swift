@@ -1,6 +1,7 @@
 @testable import CouponService
 import CouponTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 @Suite struct CouponCatalogueTests {
@@ -81,10 +82,22 @@ import Testing
         for task in lost { await task.value }
         #expect(catalogue.holderWaiterCount == 0)
 
-        catalogue.replaceAll(with: [4: final])
+        catalogue.replaceAll(with: [4: final, 5: final])
         _ = catalogue.answer(couponID: 4, userID: "x", at: at(now))
         await catalogue.waitForHolders(couponID: 4, atMost: .milliseconds(20))
         #expect(catalogue.holderWaiterCount == 0, "a waiter past its bound leaves nothing behind")
+
+        // Asked while final, then raised before it waited: no load is to come, so it does not wait.
+        #expect(catalogue.answer(couponID: 5, userID: "x", at: at(now)) == .refusedOnceHoldersLoad(.soldOut))
+        catalogue.update(couponID: 5, with: .init(quantity: 5, issued: 2, startsAt: nil, endsAt: nil, revision: 11))
+        final class Flag: Sendable { let raised = Mutex(false) }
+        let returned = Flag()
+        let late = Task {
+            await catalogue.waitForHolders(couponID: 5, atMost: .seconds(60))
+            returned.raised.withLock { $0 = true }
+        }
+        #expect(await waitUntil { returned.raised.withLock { $0 } }, "it waited for a load nobody will make")
+        late.cancel()
     }
 
     @Test func aLoadThatRacedANewerReadIsDropped() {

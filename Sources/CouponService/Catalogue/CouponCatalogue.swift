@@ -94,6 +94,8 @@ final class CouponCatalogue: Sendable {
         var missing: Set<Int64> = []
         var missingBefore: Set<Int64> = []
         var holdersWanted: Set<Int64> = []
+        /// Coupons whose holders the listener took to load and has not installed yet.
+        var holdersLoading: Set<Int64> = []
         /// Requests waiting for a coupon's holders, by coupon and waiter.
         var holderWaiters: [Int64: [UInt64: CheckedContinuation<Void, Never>]] = [:]
         var holderHashes = 0
@@ -219,6 +221,7 @@ final class CouponCatalogue: Sendable {
             state.missing.removeAll()
             state.missingBefore.removeAll()
             state.holdersWanted.removeAll()
+            state.holdersLoading.removeAll()
             state.listener = .connected
             return state.releaseHolderWaiters()
         }.forEach { $0.resume() }
@@ -233,6 +236,7 @@ final class CouponCatalogue: Sendable {
             state.missing.remove(couponID)
             state.missingBefore.remove(couponID)
             state.holdersWanted.remove(couponID)
+            state.holdersLoading.remove(couponID)
             // Whoever waited for the holders asks again (a coupon raised, say, is open again).
             let waiters = state.releaseHolderWaiters(of: couponID)
             guard let entry = entry?.keepingHolders(of: old?.entry) else { return waiters }
@@ -250,8 +254,10 @@ final class CouponCatalogue: Sendable {
     /// Coupons whose holders are wanted, each with the generation of its entry then.
     func takeHoldersWanted() -> [(couponID: Int64, generation: UInt64)] {
         state.withLock { state in
-            defer { state.holdersWanted.removeAll() }
-            return state.holdersWanted.compactMap { id in state.coupons[id].map { (id, $0.generation) } }
+            let taken = state.holdersWanted.compactMap { id in state.coupons[id].map { (couponID: id, generation: $0.generation) } }
+            state.holdersLoading.formUnion(taken.map(\.couponID))
+            state.holdersWanted.removeAll()
+            return taken
         }
     }
 
@@ -261,6 +267,7 @@ final class CouponCatalogue: Sendable {
     @discardableResult
     func install(couponID: Int64, loaded entry: Entry, ifStillAt generation: UInt64) -> Bool {
         let (installed, waiters) = state.withLock { state in
+            state.holdersLoading.remove(couponID)
             let waiters = state.releaseHolderWaiters(of: couponID)
             guard let old = state.coupons[couponID], old.generation == generation else { return (false, waiters) }
             state.holderHashes += (entry.holders?.count ?? 0) - (old.entry.holders?.count ?? 0)
@@ -281,7 +288,10 @@ final class CouponCatalogue: Sendable {
 
     /// A coupon's holders could not be loaded: whoever waited for them reads the user's ticket instead.
     func holdersNotLoaded(couponID: Int64) {
-        state.withLock { $0.releaseHolderWaiters(of: couponID) }.forEach { $0.resume() }
+        state.withLock { state in
+            state.holdersLoading.remove(couponID)
+            return state.releaseHolderWaiters(of: couponID)
+        }.forEach { $0.resume() }
     }
 
     /// Waits, at most `limit`, until the coupon's holders are loaded, or the load ends otherwise (it
@@ -302,9 +312,11 @@ final class CouponCatalogue: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let waits = state.withLock { state in
-                    // Cancelled before it waited (the handler below found nothing to let go), or nothing to wait for.
+                    // Cancelled before it waited (the handler below found nothing to let go), or nothing to
+                    // wait for: the holders are there, or no load is to come (the coupon open again, say).
                     guard !Task.isCancelled, state.listener == .connected, let stored = state.coupons[couponID],
-                        stored.entry.holders == nil
+                        stored.entry.holders == nil,
+                        state.holdersWanted.contains(couponID) || state.holdersLoading.contains(couponID)
                     else { return false }
                     state.holderWaiters[couponID, default: [:]][waiter] = continuation
                     return true
