@@ -133,6 +133,7 @@ import Testing
                 }
             }
             #expect(try await client.issue(couponID, "unheard").problemCode == "sold_out", "the raise was not notified")
+            #expect(try await client.metric("coupon_listener_connects_total") == 1)
             try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { admin in
                 let rows = try await admin.query(
                     """
@@ -142,15 +143,12 @@ import Testing
                 for try await killed in rows.decode(Int.self) { #expect(killed == 1) }
             }
             // Nothing is asked while the listener is away (every request would go to the database
-            // then, and be issued whatever the catalogue holds): first it notices, at least 50 ms
-            // before it reconnects, then it is back, the catalogue reloaded and trusted.
-            var noticed = false
-            for _ in 0..<1000 where !noticed {
-                struct Readiness: Decodable { var listener: String }
-                noticed = try await client.send(.get, "/readyz", admin: true).decode(Readiness.self).listener != "connected"
-                if !noticed { try await Task.sleep(for: .milliseconds(5)) }
+            // then, and be issued whatever the catalogue holds): only once it has connected a second
+            // time, the catalogue reloaded and trusted.
+            let reconnected = try await waitUntil(.seconds(30), every: .milliseconds(20)) {
+                try await client.metric("coupon_listener_connects_total") == 2
             }
-            try #require(noticed, "the listener never noticed it was killed")
+            try #require(reconnected, "the listener never reconnected")
             try #require(try await client.waitForListener())
             for user in 0..<5 {
                 #expect(try await client.issue(couponID, "second-\(user)").status == .created, "the reload found the raise")

@@ -96,6 +96,7 @@ struct CatalogueListener: Service {
             try await measureClock(on: connection, attempts: 5)
             try await reloadAll(on: connection, nodes: 1 + workers.count)
             metrics.listenerConnected.record(1)
+            metrics.listenerConnects.increment()
             onTrusted()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for notifications in streams {

@@ -27,6 +27,9 @@ struct CouponMetrics: Sendable {
     let groupSize: Metrics.Recorder
     let poolWait: Metrics.Timer
     let listenerConnected: Metrics.Gauge
+    /// Times the catalogue's listener connected and reloaded every coupon (1 at start, then one per
+    /// reconnect: a count that climbs is a listener that keeps losing its connection).
+    let listenerConnects: Metrics.Counter
     /// Tickets redeemed at checkout, redemptions restored (orders cancelled), tickets returned to the pool.
     let redemptions: Metrics.Counter
     let restores: Metrics.Counter
@@ -71,6 +74,7 @@ struct CouponMetrics: Sendable {
         groupSize = Metrics.Recorder(label: "coupon_issue_group_size", factory: factory)
         poolWait = Metrics.Timer(label: "coupon_pool_wait_seconds", factory: factory)
         listenerConnected = Metrics.Gauge(label: "coupon_listener_connected", factory: factory)
+        listenerConnects = Metrics.Counter(label: "coupon_listener_connects_total", factory: factory)
         redemptions = Metrics.Counter(label: "coupon_redemptions_total", factory: factory)
         restores = Metrics.Counter(label: "coupon_restores_total", factory: factory)
         returns = Metrics.Counter(label: "coupon_returns_total", factory: factory)
