@@ -28,7 +28,7 @@ DECLARE
     v_shard text;
 BEGIN
     INSERT INTO coupon_tickets (coupon_id, number, code)
-    SELECT p_coupon_id, n, p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '')
+    SELECT p_coupon_id, n, new_ticket_code(p_coupon_id)
     FROM generate_series(p_first_number, p_last_number) AS n;
     IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         v_shard := shard_name('coupon_tickets'::regclass,
@@ -75,7 +75,7 @@ $$;
 -- Name: issue_tickets(bigint, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(user_id text, outcome text, number integer, code text, issued_at timestamp with time zone)
+CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     SET jit TO 'off'
@@ -97,7 +97,8 @@ BEGIN
     -- The window is judged now that the lock is held, not when the transaction began (see the header).
     v_now := clock_timestamp();
     IF NOT FOUND THEN
-        RETURN QUERY SELECT DISTINCT r.id, 'coupon_not_found', NULL::int, NULL::text, NULL::timestamptz
+        RETURN QUERY SELECT DISTINCT 'coupon_not_found', p_coupon_id, NULL::int, NULL::text, r.id, NULL::timestamptz,
+                                     NULL::timestamptz, NULL::text, NULL::timestamptz, false
                      FROM unnest(p_user_ids) AS r(id);
         RETURN;
     END IF;
@@ -123,14 +124,14 @@ BEGIN
             SELECT r.id, min(r.position) AS position
             FROM unnest(p_user_ids) WITH ORDINALITY AS r(id, position)
             GROUP BY r.id
-        ), held AS (
-            SELECT t.user_id, t.number, t.code, t.issued_at
-            FROM coupon_tickets AS t
+        ), had AS (
+            SELECT t.*
+            FROM coupon_ticket_states AS t
             WHERE t.coupon_id = p_coupon_id AND t.user_id = ANY (p_user_ids)
         ), waiting AS (
             SELECT a.id, row_number() OVER (ORDER BY a.position) AS slot
             FROM asked AS a
-            WHERE v_refusal IS NULL AND NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+            WHERE v_refusal IS NULL AND NOT EXISTS (SELECT 1 FROM had AS h WHERE h.user_id = a.id)
         ), free AS (
             SELECT f.number, row_number() OVER (ORDER BY f.number) AS slot
             FROM (
@@ -154,14 +155,174 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         )
-        SELECT h.user_id, 'held', h.number, h.code, h.issued_at FROM held AS h
+        SELECT 'already_issued', h.coupon_id, h.number, h.code, h.user_id, h.issued_at, h.redeemed_at, h.order_id,
+               h.hold_until, false
+        FROM had AS h
         UNION ALL
-        SELECT c.user_id, 'issued', c.number, c.code, c.issued_at FROM claimed AS c
+        SELECT 'issued', p_coupon_id, c.number, c.code, c.user_id, c.issued_at, NULL::timestamptz, NULL::text,
+               NULL::timestamptz, false
+        FROM claimed AS c
         UNION ALL
-        SELECT a.id, coalesce(v_refusal, 'sold_out'), NULL::int, NULL::text, NULL::timestamptz
+        SELECT coalesce(v_refusal, 'sold_out'), p_coupon_id, NULL::int, NULL::text, a.id, NULL::timestamptz,
+               NULL::timestamptz, NULL::text, NULL::timestamptz, false
         FROM asked AS a
-        WHERE NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+        WHERE NOT EXISTS (SELECT 1 FROM had AS h WHERE h.user_id = a.id)
           AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.user_id = a.id);
+END;
+$$;
+
+
+--
+-- Name: missing_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.missing_ticket(p_coupon_id bigint, p_code text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    RETURN CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
+                THEN 'ticket_not_found' ELSE 'coupon_not_found' END;
+END;
+$$;
+
+
+--
+-- Name: new_ticket_code(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.new_ticket_code(p_coupon_id bigint) RETURNS text
+    LANGUAGE sql
+    AS $$
+    SELECT p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '')
+$$;
+
+
+--
+-- Name: notify_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_coupon_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('coupon_events', NEW.id::text);
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: redeem_ticket(bigint, text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text, p_hold_seconds integer DEFAULT NULL::integer) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket  coupon_ticket_states%ROWTYPE;
+    v_outcome text;
+    v_until   timestamptz;
+    v_now     timestamptz := statement_timestamp();
+BEGIN
+    v_ticket := ticket_of(p_coupon_id, p_user_id, p_code, true);
+    v_outcome := CASE
+        WHEN v_ticket.number IS NULL THEN missing_ticket(p_coupon_id, p_code)
+        WHEN v_ticket.redeemed_at IS NOT NULL AND v_ticket.order_id = p_order_id THEN 'redeemed_before'
+        WHEN v_ticket.redeemed_at IS NOT NULL THEN 'already_redeemed'
+        WHEN v_ticket.hold_until IS NOT NULL AND v_ticket.order_id <> p_order_id THEN 'ticket_held'
+        WHEN v_ticket.hold_until IS NOT NULL AND p_hold_seconds IS NOT NULL THEN 'hold_repeated'
+    END;
+    IF v_outcome IS NULL THEN
+        SELECT c.redeem_until INTO v_until FROM coupons AS c WHERE c.id = p_coupon_id;
+        IF v_until IS NOT NULL AND v_now >= v_until THEN
+            v_outcome := 'redemption_closed';
+        END IF;
+    END IF;
+    IF v_outcome IS NOT NULL THEN
+        RETURN QUERY SELECT v_outcome, (v_ticket).*;
+        RETURN;
+    END IF;
+    IF p_hold_seconds IS NOT NULL THEN
+        v_outcome := 'hold_placed';
+        v_ticket.hold_until := least(v_now + p_hold_seconds * interval '1 second', v_until);
+    ELSE
+        v_outcome := CASE WHEN v_ticket.hold_until IS NULL THEN 'redeemed' ELSE 'hold_confirmed' END;
+        v_ticket.redeemed_at := v_now;
+        v_ticket.hold_until := NULL;
+    END IF;
+    v_ticket.order_id := p_order_id;
+    UPDATE coupon_tickets AS t
+    SET redeemed_at = v_ticket.redeemed_at, order_id = v_ticket.order_id, hold_until = v_ticket.hold_until
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    RETURN QUERY SELECT v_outcome, (v_ticket).*;
+END;
+$$;
+
+
+--
+-- Name: restore_ticket(bigint, text, text, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket coupon_ticket_states%ROWTYPE;
+BEGIN
+    v_ticket := ticket_of(p_coupon_id, p_user_id, p_code, true);
+    IF v_ticket.number IS NULL THEN
+        RETURN QUERY SELECT missing_ticket(p_coupon_id, p_code), (v_ticket).*;
+        RETURN;
+    END IF;
+    IF v_ticket.order_id IS DISTINCT FROM p_order_id THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.order_id IS NULL THEN 'not_redeemed' ELSE 'other_order' END, (v_ticket).*;
+        RETURN;
+    END IF;
+    UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL, hold_until = NULL
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    v_ticket.redeemed_at := NULL;
+    v_ticket.order_id := NULL;
+    v_ticket.hold_until := NULL;
+    RETURN QUERY SELECT 'restored', (v_ticket).*;
+END;
+$$;
+
+
+--
+-- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_ticket coupon_ticket_states%ROWTYPE;
+    v_code   text;
+BEGIN
+    -- Issuers of the coupon queue here too: the free tickets and the counter move together.
+    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'coupon_not_found', (v_ticket).*;
+        RETURN;
+    END IF;
+    v_ticket := ticket_of(p_coupon_id, p_user_id, NULL, true);
+    IF v_ticket.number IS NULL OR v_ticket.redeemed_at IS NOT NULL OR v_ticket.hold_until IS NOT NULL THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.number IS NULL THEN 'ticket_not_found'
+                                 WHEN v_ticket.redeemed_at IS NOT NULL THEN 'ticket_redeemed'
+                                 ELSE 'ticket_held' END,
+                            (v_ticket).*;
+        RETURN;
+    END IF;
+    -- Drawn first: a distributed UPDATE (Citus, 0007) may not call a volatile function.
+    v_code := new_ticket_code(p_coupon_id);
+    UPDATE coupon_tickets AS t
+    SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
+    RETURN QUERY SELECT 'returned', (v_ticket).*;
 END;
 $$;
 
@@ -190,210 +351,6 @@ CREATE TABLE public.coupon_tickets (
 
 
 --
--- Name: locked_ticket(bigint, text, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.locked_ticket(p_coupon_id bigint, p_user_id text, p_code text) RETURNS public.coupon_tickets
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    v_ticket coupon_tickets%ROWTYPE;
-BEGIN
-    IF p_code IS NULL THEN
-        SELECT * INTO v_ticket FROM coupon_tickets AS t
-        WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-        FOR UPDATE;
-    ELSE
-        SELECT * INTO v_ticket FROM coupon_tickets AS t
-        WHERE t.coupon_id = p_coupon_id AND t.code = p_code AND t.user_id IS NOT NULL
-          AND (p_user_id IS NULL OR t.user_id = p_user_id)
-        FOR UPDATE;
-    END IF;
-    RETURN v_ticket;
-END;
-$$;
-
-
---
--- Name: missing_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.missing_ticket(p_coupon_id bigint, p_code text) RETURNS text
-    LANGUAGE plpgsql STABLE
-    AS $$
-BEGIN
-    RETURN CASE WHEN p_code IS NOT NULL OR EXISTS (SELECT 1 FROM coupons AS c WHERE c.id = p_coupon_id)
-                THEN 'ticket_not_found' ELSE 'coupon_not_found' END;
-END;
-$$;
-
-
---
--- Name: notify_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.notify_coupon_event() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    PERFORM pg_notify('coupon_events', NEW.id::text);
-    RETURN NULL;
-END;
-$$;
-
-
---
--- Name: redeem_ticket(bigint, text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text, p_hold_seconds integer DEFAULT NULL::integer) RETURNS TABLE(outcome text, hold_lapsed boolean, user_id text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone)
-    LANGUAGE plpgsql
-    AS $$
-#variable_conflict use_column
-DECLARE
-    v_ticket coupon_tickets%ROWTYPE;
-    v_until  timestamptz;
-    v_now    timestamptz;
-    v_lapsed boolean := false;
-BEGIN
-    v_ticket := locked_ticket(p_coupon_id, p_user_id, p_code);
-    IF v_ticket.number IS NULL THEN
-        RETURN QUERY SELECT missing_ticket(p_coupon_id, p_code), false, NULL::text, NULL::int, NULL::text,
-                            NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::timestamptz;
-        RETURN;
-    END IF;
-    v_now := clock_timestamp();
-    IF v_ticket.hold_until <= v_now THEN
-        UPDATE coupon_tickets AS t SET order_id = NULL, hold_until = NULL
-        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
-        v_ticket.order_id := NULL;
-        v_ticket.hold_until := NULL;
-        v_lapsed := true;
-    END IF;
-    IF v_ticket.redeemed_at IS NOT NULL THEN
-        RETURN QUERY SELECT CASE WHEN v_ticket.order_id = p_order_id THEN 'redeemed_before' ELSE 'already_redeemed' END,
-                            v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            v_ticket.redeemed_at, v_ticket.order_id, NULL::timestamptz;
-        RETURN;
-    END IF;
-    IF v_ticket.hold_until IS NOT NULL AND v_ticket.order_id <> p_order_id THEN
-        RETURN QUERY SELECT 'ticket_held', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
-        RETURN;
-    END IF;
-    IF v_ticket.hold_until IS NOT NULL AND p_hold_seconds IS NOT NULL THEN
-        RETURN QUERY SELECT 'hold_repeated', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
-        RETURN;
-    END IF;
-    SELECT c.redeem_until INTO v_until FROM coupons AS c WHERE c.id = p_coupon_id;
-    IF v_until IS NOT NULL AND v_now >= v_until THEN
-        RETURN QUERY SELECT 'redemption_closed', v_lapsed, v_ticket.user_id, v_ticket.number, v_ticket.code,
-                            v_ticket.issued_at, NULL::timestamptz, v_ticket.order_id, v_ticket.hold_until;
-        RETURN;
-    END IF;
-    IF p_hold_seconds IS NOT NULL THEN
-        RETURN QUERY
-            UPDATE coupon_tickets AS t
-            SET order_id = p_order_id, hold_until = least(v_now + p_hold_seconds * interval '1 second', v_until)
-            WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
-            RETURNING 'hold_placed'::text, v_lapsed, t.user_id, t.number, t.code, t.issued_at, t.redeemed_at,
-                      t.order_id, t.hold_until;
-        RETURN;
-    END IF;
-    RETURN QUERY
-        UPDATE coupon_tickets AS t SET redeemed_at = v_now, order_id = p_order_id, hold_until = NULL
-        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number
-        RETURNING CASE WHEN v_ticket.hold_until IS NULL THEN 'redeemed' ELSE 'hold_confirmed' END, v_lapsed,
-                  t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until;
-END;
-$$;
-
-
---
--- Name: restore_ticket(bigint, text, text, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text) RETURNS TABLE(outcome text, hold_lapsed boolean, user_id text, number integer, code text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone)
-    LANGUAGE plpgsql
-    AS $$
-#variable_conflict use_column
-DECLARE
-    v_ticket coupon_tickets%ROWTYPE;
-    v_lapsed boolean := false;
-BEGIN
-    v_ticket := locked_ticket(p_coupon_id, p_user_id, p_code);
-    IF v_ticket.number IS NULL THEN
-        RETURN QUERY SELECT missing_ticket(p_coupon_id, p_code), false, NULL::text, NULL::int, NULL::text,
-                            NULL::timestamptz, NULL::timestamptz, NULL::text, NULL::timestamptz;
-        RETURN;
-    END IF;
-    IF v_ticket.hold_until <= clock_timestamp() THEN
-        v_ticket.order_id := NULL;
-        v_ticket.hold_until := NULL;
-        v_lapsed := true;
-    ELSIF v_ticket.order_id IS DISTINCT FROM p_order_id THEN
-        RETURN QUERY SELECT CASE WHEN v_ticket.order_id IS NULL THEN 'not_redeemed' ELSE 'other_order' END,
-                            false, v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                            v_ticket.redeemed_at, v_ticket.order_id, v_ticket.hold_until;
-        RETURN;
-    END IF;
-    UPDATE coupon_tickets AS t SET redeemed_at = NULL, order_id = NULL, hold_until = NULL
-    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
-    RETURN QUERY SELECT CASE WHEN v_lapsed THEN 'not_redeemed' ELSE 'restored' END, v_lapsed,
-                        v_ticket.user_id, v_ticket.number, v_ticket.code, v_ticket.issued_at,
-                        NULL::timestamptz, NULL::text, NULL::timestamptz;
-END;
-$$;
-
-
---
--- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, hold_lapsed boolean)
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    v_number   int;
-    v_redeemed timestamptz;
-    v_hold     timestamptz;
-    v_code     text;
-BEGIN
-    -- Issuers of the coupon queue here too: the free tickets and the counter move together.
-    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'coupon_not_found', false;
-        RETURN;
-    END IF;
-    SELECT t.number, t.redeemed_at, t.hold_until INTO v_number, v_redeemed, v_hold FROM coupon_tickets AS t
-    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'ticket_not_found', false;
-        RETURN;
-    END IF;
-    IF v_redeemed IS NOT NULL THEN
-        RETURN QUERY SELECT 'ticket_redeemed', false;
-        RETURN;
-    END IF;
-    IF v_hold > clock_timestamp() THEN
-        RETURN QUERY SELECT 'ticket_held', false;
-        RETURN;
-    END IF;
-    -- The fresh code (carrying the coupon, as add_coupon_tickets draws them) is drawn first: a
-    -- distributed UPDATE (Citus, 0007) may not call a volatile function.
-    v_code := p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '');
-    UPDATE coupon_tickets AS t
-    SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
-    WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
-    UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
-    RETURN QUERY SELECT 'returned', v_hold IS NOT NULL;
-END;
-$$;
-
-
---
 -- Name: coupon_ticket_states; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -414,6 +371,39 @@ CREATE VIEW public.coupon_ticket_states AS
         END AS hold_until,
     COALESCE((t.hold_until <= statement_timestamp()), false) AS hold_lapsed
    FROM public.coupon_tickets t;
+
+
+--
+-- Name: ticket_of(bigint, text, text, boolean); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.ticket_of(p_coupon_id bigint, p_user_id text, p_code text, p_lock boolean) RETURNS public.coupon_ticket_states
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_ticket coupon_ticket_states%ROWTYPE;
+BEGIN
+    IF p_code IS NULL THEN
+        SELECT * INTO v_ticket FROM coupon_ticket_states AS t
+        WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id;
+    ELSE
+        SELECT * INTO v_ticket FROM coupon_ticket_states AS t
+        WHERE t.coupon_id = p_coupon_id AND t.code = p_code AND t.user_id = coalesce(p_user_id, t.user_id);
+    END IF;
+    IF v_ticket.number IS NULL OR NOT (p_lock OR v_ticket.hold_lapsed) THEN
+        RETURN v_ticket;
+    END IF;
+    SELECT * INTO v_ticket FROM coupon_ticket_states AS t
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number AND t.code = v_ticket.code
+      AND t.user_id = v_ticket.user_id
+    FOR UPDATE;
+    IF v_ticket.hold_lapsed THEN
+        UPDATE coupon_tickets AS t SET order_id = NULL, hold_until = NULL
+        WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    END IF;
+    RETURN v_ticket;
+END;
+$$;
 
 
 --

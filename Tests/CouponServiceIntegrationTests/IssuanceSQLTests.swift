@@ -11,21 +11,21 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 700)
         // Groups of users, some repeated within a group and across groups, from 32 connections.
         let outcomes = try await withPostgresClient(databaseURL: TestDatabase.url, logger: TestDatabase.logger) { client in
-            let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
-            return try await withThrowingTaskGroup(of: [String: IssueOutcome].self) { group in
+            let issuer = IssuanceStore(database: .running(client), metrics: CouponMetrics())
+            return try await withThrowingTaskGroup(of: [String: TicketAnswer].self) { group in
                 for worker in 0..<32 {
                     group.addTask {
-                        var outcomes: [String: IssueOutcome] = [:]
+                        var outcomes: [String: TicketAnswer] = [:]
                         for round in 0..<12 {
                             let users = (0..<4).map { "sql-\((worker * 48 + round * 4 + $0) % 1400)" } + ["sql-shared-\(round)"]
                             for (user, outcome) in try await issuer.issue(couponID: couponID, userIDs: users + [users[0]]) {
-                                if case .issued = outcome { outcomes[user] = outcome }
+                                if outcome.outcome == .issued { outcomes[user] = outcome }
                             }
                         }
                         return outcomes
                     }
                 }
-                var issued: [String: IssueOutcome] = [:]
+                var issued: [String: TicketAnswer] = [:]
                 for try await outcomes in group {
                     for (user, outcome) in outcomes {
                         #expect(issued[user] == nil, "\(user) was issued twice")
@@ -39,7 +39,7 @@ import Testing
         let audit = try await TestDatabase.audit(couponID: couponID)
         #expect(audit == .init(quantity: 700, issuedCount: 700, ticketRows: 700, ticketsHeld: 700, distinctUsers: 700))
         for (user, outcome) in outcomes {
-            guard case .issued(let ticket) = outcome else { continue }
+            guard outcome.outcome == .issued, let ticket = outcome.ticket?.ticket else { continue }
             #expect(try await TestDatabase.heldCode(couponID: couponID, userID: user) == ticket.code)
         }
     }
@@ -47,15 +47,15 @@ import Testing
     @Test func aGroupAnswersEveryDistinctUserOnce() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 2)
-        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(database: .running(client), metrics: CouponMetrics())
         let first = try await issuer.issue(couponID: couponID, userIDs: ["a", "b", "a", "c"])
         #expect(first.count == 3)
-        #expect(first.values.filter { if case .issued = $0 { true } else { false } }.count == 2)
-        #expect(first["c"] == .soldOut, "tickets go in arrival order")
+        #expect(first.values.filter { $0.outcome == .issued }.count == 2)
+        #expect(first["c"]?.outcome == .soldOut, "tickets go in arrival order")
         let second = try await issuer.issue(couponID: couponID, userIDs: ["b", "d"])
-        #expect(second["b"].map { if case .held = $0 { true } else { false } } == true)
-        #expect(second["d"] == .soldOut)
-        #expect(try await issuer.issue(couponID: 9_000_000_000_000, userIDs: ["a"]) == ["a": .couponNotFound])
+        #expect(second["b"]?.outcome == .alreadyIssued)
+        #expect(second["d"]?.outcome == .soldOut)
+        #expect(try await issuer.issue(couponID: 9_000_000_000_000, userIDs: ["a"]).mapValues(\.outcome) == ["a": .couponNotFound])
         #expect(try await TestDatabase.audit(couponID: couponID).isConsistent)
     }
 
@@ -63,7 +63,7 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 5)
         // One pooled connection, so the issuance after the failure runs on the connection it left.
         try await withPostgresClient(databaseURL: TestDatabase.url, maximumConnections: 1, logger: TestDatabase.logger) { client in
-            let store = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
+            let store = IssuanceStore(database: .running(client), metrics: CouponMetrics())
             // PostgreSQL refuses a NUL in text once BEGIN and the lock have run, with COMMIT queued
             // behind the failing statement: that COMMIT is answered with ROLLBACK.
             await #expect(throws: (any Error).self) {
@@ -79,7 +79,7 @@ import Testing
             }
             // ...nor an aborted one: the same connection issues the next group.
             let outcomes = try await store.issue(couponID: couponID, userIDs: ["fail-1", "after-1"])
-            #expect(outcomes.values.allSatisfy { if case .issued = $0 { true } else { false } })
+            #expect(outcomes.values.allSatisfy { $0.outcome == .issued })
             #expect(try await TestDatabase.audit(couponID: couponID) == .init(
                 quantity: 5, issuedCount: 2, ticketRows: 5, ticketsHeld: 2, distinctUsers: 2))
         }
@@ -187,10 +187,10 @@ import Testing
         let couponID = try await TestDatabase.makeCoupon(quantity: 3)
         // What a raise leaves for a moment: its new rows are written before the quantity moves.
         try await client.query("SELECT add_coupon_tickets(\(couponID), 4, 10)")
-        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(database: .running(client), metrics: CouponMetrics())
         let outcomes = try await issuer.issue(couponID: couponID, userIDs: (1...6).map { "cap-\($0)" })
-        #expect(outcomes.values.filter { if case .issued = $0 { true } else { false } }.count == 3)
-        #expect(outcomes["cap-4"] == .soldOut && outcomes["cap-6"] == .soldOut)
+        #expect(outcomes.values.filter { $0.outcome == .issued }.count == 3)
+        #expect(outcomes["cap-4"]?.outcome == .soldOut && outcomes["cap-6"]?.outcome == .soldOut)
         let audit = try await TestDatabase.audit(couponID: couponID)
         #expect(audit.issuedCount == 3 && audit.ticketsHeld == 3 && audit.distinctUsers == 3)
     }
@@ -198,17 +198,17 @@ import Testing
     @Test func aFreeTicketBehindTheHintIsStillIssued() async throws {
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 4)
-        let issuer = IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
+        let issuer = IssuanceStore(database: .running(client), metrics: CouponMetrics())
         _ = try await issuer.issue(couponID: couponID, userIDs: ["hint-1"])
         // A hint that lies (as a ticket skipped while someone else held its row lock would leave):
         // tickets 2..4 are free and all behind it.
         try await client.query("UPDATE coupons SET issued_through = 3 WHERE id = \(couponID)")
         let first = try await issuer.issue(couponID: couponID, userIDs: ["hint-2"])
-        guard case .issued(let ticket) = first["hint-2"] else { Issue.record("\(first)"); return }
+        guard first["hint-2"]?.outcome == .issued, let ticket = first["hint-2"]?.ticket?.ticket else { Issue.record("\(first)"); return }
         #expect(ticket.number == 4, "the claim starts after the hint while free tickets lie there")
         let rest = try await issuer.issue(couponID: couponID, userIDs: ["hint-3", "hint-4", "hint-5"])
-        #expect(rest.values.filter { if case .issued = $0 { true } else { false } }.count == 2)
-        #expect(rest["hint-5"] == .soldOut)
+        #expect(rest.values.filter { $0.outcome == .issued }.count == 2)
+        #expect(rest["hint-5"]?.outcome == .soldOut)
         #expect(try await TestDatabase.audit(couponID: couponID) == .init(
             quantity: 4, issuedCount: 4, ticketRows: 4, ticketsHeld: 4, distinctUsers: 4))
     }
@@ -250,7 +250,7 @@ import Testing
         let client = TestDatabase.client
         let couponID = try await TestDatabase.makeCoupon(quantity: 10)
         let raise = Task {
-            try await CouponStore(primary: .running(client), logger: TestDatabase.logger).change(id: couponID, CouponChange(quantity: 300_000))
+            try await CouponStore(database: .running(client)).change(id: couponID, CouponChange(quantity: 300_000))
         }
         // The raise is writing its rows (a few seconds' work) once its statement shows as active.
         let writing = try await waitUntil {
@@ -262,10 +262,10 @@ import Testing
             return try await rows.decode(Int.self).first(where: { _ in true }) == 1
         }
         try #require(writing, "the raise was never seen writing its rows")
-        let outcomes = try await IssuanceStore(primary: .running(client), logger: TestDatabase.logger, metrics: CouponMetrics())
+        let outcomes = try await IssuanceStore(database: .running(client), metrics: CouponMetrics())
             .issue(couponID: couponID, userIDs: ["during-raise"])
         let quantityMeanwhile = try await TestDatabase.audit(couponID: couponID).quantity
-        #expect(outcomes["during-raise"].map { if case .issued = $0 { true } else { false } } == true)
+        #expect(outcomes["during-raise"]?.outcome == .issued)
         #expect(quantityMeanwhile == 10, "issued while the raise was still writing, not after it")
         guard case .changed(let coupon) = try await raise.value else { Issue.record("raise failed"); return }
         #expect(coupon.quantity == 300_000 && coupon.issued == 1)

@@ -169,15 +169,15 @@ import Testing
                         "SELECT code FROM coupon_tickets WHERE coupon_id = \(coupon) AND user_id = 'bob'").decode(String.self) { bobs = code }
                     let bare = try #require(bobs.flatMap(TicketStore.Code.init))
                     #expect(bare == .bare(bobs!), "a code of before is the hex digits alone")
-                    let found = try await TicketStore(primary: .running(client, url: url), logger: TestDatabase.logger)
-                        .ticket(code: bare, holder: nil)
-                    #expect(found?.outcome.ticket.userID == "bob" && found?.outcome.state == .issued)
+                    let tickets = TicketStore(database: .running(client, url: url), metrics: CouponMetrics())
+                    let found = try await tickets.record(try #require(try await tickets.key(of: bare, holder: nil)))
+                    #expect(found?.ticket.userID == "bob" && found?.state == .issued)
                     func outcomes(_ query: PostgresQuery) async throws -> [String] {
                         var outcomes: [String] = []
                         for try await outcome in try await client.query(query).decode(String.self) { outcomes.append(outcome) }
                         return outcomes.sorted()
                     }
-                    #expect(try await outcomes("SELECT outcome FROM issue_tickets(\(coupon), ARRAY['bob', 'dan'])") == ["held", "issued"])
+                    #expect(try await outcomes("SELECT outcome FROM issue_tickets(\(coupon), ARRAY['bob', 'dan'])") == ["already_issued", "issued"])
                     #expect(
                         try await outcomes("SELECT outcome FROM restore_ticket(\(coupon), 'ann', NULL, 'order-1')") == ["restored"],
                         "the redemption made before the upgrade is undone by today's function")

@@ -36,7 +36,8 @@ import Testing
             #expect(found, "the instance moved to the host that answers")
             try #require(try await client.waitForListener())
             let couponID = try await client.createCoupon(quantity: 2)
-            #expect(try await client.issue(couponID, "after-the-dead-host").status == .created)
+            let issued = try await client.issue(couponID, "after-the-dead-host")
+            #expect(issued.status == .created, "\(String(buffer: issued.body))")
             #expect(try await TestDatabase.audit(couponID: couponID).ticketsHeld == 1)
             #expect(try await client.send(.get, "/readyz", admin: true).decode(Readiness.self).primary_switches == 1)
         }

@@ -96,7 +96,7 @@ struct TestDatabase: Sendable {
     static func makeCoupon(
         quantity: Int, startsAt: Date? = nil, endsAt: Date? = nil, name: String = "test coupon", on client: PostgresClient = client
     ) async throws -> Int64 {
-        try await CouponStore(primary: .running(client), logger: logger)
+        try await CouponStore(database: .running(client))
             .create(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt).id
     }
 
@@ -179,5 +179,12 @@ extension PrimaryDatabase {
     static func running(_ client: PostgresClient, url: String = TestDatabase.url) -> PrimaryDatabase {
         // The test database's URL always reads.
         PrimaryDatabase(running: client, url: try! DatabaseURL(url), logger: TestDatabase.logger)
+    }
+}
+
+extension Database {
+    /// The stores' database on a pool the test already runs, with a deadline that a loaded machine meets.
+    static func running(_ client: PostgresClient, url: String = TestDatabase.url) -> Database {
+        Database(primary: .running(client, url: url), logger: TestDatabase.logger, timeout: .seconds(60))
     }
 }

@@ -43,16 +43,17 @@ import Testing
             }
         }
 
-        func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: IssueOutcome] {
+        func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: TicketAnswer] {
             let first = groups.withLock { groups in
                 groups.append(userIDs)
                 return groups.count == 1
             }
             if first { await withCheckedContinuation { continuation in gate.withLock { $0 = continuation } } }
             if failing(userIDs) { throw DatabaseDown() }
-            var outcomes: [String: IssueOutcome] = [:]
+            var outcomes: [String: TicketAnswer] = [:]
             for (index, user) in Set(userIDs).sorted().enumerated() {
-                outcomes[user] = .issued(IssuedTicket(couponID: couponID, userID: user, number: index, code: user, issuedAt: Date()))
+                let ticket = IssuedTicket(couponID: couponID, userID: user, number: index, code: user, issuedAt: Date())
+                outcomes[user] = TicketAnswer(outcome: .issued, ticket: TicketRecord(ticket: ticket, redemption: nil))
             }
             return outcomes
         }
@@ -82,7 +83,7 @@ import Testing
             throw CancellationError()
         }
 
-        func issue(couponID: Int64, userIDs: [String], on connection: Never) async throws -> [String: IssueOutcome] {}
+        func issue(couponID: Int64, userIDs: [String], on connection: Never) async throws -> [String: TicketAnswer] {}
     }
 
     /// Issues "first" (held in its transaction), then `users` behind it, then lets it go once they all
@@ -90,8 +91,8 @@ import Testing
     func issue(
         _ users: [String], through groups: IssuanceQueue<FakeDatabase, TestClock>, database: FakeDatabase,
         clock: TestClock? = nil, hold: Duration = .zero
-    ) async -> [(String, Result<IssueOutcome, any Error>)] {
-        await withTaskGroup(of: (String, Result<IssueOutcome, any Error>).self) { group in
+    ) async -> [(String, Result<TicketAnswer, any Error>)] {
+        await withTaskGroup(of: (String, Result<TicketAnswer, any Error>).self) { group in
             group.addTask { ("first", await attempt { try await groups.issue(couponID: 1, userID: "first") }) }
             await database.waitForFirstGroup()
             for user in users {
@@ -112,7 +113,7 @@ import Testing
         let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock())
         let results = await issue((0..<300).map { "u\($0)" }, through: groups, database: database)
         #expect(results.count == 301)
-        #expect(results.allSatisfy { if case .success(.issued) = $0.1 { true } else { false } })
+        #expect(results.allSatisfy { (try? $0.1.get())?.outcome == .issued })
         let sizes = database.groups.withLock { $0.map(\.count) }
         #expect(sizes == [1, 64, 64, 64, 64, 44])
     }
@@ -131,8 +132,8 @@ import Testing
         let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: TestClock())
         let results = await issue(Array(repeating: "twin", count: 5), through: groups, database: database)
         #expect(database.groups.withLock { $0.last?.count } == 5)
-        #expect(results.filter { if case .success(.issued(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 1)
-        #expect(results.filter { if case .success(.held(let t)) = $0.1 { t.userID == "twin" } else { false } }.count == 4)
+        #expect(results.filter { (try? $0.1.get()).map { $0.outcome == .issued && $0.ticket?.ticket.userID == "twin" } == true }.count == 1)
+        #expect(results.filter { (try? $0.1.get()).map { $0.outcome == .alreadyIssued && $0.ticket?.ticket.userID == "twin" } == true }.count == 4)
     }
 
     @Test func aFailedTransactionFailsOnlyItsOwnGroup() async {
@@ -154,7 +155,7 @@ import Testing
     @Test func aConnectionThatNeverComesStillAnswersEveryone() async {
         let clock = TestClock()
         let groups = IssuanceQueue(database: NoConnection(), maxGroupSize: 4, timeout: .milliseconds(50), clock: clock)
-        final class Answers: Sendable { let results = Mutex<[Result<IssueOutcome, any Error>]>([]) }
+        final class Answers: Sendable { let results = Mutex<[Result<TicketAnswer, any Error>]>([]) }
         let answers = Answers()
         for user in 0..<10 {
             Task {
@@ -181,6 +182,6 @@ import Testing
     }
 }
 
-func attempt(_ body: () async throws -> IssueOutcome) async -> Result<IssueOutcome, any Error> {
+func attempt(_ body: () async throws -> TicketAnswer) async -> Result<TicketAnswer, any Error> {
     do { return .success(try await body()) } catch { return .failure(error) }
 }

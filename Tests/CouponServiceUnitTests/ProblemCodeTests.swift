@@ -31,16 +31,16 @@ import Testing
     }
 
     @Test func theOutcomesAreTheSQLFunctions() throws {
-        let functions = ["issue_tickets", "locked_ticket", "redeem_ticket", "restore_ticket", "return_ticket"]
+        let functions = ["issue_tickets", "ticket_of", "redeem_ticket", "restore_ticket", "return_ticket"]
         let sql = try functions.reduce(into: Set<String>()) { $0.formUnion(try Self.outcomes(inFunction: $1)) }
         #expect(sql == Set(TicketOutcome.allCases.map(\.rawValue)))
-        #expect(try Self.outcomes(inFunction: "issue_tickets") == Set(IssueOutcome.names.map(\.rawValue)))
+        #expect(try Self.outcomes(inFunction: "issue_tickets") == Set(TicketOutcome.ofIssuance.map(\.rawValue)))
     }
 
     @Test func aGrantAnswersIssueOutcomes() throws {
         // coupon_not_found answers the whole grant 404, so no result carries it.
         let granted = try Self.openAPIEnum(after: "outcome: { type: string,")
-        #expect(granted == Set(IssueOutcome.names.filter { $0 != .couponNotFound }.map(\.rawValue)))
+        #expect(granted == Set(TicketOutcome.ofIssuance.filter { $0 != .couponNotFound }.map(\.rawValue)))
     }
 
     @Test func theMetricsReasonsAreTheIssueRefusals() {

@@ -1,7 +1,9 @@
 -- Issues tickets of one coupon to a group of users in the caller's transaction, one row per distinct
--- user: 'issued' (a ticket claimed now), 'held' (the ticket the user already had), or the refusal
--- 'sold_out', 'not_started', 'ended' or 'coupon_not_found'. The caller holds a READ COMMITTED
--- transaction and must COMMIT before it answers anyone.
+-- user: 'issued' (a ticket claimed now), 'already_issued' (the ticket the user already had), or the
+-- refusal 'sold_out', 'not_started', 'ended' or 'coupon_not_found'; each row as every ticket function
+-- answers (redeem_ticket): the outcome, then the user's ticket as coupon_ticket_states shows it (the
+-- ticket's columns NULL with a refusal). The caller holds a READ COMMITTED transaction and must COMMIT
+-- before it answers anyone.
 --
 -- The coupon row is locked first. Every issuer of the coupon queues there, so each later statement
 -- (a new snapshot under READ COMMITTED) already sees every ticket committed before it: the holder
@@ -19,14 +21,17 @@
 -- the probe is ordered by number so the free-ticket index answers it, whatever the estimate. Claims
 -- are capped at quantity - issued_count, so a raise can write its rows before it locks the coupon.
 -- One statement does the work (holders, claim, counter, refusals): each user is looked up once.
--- Measurements behind each choice: docs/design.md.
-CREATE OR REPLACE FUNCTION issue_tickets(p_coupon_id bigint, p_user_ids text[])
-RETURNS TABLE (user_id text, outcome text, number int, code text, issued_at timestamptz)
+-- Why each choice: docs/design.md.
+
+-- (An earlier version answered other columns, which CREATE OR REPLACE cannot change.)
+DROP FUNCTION IF EXISTS issue_tickets(bigint, text[]);
+
+CREATE FUNCTION issue_tickets(p_coupon_id bigint, p_user_ids text[])
+RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
+               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
 LANGUAGE plpgsql
--- Plans made once per connection: with the default (auto) a connection mostly planned the claim's
--- statement again on every call of a small group, two thirds of the call's time. And no JIT: a new
--- coupon's estimates could pass jit_above_cost, and compiling then took 460 ms of every call
--- (docs/design.md).
+-- Plans made once per connection (the default planned the claim again on almost every call of a small
+-- group), and no JIT (a new coupon's estimates could make every call compile).
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
@@ -47,7 +52,8 @@ BEGIN
     -- The window is judged now that the lock is held, not when the transaction began (see the header).
     v_now := clock_timestamp();
     IF NOT FOUND THEN
-        RETURN QUERY SELECT DISTINCT r.id, 'coupon_not_found', NULL::int, NULL::text, NULL::timestamptz
+        RETURN QUERY SELECT DISTINCT 'coupon_not_found', p_coupon_id, NULL::int, NULL::text, r.id, NULL::timestamptz,
+                                     NULL::timestamptz, NULL::text, NULL::timestamptz, false
                      FROM unnest(p_user_ids) AS r(id);
         RETURN;
     END IF;
@@ -73,14 +79,14 @@ BEGIN
             SELECT r.id, min(r.position) AS position
             FROM unnest(p_user_ids) WITH ORDINALITY AS r(id, position)
             GROUP BY r.id
-        ), held AS (
-            SELECT t.user_id, t.number, t.code, t.issued_at
-            FROM coupon_tickets AS t
+        ), had AS (
+            SELECT t.*
+            FROM coupon_ticket_states AS t
             WHERE t.coupon_id = p_coupon_id AND t.user_id = ANY (p_user_ids)
         ), waiting AS (
             SELECT a.id, row_number() OVER (ORDER BY a.position) AS slot
             FROM asked AS a
-            WHERE v_refusal IS NULL AND NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+            WHERE v_refusal IS NULL AND NOT EXISTS (SELECT 1 FROM had AS h WHERE h.user_id = a.id)
         ), free AS (
             SELECT f.number, row_number() OVER (ORDER BY f.number) AS slot
             FROM (
@@ -104,13 +110,18 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         )
-        SELECT h.user_id, 'held', h.number, h.code, h.issued_at FROM held AS h
+        SELECT 'already_issued', h.coupon_id, h.number, h.code, h.user_id, h.issued_at, h.redeemed_at, h.order_id,
+               h.hold_until, false
+        FROM had AS h
         UNION ALL
-        SELECT c.user_id, 'issued', c.number, c.code, c.issued_at FROM claimed AS c
+        SELECT 'issued', p_coupon_id, c.number, c.code, c.user_id, c.issued_at, NULL::timestamptz, NULL::text,
+               NULL::timestamptz, false
+        FROM claimed AS c
         UNION ALL
-        SELECT a.id, coalesce(v_refusal, 'sold_out'), NULL::int, NULL::text, NULL::timestamptz
+        SELECT coalesce(v_refusal, 'sold_out'), p_coupon_id, NULL::int, NULL::text, a.id, NULL::timestamptz,
+               NULL::timestamptz, NULL::text, NULL::timestamptz, false
         FROM asked AS a
-        WHERE NOT EXISTS (SELECT 1 FROM held AS h WHERE h.user_id = a.id)
+        WHERE NOT EXISTS (SELECT 1 FROM had AS h WHERE h.user_id = a.id)
           AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.user_id = a.id);
 END;
 $$;

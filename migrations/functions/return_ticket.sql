@@ -1,52 +1,46 @@
 -- Returns the user's ticket to the pool: free again, with a fresh code, and the counter one lower.
 -- outcome: returned, ticket_redeemed, ticket_held (an order's live hold: the checkout is paying with
--- it), ticket_not_found, coupon_not_found; hold_lapsed when a lapsed hold was cleared on the way.
+-- it), ticket_not_found, coupon_not_found; then the ticket as it was before the return, as
+-- redeem_ticket answers it (hold_lapsed: a lapsed hold was cleared on the way).
 --
 -- A return takes the coupon's row lock first, as issuance does, and moves issued_count down in the
 -- same transaction, so the counter equals the tickets held at every commit; the fresh code makes the
 -- old one worthless, and a sold-out coupon open again tells every instance (coupon_events).
--- (Until 0010 it answered the outcome alone.)
+
+-- (Until 0010 it answered the outcome alone; an earlier version the outcome and hold_lapsed.)
 DROP FUNCTION IF EXISTS return_ticket(bigint, text);
 
-CREATE OR REPLACE FUNCTION return_ticket(p_coupon_id bigint, p_user_id text)
-RETURNS TABLE (outcome text, hold_lapsed boolean)
+CREATE FUNCTION return_ticket(p_coupon_id bigint, p_user_id text)
+RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
+               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
 LANGUAGE plpgsql
 AS $$
+#variable_conflict use_column
 DECLARE
-    v_number   int;
-    v_redeemed timestamptz;
-    v_hold     timestamptz;
-    v_code     text;
+    v_ticket coupon_ticket_states%ROWTYPE;
+    v_code   text;
 BEGIN
     -- Issuers of the coupon queue here too: the free tickets and the counter move together.
     PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'coupon_not_found', false;
+        RETURN QUERY SELECT 'coupon_not_found', (v_ticket).*;
         RETURN;
     END IF;
-    SELECT t.number, t.redeemed_at, t.hold_until INTO v_number, v_redeemed, v_hold FROM coupon_tickets AS t
-    WHERE t.coupon_id = p_coupon_id AND t.user_id = p_user_id
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'ticket_not_found', false;
+    v_ticket := ticket_of(p_coupon_id, p_user_id, NULL, true);
+    IF v_ticket.number IS NULL OR v_ticket.redeemed_at IS NOT NULL OR v_ticket.hold_until IS NOT NULL THEN
+        RETURN QUERY SELECT CASE WHEN v_ticket.number IS NULL THEN 'ticket_not_found'
+                                 WHEN v_ticket.redeemed_at IS NOT NULL THEN 'ticket_redeemed'
+                                 ELSE 'ticket_held' END,
+                            (v_ticket).*;
         RETURN;
     END IF;
-    IF v_redeemed IS NOT NULL THEN
-        RETURN QUERY SELECT 'ticket_redeemed', false;
-        RETURN;
-    END IF;
-    IF v_hold > clock_timestamp() THEN
-        RETURN QUERY SELECT 'ticket_held', false;
-        RETURN;
-    END IF;
-    -- The fresh code (carrying the coupon, as add_coupon_tickets draws them) is drawn first: a
-    -- distributed UPDATE (Citus, 0007) may not call a volatile function.
-    v_code := p_coupon_id || '-' || replace(gen_random_uuid()::text, '-', '');
+    -- Drawn first: a distributed UPDATE (Citus, 0007) may not call a volatile function.
+    v_code := new_ticket_code(p_coupon_id);
     UPDATE coupon_tickets AS t
     SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
-    WHERE t.coupon_id = p_coupon_id AND t.number = v_number;
+    WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
     UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
-    RETURN QUERY SELECT 'returned', v_hold IS NOT NULL;
+    RETURN QUERY SELECT 'returned', (v_ticket).*;
 END;
 $$;
 

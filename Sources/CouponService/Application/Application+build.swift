@@ -73,28 +73,26 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
     // A quarter of the pool for admin writes at most: the rest stays the sale's.
     let adminWrites = AdminWriteSlots(limit: max(1, arguments.poolSize / 4))
-    let database = DatabaseGate(primary: primary, timeout: arguments.databaseTimeout, adminWriteTimeout: .seconds(300), adminWrites: adminWrites)
+    let database = Database(
+        primary: primary, logger: logger, timeout: arguments.databaseTimeout, adminWriteTimeout: .seconds(300), adminWrites: adminWrites)
     let catalogue = CouponCatalogue()
     let listenerURL = try arguments.listenerDatabaseURL.map(DatabaseURL.init)
     let listener = try CatalogueListener(primary: primary, ownURL: listenerURL, catalogue: catalogue, logger: logger, metrics: metrics)
-    let coupons = CouponStore(primary: primary, logger: logger)
-    let tickets = TicketStore(primary: primary, logger: logger)
-    let redemptions = RedemptionStore(primary: primary, logger: logger)
-    let issuance = IssuanceStore(primary: primary, logger: logger, metrics: metrics)
+    let coupons = CouponStore(database: database)
+    let tickets = TicketStore(database: database, metrics: metrics)
+    let issuance = IssuanceStore(database: database, metrics: metrics)
     let queue = IssuanceQueue(
         database: issuance, maxGroupSize: arguments.groupSize, timeout: arguments.databaseTimeout, clock: ContinuousClock())
     let issuer = TicketIssuer(
-        catalogue: catalogue, queue: queue, coupons: coupons, store: issuance, tickets: tickets, database: database, metrics: metrics)
-    let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, database: database, logger: logger)
+        catalogue: catalogue, queue: queue, coupons: coupons, store: issuance, tickets: tickets, metrics: metrics)
+    let gauges = CouponGauges(coupons: coupons, catalogue: catalogue, metrics: metrics, logger: logger)
 
     let router = buildRouter()
     HealthController(
         database: database, catalogue: catalogue, drain: drain, detail: arguments.metricsPort == nil ? .forAdmin(admin) : .never
     ).addRoutes(to: router)
-    CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access, database: database)
-        .addRoutes(to: router)
-    TicketController(tickets: tickets, redemptions: redemptions, admin: admin, access: access, database: database, metrics: metrics)
-        .addRoutes(to: router)
+    CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access).addRoutes(to: router)
+    TicketController(tickets: tickets, admin: admin, access: access).addRoutes(to: router)
 
     var services: [any Service] = [primary, listener, gauges]
     if let tokens { services.append(tokens) }

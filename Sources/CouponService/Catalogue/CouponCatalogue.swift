@@ -16,12 +16,12 @@ final class CouponCatalogue: Sendable {
     /// What the catalogue can say about one request; nil from `answer` means only issuance can tell.
     enum Answer: Sendable, Equatable {
         /// Certain: no database needed.
-        case refused(IssueOutcome)
+        case refused(TicketOutcome)
         /// The refusal, unless this user holds a ticket: one indexed read of it tells.
-        case refusedUnlessHolder(IssueOutcome)
+        case refusedUnlessHolder(TicketOutcome)
         /// The refusal, unless this user holds a ticket, and the coupon's holders are being loaded:
         /// `waitForHolders` and ask again, and the answer comes from memory.
-        case refusedOnceHoldersLoad(IssueOutcome)
+        case refusedOnceHoldersLoad(TicketOutcome)
         /// An id above every coupon this instance has heard of: one read of the coupon tells whether
         /// it exists (one created a moment ago whose notification is on its way), never a queue.
         case unheardOf
@@ -59,7 +59,7 @@ final class CouponCatalogue: Sendable {
 
         /// The refusal the database would give a user who holds no ticket; nil while it would issue,
         /// or while the clock is too close to an edge of the window to tell.
-        func refusal(at clock: DatabaseClock.Reading) -> IssueOutcome? {
+        func refusal(at clock: DatabaseClock.Reading) -> TicketOutcome? {
             guard clock.uncertainty.isFinite else { return nil }
             let margin = CouponCatalogue.edgeMargin + clock.uncertainty
             switch SaleWindow.position(of: clock.now, startsAt: startsAt, endsAt: endsAt, margin: margin) {

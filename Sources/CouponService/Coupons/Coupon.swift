@@ -36,8 +36,8 @@ struct IssuedTicket: Sendable, Equatable {
     var issuedAt: Date
 }
 
-/// A ticket as its holder sees it after the sale: redeemed for an order, held for one, or neither.
-struct HeldTicket: Sendable, Equatable {
+/// A user's ticket and where it stands at checkout: redeemed for an order, held for one, or neither.
+struct TicketRecord: Sendable, Equatable {
     var ticket: IssuedTicket
     var redemption: Redemption?
     var hold: OrderHold? = nil
@@ -71,7 +71,7 @@ extension IssuedTicket {
     }
 }
 
-extension HeldTicket {
+extension TicketRecord {
     /// The ticket, its redemption or its hold in a row's columns (a hold as judged now: a lapsed one's
     /// columns come NULL); nil when they hold no ticket.
     init?(

@@ -10,17 +10,13 @@ struct CouponStore: Sendable {
         case belowIssued(issued: Int)
     }
 
-    let primary: PrimaryDatabase
-    var client: PostgresClient { primary.client }
-    let logger: Logger
+    let database: Database
+    var logger: Logger { database.logger }
 
-    init(primary: PrimaryDatabase, logger: Logger) {
-        self.primary = primary
-        self.logger = logger
-    }
-
+    /// An admin write (`Database.adminTransaction`).
     func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?, redeemUntil: Date? = nil) async throws -> Coupon {
-        try await client.withTransaction(logger: logger) { connection in
+        let logger = logger
+        return try await database.adminTransaction { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO coupons (name, quantity, starts_at, ends_at, redeem_until)
@@ -34,18 +30,15 @@ struct CouponStore: Sendable {
     }
 
     func find(id: Int64) async throws -> Coupon? {
-        let rows = try await client.query(
-            "SELECT \(unescaped: Self.columns) FROM coupons WHERE id = \(id)", logger: logger)
-        return try await Self.coupons(in: rows).first
+        try await database.rows("SELECT \(unescaped: Self.columns) FROM coupons WHERE id = \(id)", Self.coupon).first
     }
 
     /// Tickets left of each coupon named that exists.
     func remaining(ids: [Int64]) async throws -> [Int64: Int] {
-        let rows = try await client.query(
-            "SELECT id, quantity - issued_count FROM coupons WHERE id = ANY (\(ids))", logger: logger)
-        var remaining: [Int64: Int] = [:]
-        for try await (id, left) in rows.decode((Int64, Int).self) { remaining[id] = left }
-        return remaining
+        let rows = try await database.rows("SELECT id, quantity - issued_count FROM coupons WHERE id = ANY (\(ids))") {
+            try $0.decode((Int64, Int).self)
+        }
+        return Dictionary(rows, uniquingKeysWith: { first, _ in first })
     }
 
     /// Sets what the change names. A new quantity adds ticket rows when raised and drops free ones
@@ -54,9 +47,10 @@ struct CouponStore: Sendable {
     /// Changes of one coupon take turns on an advisory lock, which issuance never takes. A raise
     /// writes its new rows before it locks the coupon row (issuance caps its claims at the quantity,
     /// so rows beyond it are never issued), and holds that lock only to set the quantity: issuance
-    /// goes on while a large raise generates its rows.
+    /// goes on while a large raise generates its rows. An admin write (`Database.adminTransaction`).
     func change(id: Int64, _ change: CouponChange) async throws -> Change {
-        try await client.withTransaction(logger: logger) { connection in
+        let logger = logger
+        return try await database.adminTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
             let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
             guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
@@ -102,16 +96,18 @@ struct CouponStore: Sendable {
     /// What every query returns of a coupon, in the order `coupons(in:)` reads.
     static let columns = "id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at"
 
+    /// A row of `columns`.
+    @Sendable static func coupon(_ row: PostgresRow) throws -> Coupon {
+        let (id, name, quantity, issued, startsAt, endsAt, redeemUntil, createdAt) = try row.decode(
+            (Int64, String, Int, Int, Date?, Date?, Date?, Date).self)
+        return Coupon(
+            id: id, name: name, quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt,
+            redeemUntil: redeemUntil, createdAt: createdAt)
+    }
+
     static func coupons(in rows: PostgresRowSequence) async throws -> [Coupon] {
         var coupons: [Coupon] = []
-        for try await (id, name, quantity, issued, startsAt, endsAt, redeemUntil, createdAt) in rows.decode(
-            (Int64, String, Int, Int, Date?, Date?, Date?, Date).self)
-        {
-            coupons.append(
-                Coupon(
-                    id: id, name: name, quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt,
-                    redeemUntil: redeemUntil, createdAt: createdAt))
-        }
+        for try await row in rows { coupons.append(try coupon(row)) }
         return coupons
     }
 }

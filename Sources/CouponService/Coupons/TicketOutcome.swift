@@ -1,19 +1,16 @@
 import Foundation
-
-/// What a request about one ticket found or led to, and whether it cleared a lapsed hold on the way:
-/// a lapse is counted once, by whichever request clears it (`coupon_holds_lapsed_total`).
-struct TicketAnswer<Outcome: Sendable & Equatable>: Sendable, Equatable {
-    var outcome: Outcome
-    var clearedLapsedHold: Bool
-}
+import HTTPTypes
+import PostgresNIO
 
 /// Every outcome the ticket functions return (`issue_tickets`, `redeem_ticket`, `restore_ticket`,
-/// `return_ticket` in migrations/functions/), spelled once: their `outcome` column, the problem
-/// `code` of a refusal and the `reason` label of `coupon_requests_refused_total`.
-/// `ProblemCodeTests` holds them against the SQL files and openapi.yaml.
+/// `return_ticket` in migrations/functions/), spelled once: their `outcome` column, the HTTP status it
+/// is answered with, and for a refusal its problem's `code` (the name), its detail and the `reason`
+/// label of `coupon_requests_refused_total`. `ProblemCodeTests` holds the names against the SQL files
+/// and openapi.yaml.
 enum TicketOutcome: String, Sendable, CaseIterable {
     // issue_tickets
-    case issued, held
+    case issued
+    case alreadyIssued = "already_issued"
     case soldOut = "sold_out"
     case notStarted = "not_started"
     case ended
@@ -36,73 +33,75 @@ enum TicketOutcome: String, Sendable, CaseIterable {
     case returned
     case ticketRedeemed = "ticket_redeemed"
 
-    /// True when the outcome refuses what was asked, and is answered as a problem with its name as the code.
-    var isRefusal: Bool {
+    /// How it is answered: a status, and for a refusal the problem's detail.
+    var answer: (status: HTTPResponse.Status, refusal: String?) {
         switch self {
-        case .issued, .held, .redeemed, .redeemedBefore, .holdPlaced, .holdRepeated, .holdConfirmed, .restored,
-            .notRedeemed, .returned:
-            false
-        case .soldOut, .notStarted, .ended, .couponNotFound, .alreadyRedeemed, .ticketHeld, .redemptionClosed,
-            .ticketNotFound, .otherOrder, .ticketRedeemed:
-            true
+        case .issued, .redeemed, .holdPlaced: (.created, nil)
+        case .alreadyIssued, .redeemedBefore, .holdRepeated, .holdConfirmed, .restored, .notRedeemed: (.ok, nil)
+        case .returned: (.noContent, nil)
+        case .soldOut: (.conflict, "Every ticket of this coupon has been issued.")
+        case .notStarted: (.conflict, "The sale of this coupon has not started yet.")
+        case .ended: (.conflict, "The sale of this coupon has ended.")
+        case .couponNotFound: (.notFound, "No coupon has this id.")
+        case .ticketNotFound: (.notFound, "No ticket held by a user has this coupon and user, or this code.")
+        case .alreadyRedeemed: (.conflict, "This ticket has been redeemed for another order.")
+        case .ticketHeld:
+            (.conflict, "This ticket is held for another order; it is free again once that hold lapses or is restored.")
+        case .redemptionClosed: (.conflict, "Tickets of this coupon can no longer be redeemed.")
+        case .otherOrder:
+            (.conflict, "This ticket is held or redeemed for another order; only that order's cancellation restores it.")
+        case .ticketRedeemed: (.conflict, "A redeemed ticket cannot return to the pool; restore it first.")
         }
     }
-}
 
-/// What asking for a ticket led to.
-enum IssueOutcome: Sendable, Equatable {
-    /// A ticket was issued now and is committed.
-    case issued(IssuedTicket)
-    /// The user already held this ticket: a retry, answered the same way.
-    case held(IssuedTicket)
-    case soldOut
-    case notStarted
-    case ended
-    case couponNotFound
+    /// True when the outcome refuses what was asked, and is answered as a problem with its name as the code.
+    var isRefusal: Bool { answer.refusal != nil }
 
     /// The outcomes `issue_tickets` returns.
-    static let names: [TicketOutcome] = [.issued, .held, .soldOut, .notStarted, .ended, .couponNotFound]
+    static let ofIssuance: [TicketOutcome] = [.issued, .alreadyIssued, .soldOut, .notStarted, .ended, .couponNotFound]
+}
 
-    var name: TicketOutcome {
-        switch self {
-        case .issued: .issued
-        case .held: .held
-        case .soldOut: .soldOut
-        case .notStarted: .notStarted
-        case .ended: .ended
-        case .couponNotFound: .couponNotFound
-        }
+/// One row of a ticket function: what happened, the ticket after it (as `coupon_ticket_states` shows
+/// it; `returned`: before), and whether this call cleared a lapsed hold (each lapse is counted once, by
+/// whichever call clears it: `coupon_holds_lapsed_total`). Every outcome but a refusal has a ticket.
+struct TicketAnswer: Sendable, Equatable {
+    var outcome: TicketOutcome
+    var ticket: TicketRecord? = nil
+    var clearedLapsedHold: Bool = false
+
+    /// The ticket of an answer that is not a refusal.
+    var granted: TicketRecord? { outcome.isRefusal ? nil : ticket }
+
+    /// The columns every ticket function answers: the outcome, then the ticket's (`TicketRecord.columns`).
+    static let columns = "outcome, " + TicketRecord.columns
+
+    /// A row of `columns`. The user's id is kept apart, as a refusal of `issue_tickets` names the user
+    /// it refused.
+    static func decode(_ row: PostgresRow) throws -> (userID: String?, answer: TicketAnswer) {
+        let row = row.makeRandomAccess()
+        let name = try row[0].decode(String.self)
+        guard let outcome = TicketOutcome(rawValue: name) else { throw TicketAnswerError.unknownOutcome(name) }
+        let (ticket, lapsed) = try TicketRecord.decode(row, from: 1)
+        guard outcome.isRefusal || ticket != nil else { throw TicketAnswerError.noTicket(name) }
+        return (try row[2].decode(String?.self), TicketAnswer(outcome: outcome, ticket: ticket, clearedLapsedHold: lapsed))
     }
 
-    /// A row of `issue_tickets`: the outcome's name, and the ticket when there is one.
-    init(_ name: String, couponID: Int64, userID: String, _ number: Int?, _ code: String?, _ issuedAt: Date?) throws {
-        func ticket() throws -> IssuedTicket {
-            guard let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-            else { throw IssuanceError.unknownOutcome(name) }
-            return ticket
-        }
-        switch TicketOutcome(rawValue: name) {
-        case .issued: self = .issued(try ticket())
-        case .held: self = .held(try ticket())
-        case .soldOut: self = .soldOut
-        case .notStarted: self = .notStarted
-        case .ended: self = .ended
-        case .couponNotFound: self = .couponNotFound
-        default: throw IssuanceError.unknownOutcome(name)
+    /// Each request's answer, in the order asked, from one transaction's answer per user: a user asked
+    /// twice is issued the ticket once and the later request is answered `alreadyIssued`. nil for a
+    /// user the transaction did not answer.
+    static func perRequest(_ userIDs: [String], from answers: [String: TicketAnswer]) -> [TicketAnswer?] {
+        var answered: Set<String> = []
+        return userIDs.map { userID in
+            guard var answer = answers[userID] else { return nil }
+            if answer.outcome == .issued, !answered.insert(userID).inserted { answer.outcome = .alreadyIssued }
+            return answer
         }
     }
 }
 
-extension IssueOutcome {
-    /// Each request's outcome, in the order asked, from one transaction's outcome per user: a user
-    /// asked twice is issued the ticket once and the later request is its retry (`held`). nil for a
-    /// user the transaction did not answer.
-    static func perRequest(_ userIDs: [String], from outcomes: [String: IssueOutcome]) -> [IssueOutcome?] {
-        var answered: Set<String> = []
-        return userIDs.map { userID in
-            guard let outcome = outcomes[userID] else { return nil }
-            if case .issued(let ticket) = outcome, !answered.insert(userID).inserted { return .held(ticket) }
-            return outcome
-        }
-    }
+enum TicketAnswerError: Error {
+    case unknownOutcome(String)
+    /// An outcome that is not a refusal came without the ticket's columns.
+    case noTicket(String)
+    case noRowReturned
 }

@@ -2,19 +2,10 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Tickets users hold: one user's ticket, a user's tickets across coupons, a coupon's winners, and
-/// a ticket returned to the pool (migrations/functions/return_ticket.sql).
+/// Tickets users hold, and every change to one (migrations/functions/): issue_tickets aside
+/// (`IssuanceStore`), every ticket function is called here and answers one row (`TicketAnswer`), and
+/// the checkout's counters are recorded here as the answers come, once per change.
 struct TicketStore: Sendable {
-    /// What returning a ticket to the pool led to.
-    enum Return: Sendable, Equatable {
-        case returned
-        case redeemed
-        /// Held for an order whose hold has not lapsed.
-        case held
-        case ticketNotFound
-        case couponNotFound
-    }
-
     /// A ticket's code as a path names it: `<coupon id>-<32 hex digits>`, drawn since migration 0010
     /// (the id as PostgreSQL writes it, up to 18 digits), or the 32 hex digits alone of a code drawn
     /// before. Nothing else is any ticket's code.
@@ -37,21 +28,15 @@ struct TicketStore: Sendable {
                 return nil
             }
         }
-
-        var text: String {
-            switch self {
-            case .ofCoupon(_, let text), .bare(let text): text
-            }
-        }
     }
 
     /// One page of a user's tickets, newest first; `next` continues after the last one.
     struct UserPage: Sendable, Equatable {
-        var tickets: [(couponName: String, held: HeldTicket)]
+        var tickets: [(couponName: String, record: TicketRecord)]
         var next: UserCursor?
 
         static func == (a: Self, b: Self) -> Bool {
-            a.next == b.next && a.tickets.elementsEqual(b.tickets) { $0.couponName == $1.couponName && $0.held == $1.held }
+            a.next == b.next && a.tickets.elementsEqual(b.tickets) { $0.couponName == $1.couponName && $0.record == $1.record }
         }
     }
 
@@ -78,118 +63,109 @@ struct TicketStore: Sendable {
         var description: String { "\(issuedAtMicros)-\(couponID)" }
     }
 
-    let primary: PrimaryDatabase
-    var client: PostgresClient { primary.client }
-    let logger: Logger
+    let database: Database
+    let metrics: CouponMetrics
 
-    /// The user's ticket, for the issuance path's one indexed read.
-    func ticket(couponID: Int64, userID: String) async throws -> IssuedTicket? {
-        let rows = try await client.query(
+    /// The user's ticket, for the issuance path's one indexed read (it clears no lapse: a read only).
+    func record(couponID: Int64, userID: String) async throws -> TicketRecord? {
+        try await database.rows(
             """
-            SELECT number, code, issued_at FROM coupon_tickets
+            SELECT \(unescaped: TicketRecord.columns) FROM coupon_ticket_states
             WHERE coupon_id = \(couponID) AND user_id = \(userID)
-            """, logger: logger)
-        for try await (number, code, issuedAt) in rows.decode((Int, String, Date).self) {
-            return IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
-        }
-        return nil
+            """
+        ) { try TicketRecord.decode($0.makeRandomAccess()).record }.first ?? nil
     }
 
-    /// The user's ticket where it stands at checkout; a lapsed hold met is cleared.
-    func heldTicket(couponID: Int64, userID: String) async throws -> TicketAnswer<HeldTicket>? {
-        try await found(
+    /// The ticket a key names, where it stands now (`ticket_of`); a lapsed hold met is cleared.
+    func record(_ key: TicketKey) async throws -> TicketRecord? {
+        let found = try await database.rows(
+            "SELECT \(unescaped: TicketRecord.columns) FROM ticket_of(\(key.couponID), \(key.userID)::text, \(key.code)::text, false)"
+        ) { try TicketRecord.decode($0.makeRandomAccess()) }
+        guard let (record, clearedLapsedHold) = found.first else { throw TicketAnswerError.noRowReturned }
+        count(nil, clearedLapsedHold: clearedLapsedHold)
+        return record
+    }
+
+    /// Redeems the ticket for `orderID`, or holds it for `holdSeconds` when given.
+    func redeem(_ key: TicketKey, orderID: String, holdSeconds: Int?) async throws -> TicketAnswer {
+        try await answer(
             """
-            SELECT \(unescaped: Self.stateColumns) FROM coupon_ticket_states
-            WHERE coupon_id = \(couponID) AND user_id = \(userID)
+            SELECT \(unescaped: TicketAnswer.columns)
+            FROM redeem_ticket(\(key.couponID), \(key.userID)::text, \(key.code)::text, \(orderID), \(holdSeconds.map(Int32.init))::int)
             """)
     }
 
-    /// The ticket a code names, held by a user (by `holder`, when given: a caller who acts only for
-    /// that user finds, and clears, nothing of anyone else's); a lapsed hold met is cleared.
-    func ticket(code: Code, holder: String?) async throws -> TicketAnswer<HeldTicket>? {
-        try await found(Self.codeQuery(code, holder: holder))
+    /// Undoes the hold or redemption of `orderID` only.
+    func restore(_ key: TicketKey, orderID: String) async throws -> TicketAnswer {
+        try await answer(
+            "SELECT \(unescaped: TicketAnswer.columns) FROM restore_ticket(\(key.couponID), \(key.userID)::text, \(key.code)::text, \(orderID))")
     }
 
-    /// The statement behind `ticket(code:holder:)`, one read of one index: a code that carries its
-    /// coupon in the (coupon_id, code) index, on the coupon's own shard; a bare code in the index of
-    /// bare codes (migrations/0010). The tests read its plan.
-    static func codeQuery(_ code: Code, holder: String?) -> PostgresQuery {
+    /// Frees the user's ticket with a fresh code and moves the counter down, in one transaction.
+    func returnToPool(couponID: Int64, userID: String) async throws -> TicketAnswer {
+        try await answer("SELECT \(unescaped: TicketAnswer.columns) FROM return_ticket(\(couponID), \(userID))")
+    }
+
+    /// Calls a ticket function and counts what its one row says.
+    private func answer(_ call: PostgresQuery) async throws -> TicketAnswer {
+        guard let answer = try await database.rows(call, { try TicketAnswer.decode($0).answer }).first else {
+            throw TicketAnswerError.noRowReturned
+        }
+        count(answer.outcome, clearedLapsedHold: answer.clearedLapsedHold)
+        return answer
+    }
+
+    /// The checkout's counters, one place for all of them: a read counts only a lapse it cleared.
+    private func count(_ outcome: TicketOutcome?, clearedLapsedHold: Bool) {
+        if clearedLapsedHold { metrics.holdsLapsed.increment() }
+        switch outcome {
+        case .redeemed: metrics.redemptions.increment()
+        case .holdPlaced: metrics.holdsPlaced.increment()
+        case .holdConfirmed:
+            metrics.redemptions.increment()
+            metrics.holdsConfirmed.increment()
+        case .restored: metrics.restores.increment()
+        case .returned: metrics.returns.increment()
+        case .issued, .alreadyIssued, .soldOut, .notStarted, .ended, .couponNotFound, .redeemedBefore, .holdRepeated,
+            .alreadyRedeemed, .ticketHeld, .redemptionClosed, .ticketNotFound, .notRedeemed, .otherOrder, .ticketRedeemed, nil:
+            break
+        }
+    }
+
+    /// The ticket a code names, held by `holder` when given: a code that carries its coupon needs no
+    /// read; a bare code (drawn before migration 0010) one of the bare codes' index, for its coupon (the
+    /// ticket functions run on the coupon's shard). nil when no ticket has the bare code.
+    func key(of code: Code, holder: String?) async throws -> TicketKey? {
         switch code {
         case .ofCoupon(let couponID, let code):
-            """
-            SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
-            WHERE coupon_id = \(couponID) AND code = \(code) AND user_id = coalesce(\(holder)::text, user_id)
-            """
+            return .code(code, couponID: couponID, holder: holder)
         case .bare(let code):
-            """
-            SELECT \(unescaped: stateColumns) FROM coupon_ticket_states
-            WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id = coalesce(\(holder)::text, user_id)
-            """
+            let coupons = try await database.rows("SELECT coupon_id FROM coupon_tickets WHERE code = \(code) AND code NOT LIKE '%-%'") {
+                try $0.decode(Int64.self)
+            }
+            return coupons.first.map { .code(code, couponID: $0, holder: holder) }
         }
-    }
-
-    /// The coupon of a bare code's ticket, for the routes that change it (their functions run on the coupon's shard).
-    func couponID(ofBareCode code: String) async throws -> Int64? {
-        let rows = try await client.query(
-            "SELECT coupon_id FROM coupon_tickets WHERE code = \(code) AND code NOT LIKE '%-%' AND user_id IS NOT NULL",
-            logger: logger)
-        for try await couponID in rows.decode(Int64.self) { return couponID }
-        return nil
-    }
-
-    private static let stateColumns = "coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, hold_lapsed"
-
-    /// Reads one ticket through `coupon_ticket_states`; a lapsed hold it shows is then cleared, by
-    /// this request or by one that came first (only the one that clears it says so). The clear judges
-    /// the lapse on `statement_timestamp()`, as the view does: Citus refuses a volatile function such
-    /// as `clock_timestamp()` in a modification of a distributed table.
-    private func found(_ query: PostgresQuery) async throws -> TicketAnswer<HeldTicket>? {
-        let rows = try await client.query(query, logger: logger)
-        var found: (HeldTicket, Bool)?
-        for try await (couponID, userID, number, code, issuedAt, redeemedAt, orderID, holdUntil, lapsed) in rows.decode(
-            (Int64, String, Int, String, Date, Date?, String?, Date?, Bool).self)
-        {
-            let held = HeldTicket(
-                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID, holdUntil: holdUntil)
-            if let held { found = (held, lapsed) }
-        }
-        guard let (held, lapsed) = found else { return nil }
-        guard lapsed else { return TicketAnswer(outcome: held, clearedLapsedHold: false) }
-        let cleared = try await client.query(
-            """
-            UPDATE coupon_tickets SET order_id = NULL, hold_until = NULL
-            WHERE coupon_id = \(held.ticket.couponID) AND number = \(held.ticket.number) AND hold_until <= statement_timestamp()
-            RETURNING number
-            """, logger: logger)
-        var clearedHere = false
-        for try await _ in cleared.decode(Int.self) { clearedHere = true }
-        return TicketAnswer(outcome: held, clearedLapsedHold: clearedHere)
     }
 
     /// The user's tickets of every coupon, newest first, from the `coupon_tickets_by_user` index.
     func tickets(ofUser userID: String, after cursor: UserCursor?, limit: Int) async throws -> UserPage {
-        let rows = try await client.query(Self.userTicketsQuery(userID: userID, after: cursor, limit: limit), logger: logger)
-        var page = UserPage(tickets: [], next: nil)
-        var last: UserCursor?
-        for try await (couponID, name, number, code, issuedAt, redeemedAt, orderID, holdUntil, micros) in rows.decode(
-            (Int64, String, Int, String, Date, Date?, String?, Date?, Int64).self)
-        {
-            let held = HeldTicket(
-                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID, holdUntil: holdUntil)
-            if let held { page.tickets.append((name, held)) }
-            last = UserCursor(issuedAtMicros: micros, couponID: couponID)
+        let rows = try await database.rows(Self.userTicketsQuery(userID: userID, after: cursor, limit: limit)) { row in
+            let row = row.makeRandomAccess()
+            let (record, _) = try TicketRecord.decode(row)
+            return (record, try row[TicketRecord.columnCount].decode(String.self), try row[TicketRecord.columnCount + 1].decode(Int64.self))
         }
-        if page.tickets.count == limit { page.next = last }
+        var page = UserPage(tickets: [], next: nil)
+        for (record, name, _) in rows { if let record { page.tickets.append((name, record)) } }
+        if rows.count == limit, let (last, _, micros) = rows.last, let last {
+            page.next = UserCursor(issuedAtMicros: micros, couponID: last.ticket.couponID)
+        }
         return page
     }
 
     /// The statement behind `tickets(ofUser:after:limit:)`; the tests read its plan.
     static func userTicketsQuery(userID: String, after cursor: UserCursor?, limit: Int) -> PostgresQuery {
         """
-        SELECT t.coupon_id, c.name, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until,
-               (extract(epoch FROM t.issued_at) * 1000000)::bigint
+        SELECT \(unescaped: TicketRecord.columns("t")), c.name, (extract(epoch FROM t.issued_at) * 1000000)::bigint
         FROM coupon_ticket_states AS t JOIN coupons AS c ON c.id = t.coupon_id
         WHERE t.user_id = \(userID)
           AND (t.issued_at, t.coupon_id) < (
@@ -201,10 +177,11 @@ struct TicketStore: Sendable {
     }
 
     /// The coupon's held tickets in number order after `number`; nil when there is no such coupon.
-    func winners(couponID: Int64, after number: Int, limit: Int) async throws -> [HeldTicket]? {
-        let rows = try await client.query(
+    func winners(couponID: Int64, after number: Int, limit: Int) async throws -> [TicketRecord]? {
+        // One row with NULLs when the coupon exists but has no more winners.
+        let rows = try await database.rows(
             """
-            SELECT t.user_id, t.number, t.code, t.issued_at, t.redeemed_at, t.order_id, t.hold_until
+            SELECT \(unescaped: TicketRecord.columns("t"))
             FROM coupons AS c LEFT JOIN LATERAL (
                 SELECT * FROM coupon_ticket_states AS t
                 WHERE t.coupon_id = c.id AND t.number > \(number) AND t.user_id IS NOT NULL
@@ -212,42 +189,33 @@ struct TicketStore: Sendable {
             ) AS t ON true
             WHERE c.id = \(couponID)
             ORDER BY t.number
-            """, logger: logger)
-        var found = false
-        var winners: [HeldTicket] = []
-        // One row with NULLs when the coupon exists but has no more winners.
-        for try await (userID, number, code, issuedAt, redeemedAt, orderID, holdUntil) in rows.decode(
-            (String?, Int?, String?, Date?, Date?, String?, Date?).self)
-        {
-            found = true
-            let held = HeldTicket(
-                couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt, redeemedAt: redeemedAt,
-                orderID: orderID, holdUntil: holdUntil)
-            if let held { winners.append(held) }
-        }
-        return found ? winners : nil
-    }
-
-    /// Frees the user's ticket with a fresh code and moves the counter down, in one transaction.
-    func returnToPool(couponID: Int64, userID: String) async throws -> TicketAnswer<Return> {
-        let rows = try await client.query("SELECT * FROM return_ticket(\(couponID), \(userID))", logger: logger)
-        for try await (outcome, lapsed) in rows.decode((String, Bool).self) {
-            let known: Return
-            switch TicketOutcome(rawValue: outcome) {
-            case .returned: known = .returned
-            case .ticketRedeemed: known = .redeemed
-            case .ticketHeld: known = .held
-            case .ticketNotFound: known = .ticketNotFound
-            case .couponNotFound: known = .couponNotFound
-            default: throw TicketStoreError.unknownOutcome(outcome)
-            }
-            return TicketAnswer(outcome: known, clearedLapsedHold: lapsed)
-        }
-        throw TicketStoreError.noRowReturned
+            """
+        ) { try TicketRecord.decode($0.makeRandomAccess()).record }
+        return rows.isEmpty ? nil : rows.compactMap { $0 }
     }
 }
 
-enum TicketStoreError: Error {
-    case unknownOutcome(String)
-    case noRowReturned
+extension TicketRecord {
+    /// The columns of `coupon_ticket_states` every read of a ticket selects, in the order `decode` reads them.
+    static let columns = columns(nil)
+    static let columnCount = 9
+
+    static func columns(_ table: String?) -> String {
+        ["coupon_id", "user_id", "number", "code", "issued_at", "redeemed_at", "order_id", "hold_until", "hold_lapsed"]
+            .map { column in table.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
+    }
+
+    /// The record in `columns` from `first` on (nil when they hold no ticket), and whether the hold
+    /// they show lapsed and was cleared; the one place they are decoded.
+    static func decode(_ row: PostgresRandomAccessRow, from first: Int = 0) throws -> (record: TicketRecord?, lapsed: Bool) {
+        let couponID = try row[first].decode(Int64?.self)
+        let record = try couponID.flatMap {
+            TicketRecord(
+                couponID: $0, userID: try row[first + 1].decode(String?.self), number: try row[first + 2].decode(Int?.self),
+                code: try row[first + 3].decode(String?.self), issuedAt: try row[first + 4].decode(Date?.self),
+                redeemedAt: try row[first + 5].decode(Date?.self), orderID: try row[first + 6].decode(String?.self),
+                holdUntil: try row[first + 7].decode(Date?.self))
+        }
+        return (record, try row[first + 8].decode(Bool?.self) ?? false)
+    }
 }

@@ -1,20 +1,44 @@
+import Logging
 import PostgresNIO
 import Synchronization
 
-/// Bounds how long a request waits for PostgreSQL, so an unreachable database means a prompt 503.
-struct DatabaseGate: Sendable {
+/// The database as every store sees it: the current primary (`PrimaryDatabase`), and the deadlines
+/// every statement runs under, so an unreachable database means a prompt 503. The deadline is applied
+/// here alone: to a read or a ticket function (`rows`), to an admin write (`adminWrite`) and to a ping;
+/// issuance's transactions wait under the queue's (`IssuanceQueue`).
+struct Database: Sendable {
     let primary: PrimaryDatabase
-    var client: PostgresClient { primary.client }
-    /// For reads and issuance.
+    let logger: Logger
+    /// For reads, ticket functions and issuance (`--database-timeout`).
     let timeout: Duration
     /// For admin writes that generate ticket rows (millions take a while).
     let adminWriteTimeout: Duration
     /// How many admin writes may run at once, so they cannot take the pool from a sale.
     let adminWrites: AdminWriteSlots
 
-    /// A read, or issuance, within the database deadline (`--database-timeout`).
-    func withinDeadline<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withDeadline(timeout, operation)
+    init(
+        primary: PrimaryDatabase, logger: Logger, timeout: Duration, adminWriteTimeout: Duration = .seconds(300),
+        adminWrites: AdminWriteSlots = AdminWriteSlots(limit: 1)
+    ) {
+        self.primary = primary
+        self.logger = logger
+        self.timeout = timeout
+        self.adminWriteTimeout = adminWriteTimeout
+        self.adminWrites = adminWrites
+    }
+
+    var client: PostgresClient { primary.client }
+
+    /// The rows of one statement, each made by `row`, within the deadline.
+    func rows<Row: Sendable>(
+        _ query: PostgresQuery, _ row: @escaping @Sendable (PostgresRow) throws -> Row
+    ) async throws -> [Row] {
+        let (client, logger) = (client, logger)
+        return try await withDeadline(timeout) {
+            var rows: [Row] = []
+            for try await found in try await client.query(query, logger: logger) { rows.append(try row(found)) }
+            return rows
+        }
     }
 
     /// An admin write: refused at once (`AdminWritesBusy`) when all its slots are taken, never queued;
@@ -24,6 +48,12 @@ struct DatabaseGate: Sendable {
         defer { adminWrites.give() }
         try await ping()
         return try await withDeadline(adminWriteTimeout, operation)
+    }
+
+    /// An admin write in one transaction.
+    func adminTransaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let (client, logger) = (client, logger)
+        return try await adminWrite { try await client.withTransaction(logger: logger) { try await body($0) } }
     }
 
     func ping() async throws {

@@ -10,27 +10,22 @@ struct CouponController<Context: RequestContext>: Sendable {
     let catalogue: CouponCatalogue
     let admin: AdminGuard
     let access: UserAccess
-    let database: DatabaseGate
 
     func addRoutes(to router: Router<Context>) {
-        router.post("/v1/coupons", use: create)
-        router.get("/v1/coupons/:id", use: show)
-        router.patch("/v1/coupons/:id", use: change)
-        router.post("/v1/coupons/:id/issue", use: issue)
-        router.post("/v1/coupons/:id/grants", use: grant)
-        router.refuseOtherMethods(on: "/v1/coupons", allowed: [.post])
-        router.refuseOtherMethods(on: "/v1/coupons/:id", allowed: [.get, .patch])
-        router.refuseOtherMethods(on: "/v1/coupons/:id/issue", allowed: [.post])
-        router.refuseOtherMethods(on: "/v1/coupons/:id/grants", allowed: [.post])
+        router.route("/v1/coupons") { $0.on(.post, use: create) }
+        router.route("/v1/coupons/:id") {
+            $0.on(.get, use: show)
+            $0.on(.patch, use: change)
+        }
+        router.route("/v1/coupons/:id/issue") { $0.on(.post, use: issue) }
+        router.route("/v1/coupons/:id/grants") { $0.on(.post, use: grant) }
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> EditedResponse<CouponResponse> {
         try admin.check(request)
         let new = try RequestParser.newCoupon(from: try await request.jsonBody())
-        let coupon = try await database.adminWrite {
-            try await coupons.create(
-                name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt, redeemUntil: new.redeemUntil)
-        }
+        let coupon = try await coupons.create(
+            name: new.name, quantity: new.quantity, startsAt: new.startsAt, endsAt: new.endsAt, redeemUntil: new.redeemUntil)
         catalogue.record(coupon)
         context.logger.info("coupon created", metadata: ["coupon_id": "\(coupon.id)", "quantity": "\(coupon.quantity)"])
         return EditedResponse(
@@ -40,7 +35,7 @@ struct CouponController<Context: RequestContext>: Sendable {
 
     @Sendable func show(_ request: Request, context: Context) async throws -> CouponResponse {
         let id = try RequestParser.couponID(context.parameters.get("id"))
-        guard let coupon = try await database.withinDeadline({ try await coupons.find(id: id) }) else {
+        guard let coupon = try await coupons.find(id: id) else {
             throw CouponProblem.couponNotFound
         }
         return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
@@ -50,7 +45,7 @@ struct CouponController<Context: RequestContext>: Sendable {
         try admin.check(request)
         let id = try RequestParser.couponID(context.parameters.get("id"))
         let change = try RequestParser.couponChange(from: try await request.jsonBody())
-        switch try await database.adminWrite({ try await coupons.change(id: id, change) }) {
+        switch try await coupons.change(id: id, change) {
         case .changed(let coupon):
             catalogue.record(coupon)
             context.logger.info(
@@ -67,16 +62,11 @@ struct CouponController<Context: RequestContext>: Sendable {
         let caller = try access.caller(of: request)
         let id = try RequestParser.couponID(context.parameters.get("id"))
         let userID = try caller.issuingUser(named: RequestParser.issueUser(from: try await request.jsonBody()))
-        let answer: any ResponseGenerator =
-            switch try await issuer.issue(couponID: id, userID: userID) {
-            case .issued(let ticket): TicketResponse(ticket, status: .created)
-            case .held(let ticket): TicketResponse(ticket)
-            case .soldOut: CouponProblem.soldOut
-            case .notStarted: CouponProblem.notStarted
-            case .ended: CouponProblem.ended
-            case .couponNotFound: CouponProblem.couponNotFound
-            }
-        return try answer.response(from: request, context: context)
+        let answer = try await issuer.issue(couponID: id, userID: userID)
+        guard let ticket = answer.granted?.ticket else {
+            return try (CouponProblem.refusal(answer.outcome) ?? .internalError).response(from: request, context: context)
+        }
+        return TicketResponse(ticket, status: answer.outcome.answer.status).response()
     }
 
     /// Back-office grants: the same `issue_tickets` and rules as a sale, in transactions of up to
@@ -85,9 +75,9 @@ struct CouponController<Context: RequestContext>: Sendable {
         try admin.check(request)
         let id = try RequestParser.couponID(context.parameters.get("id"))
         let users = try RequestParser.grantedUsers(from: try await request.jsonBody(upTo: RequestParser.maxGrantBodyBytes))
-        let results = try await database.adminWrite { try await issuer.grant(couponID: id, userIDs: users) }
-        if results.first?.outcome == .couponNotFound { throw CouponProblem.couponNotFound }
-        let issued = results.count { if case .issued = $0.outcome { true } else { false } }
+        let results = try await issuer.grant(couponID: id, userIDs: users)
+        if results.first?.answer.outcome == .couponNotFound { throw CouponProblem.couponNotFound }
+        let issued = results.count { $0.answer.outcome == .issued }
         context.logger.info("tickets granted", metadata: ["coupon_id": "\(id)", "asked": "\(users.count)", "issued": "\(issued)"])
         return GrantsResponse(results: results)
     }

@@ -31,11 +31,18 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         case `internal`
     }
 
-    /// A ticket function's refusal, its outcome's name as the code.
-    init(status: HTTPResponse.Status, refusal: TicketOutcome, detail: String) {
-        precondition(refusal.isRefusal)
-        self.init(status: status, code: refusal.rawValue, detail: detail)
-    }
+    /// A ticket function's refusal: its outcome's name as the code, its status and detail
+    /// (`TicketOutcome.answer`); nil for an outcome that is not a refusal. Made once per outcome.
+    static func refusal(_ outcome: TicketOutcome) -> Self? { refusals[outcome] }
+
+    private static let refusals: [TicketOutcome: Self] = Dictionary(
+        uniqueKeysWithValues: TicketOutcome.allCases.compactMap { outcome in
+            let (status, detail) = outcome.answer
+            return detail.map { (outcome, Self(status: status, code: outcome.rawValue, detail: $0)) }
+        })
+
+    static let couponNotFound = refusal(.couponNotFound)!
+    static let ticketNotFound = refusal(.ticketNotFound)!
 
     init(status: HTTPResponse.Status, code: Code, detail: String, retryAfter: Int? = nil, allow: String? = nil) {
         self.init(status: status, code: code.rawValue, detail: detail, retryAfter: retryAfter, allow: allow)
@@ -61,25 +68,6 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     static func invalidRequest(_ detail: String) -> Self {
         .init(status: .badRequest, code: .invalidRequest, detail: detail)
     }
-    static let couponNotFound = Self(
-        status: .notFound, refusal: .couponNotFound, detail: "No coupon has this id.")
-    static let ticketNotFound = Self(
-        status: .notFound, refusal: .ticketNotFound, detail: "No ticket held by a user has this coupon and user, or this code.")
-    static let soldOut = Self(
-        status: .conflict, refusal: .soldOut, detail: "Every ticket of this coupon has been issued.")
-    static let notStarted = Self(
-        status: .conflict, refusal: .notStarted, detail: "The sale of this coupon has not started yet.")
-    static let ended = Self(
-        status: .conflict, refusal: .ended, detail: "The sale of this coupon has ended.")
-    static let alreadyRedeemed = Self(
-        status: .conflict, refusal: .alreadyRedeemed, detail: "This ticket has been redeemed for another order.")
-    static let ticketHeld = Self(
-        status: .conflict, refusal: .ticketHeld,
-        detail: "This ticket is held for another order; it is free again once that hold lapses or is restored.")
-    static let redemptionClosed = Self(
-        status: .conflict, refusal: .redemptionClosed, detail: "Tickets of this coupon can no longer be redeemed.")
-    static let ticketRedeemed = Self(
-        status: .conflict, refusal: .ticketRedeemed, detail: "A redeemed ticket cannot return to the pool; restore it first.")
     static func quantityBelowIssued(issued: Int) -> Self {
         .init(
             status: .conflict, code: .quantityBelowIssued,
@@ -93,9 +81,6 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     }
     static let forbidden = Self(
         status: .forbidden, code: .forbidden, detail: "This credential may not act for this user.")
-    static let otherOrder = Self(
-        status: .conflict, refusal: .otherOrder,
-        detail: "This ticket is held or redeemed for another order; only that order's cancellation restores it.")
     static let adminDisabled = Self(
         status: .forbidden, code: .adminDisabled,
         detail: "No admin token is configured on this server (COUPON_ADMIN_TOKEN or --admin-token).")

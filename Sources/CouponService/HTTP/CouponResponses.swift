@@ -38,9 +38,9 @@ struct TicketResponse: ResponseGenerator {
         self.status = status
     }
 
-    func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response(status: status, headers: Self.headers, body: .init(byteBuffer: body))
-    }
+    func response(from request: Request, context: some RequestContext) throws -> Response { response() }
+
+    func response() -> Response { Response(status: status, headers: Self.headers, body: .init(byteBuffer: body)) }
 
     private static let headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
 
@@ -65,23 +65,36 @@ struct TicketResponse: ResponseGenerator {
 /// A ticket where it stands at checkout: the answers of the redemption routes and of a ticket lookup.
 /// `{"coupon_id":1,"hold_until":null,"issued_at":"...","order_id":null,"redeemed_at":null,"state":"issued",`
 /// `"ticket":{"code":"...","number":1},"user_id":"..."}`
-struct HeldTicketResponse: ResponseEncodable {
-    var held: HeldTicket
+struct TicketRecordResponse: ResponseEncodable {
+    var record: TicketRecord
 
-    init(_ held: HeldTicket) { self.held = held }
+    init(_ record: TicketRecord) { self.record = record }
 
     enum CodingKeys: String, CodingKey { case coupon_id, user_id, ticket, issued_at, state, redeemed_at, order_id, hold_until }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(held.ticket.couponID, forKey: .coupon_id)
-        try container.encode(held.ticket.userID, forKey: .user_id)
-        try container.encode(TicketFields(held.ticket), forKey: .ticket)
-        try container.encode(RFC3339.string(held.ticket.issuedAt), forKey: .issued_at)
-        try container.encode(held.redemption.map { RFC3339.string($0.redeemedAt) }, forKey: .redeemed_at)
-        try container.encode(held.orderID, forKey: .order_id)
-        try container.encode(held.state.rawValue, forKey: .state)
-        try container.encode(held.hold.map { RFC3339.string($0.until) }, forKey: .hold_until)
+        try container.encode(record.ticket.couponID, forKey: .coupon_id)
+        try container.encode(record.ticket.userID, forKey: .user_id)
+        try container.encode(TicketFields(record.ticket), forKey: .ticket)
+        try container.encode(RFC3339.string(record.ticket.issuedAt), forKey: .issued_at)
+        try container.encode(record.redemption.map { RFC3339.string($0.redeemedAt) }, forKey: .redeemed_at)
+        try container.encode(record.orderID, forKey: .order_id)
+        try container.encode(record.state.rawValue, forKey: .state)
+        try container.encode(record.hold.map { RFC3339.string($0.until) }, forKey: .hold_until)
+    }
+}
+
+/// The answer to a checkout route: the ticket after the change with the outcome's status (none with
+/// `returned`'s 204), or the outcome's refusal.
+struct CheckoutResponse: ResponseGenerator {
+    var answer: TicketAnswer
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        if let refusal = CouponProblem.refusal(answer.outcome) { return try refusal.response(from: request, context: context) }
+        let status = answer.outcome.answer.status
+        guard status != .noContent, let record = answer.ticket else { return Response(status: status) }
+        return try EditedResponse(status: status, response: TicketRecordResponse(record)).response(from: request, context: context)
     }
 }
 
@@ -100,15 +113,15 @@ struct TicketFields: Encodable {
 struct UserTicketsResponse: ResponseEncodable {
     var page: TicketStore.UserPage
 
-    /// A held ticket's fields and the coupon's name.
+    /// A ticket's fields and the coupon's name.
     struct Item: Encodable {
         var couponName: String
-        var held: HeldTicket
+        var record: TicketRecord
 
         enum CodingKeys: String, CodingKey { case coupon_name }
 
         func encode(to encoder: any Encoder) throws {
-            try HeldTicketResponse(held).encode(to: encoder)
+            try TicketRecordResponse(record).encode(to: encoder)
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(couponName, forKey: .coupon_name)
         }
@@ -118,14 +131,14 @@ struct UserTicketsResponse: ResponseEncodable {
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(page.tickets.map { Item(couponName: $0.couponName, held: $0.held) }, forKey: .tickets)
+        try container.encode(page.tickets.map { Item(couponName: $0.couponName, record: $0.record) }, forKey: .tickets)
         try container.encode(page.next?.description, forKey: .next)
     }
 }
 
 /// `GET /v1/coupons/{id}/tickets`: a page of the coupon's winners in number order.
 struct WinnersResponse: ResponseEncodable {
-    var winners: [HeldTicket]
+    var winners: [TicketRecord]
     /// The last number of a full page: pass it as `after` for the next one.
     var next: Int?
 
@@ -133,31 +146,28 @@ struct WinnersResponse: ResponseEncodable {
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(winners.map(HeldTicketResponse.init), forKey: .tickets)
+        try container.encode(winners.map(TicketRecordResponse.init), forKey: .tickets)
         try container.encode(next, forKey: .next)
     }
 }
 
 /// `POST /v1/coupons/{id}/grants`: one result per user asked, in the order asked.
 struct GrantsResponse: ResponseEncodable {
-    var results: [(userID: String, outcome: IssueOutcome)]
+    var results: [(userID: String, answer: TicketAnswer)]
 
     struct Result: Encodable {
         var userID: String
-        var outcome: IssueOutcome
+        var answer: TicketAnswer
 
         enum CodingKeys: String, CodingKey { case user_id, outcome, ticket, issued_at }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(userID, forKey: .user_id)
-            try container.encode(outcome.name.rawValue, forKey: .outcome)
-            switch outcome {
-            case .issued(let ticket), .held(let ticket):
+            try container.encode(answer.outcome.rawValue, forKey: .outcome)
+            if let ticket = answer.granted?.ticket {
                 try container.encode(TicketFields(ticket), forKey: .ticket)
                 try container.encode(RFC3339.string(ticket.issuedAt), forKey: .issued_at)
-            case .soldOut, .notStarted, .ended, .couponNotFound:
-                break
             }
         }
     }
@@ -166,6 +176,6 @@ struct GrantsResponse: ResponseEncodable {
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(results.map { Result(userID: $0.userID, outcome: $0.outcome) }, forKey: .results)
+        try container.encode(results.map { Result(userID: $0.userID, answer: $0.answer) }, forKey: .results)
     }
 }

@@ -3,7 +3,7 @@ import Hummingbird
 /// `/healthz`: the process answers. `/readyz`: the database answers too; its detail (the database's
 /// host, the listener, the clock) only where the operator reads it, never to a stranger.
 struct HealthController<Context: RequestContext>: Sendable {
-    let database: DatabaseGate
+    let database: Database
     let catalogue: CouponCatalogue
     let drain: ShutdownDrain?
     let detail: Detail
@@ -39,36 +39,36 @@ struct HealthController<Context: RequestContext>: Sendable {
     }
 
     func addRoutes(to router: Router<Context>) {
-        router.get("/healthz") { _, _ in Health(status: "ok") }
-        router.refuseOtherMethods(on: "/healthz", allowed: [.get])
-        router.refuseOtherMethods(on: "/readyz", allowed: [.get])
-        router.get("/readyz") { request, _ -> EditedResponse<Health> in
-            let listener = catalogue.listenerState.rawValue
-            let offset = catalogue.clock.offset
-            let detailed = detail.allows(request)
-            func health(_ status: String, _ reachable: String?) -> Health {
-                guard detailed else { return Health(status: status) }
-                // Read as the answer leaves: the ping may have waited through a switch of host.
-                let primary = database.primary.status
-                return Health(
-                    status: status, database: reachable, listener: listener, clock_offset_seconds: offset,
-                    primary: "\(primary.host)", primary_switches: primary.switches)
-            }
-            if drain?.isDraining == true {
-                return EditedResponse(
-                    status: .serviceUnavailable, headers: [.retryAfter: "1"],
-                    response: health("draining", nil))
-            }
-            do {
-                try await database.ping()
-                return EditedResponse(status: .ok, response: health("ready", "up"))
-            } catch {
-                var headers: HTTPFields = [:]
-                headers[.retryAfter] = "1"
-                return EditedResponse(
-                    status: .serviceUnavailable, headers: headers,
-                    response: health("unavailable", "down"))
-            }
+        router.route("/healthz") { $0.on(.get) { _, _ in Health(status: "ok") } }
+        router.route("/readyz") { $0.on(.get, use: ready) }
+    }
+
+    @Sendable func ready(_ request: Request, context: Context) async throws -> EditedResponse<Health> {
+        let listener = catalogue.listenerState.rawValue
+        let offset = catalogue.clock.offset
+        let detailed = detail.allows(request)
+        func health(_ status: String, _ reachable: String?) -> Health {
+            guard detailed else { return Health(status: status) }
+            // Read as the answer leaves: the ping may have waited through a switch of host.
+            let primary = database.primary.status
+            return Health(
+                status: status, database: reachable, listener: listener, clock_offset_seconds: offset,
+                primary: "\(primary.host)", primary_switches: primary.switches)
+        }
+        if drain?.isDraining == true {
+            return EditedResponse(
+                status: .serviceUnavailable, headers: [.retryAfter: "1"],
+                response: health("draining", nil))
+        }
+        do {
+            try await database.ping()
+            return EditedResponse(status: .ok, response: health("ready", "up"))
+        } catch {
+            var headers: HTTPFields = [:]
+            headers[.retryAfter] = "1"
+            return EditedResponse(
+                status: .serviceUnavailable, headers: headers,
+                response: health("unavailable", "down"))
         }
     }
 }

@@ -5,11 +5,12 @@ struct MetricsController<Context: RequestContext>: Sendable {
     let metrics: CouponMetrics
 
     func addRoutes(to router: Router<Context>) {
-        router.get("/metrics") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+        router.route("/metrics") {
+            $0.on(.get) { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
+            }
         }
-        router.refuseOtherMethods(on: "/metrics", allowed: [.get])
     }
 }

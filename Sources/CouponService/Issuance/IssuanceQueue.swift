@@ -9,8 +9,8 @@ protocol IssuanceDatabase: Sendable {
     associatedtype Connection: Sendable
     /// Runs `body` with a connection of its own, once the pool has one.
     func withConnection<T: Sendable>(_ body: @Sendable (Connection) async throws -> T) async throws -> T
-    /// One transaction for a group of users: one outcome per distinct user, returned only after COMMIT.
-    func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: IssueOutcome]
+    /// One transaction for a group of users: one answer per distinct user, returned only after COMMIT.
+    func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: TicketAnswer]
 }
 
 /// The per-coupon queue in front of the database: group issuance and the issuance deadline.
@@ -25,7 +25,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     private struct Waiter: Sendable {
         var userID: String
         var arrived: QueueClock.Instant
-        var continuation: CheckedContinuation<IssueOutcome, any Error>
+        var continuation: CheckedContinuation<TicketAnswer, any Error>
     }
 
     private struct Queue {
@@ -75,7 +75,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         self.clock = clock
     }
 
-    func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
+    func issue(couponID: Int64, userID: String) async throws -> TicketAnswer {
         try await withCheckedThrowingContinuation { continuation in
             // Modified in place: a copy of the queue would copy every waiter on every request.
             let startTransaction = queues.withLock { queues in
@@ -112,14 +112,14 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     private func runTransaction(couponID: Int64) async {
         let group = TakenGroup()
         do {
-            let outcomes = try await withDeadline(timeout, clock: clock) { [self] () -> [String: IssueOutcome] in
-                try await database.withConnection { connection -> [String: IssueOutcome] in
+            let answers = try await withDeadline(timeout, clock: clock) { [self] () -> [String: TicketAnswer] in
+                try await database.withConnection { connection -> [String: TicketAnswer] in
                     let userIDs = group.take { takeGroup(couponID: couponID) }
                     guard !userIDs.isEmpty else { return [:] }
                     return try await database.issue(couponID: couponID, userIDs: userIDs, on: connection)
                 }
             }
-            answer(group.handBack(), with: outcomes)
+            answer(group.handBack(), with: answers)
         } catch {
             var failed = group.handBack()
             // It failed before it took its group (database down, pool exhausted): the group it would
@@ -145,10 +145,10 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         return current
     }
 
-    private func answer(_ group: [Waiter], with outcomes: [String: IssueOutcome]) {
-        for (waiter, outcome) in zip(group, IssueOutcome.perRequest(group.map(\.userID), from: outcomes)) {
-            if let outcome {
-                waiter.continuation.resume(returning: outcome)
+    private func answer(_ group: [Waiter], with answers: [String: TicketAnswer]) {
+        for (waiter, answer) in zip(group, TicketAnswer.perRequest(group.map(\.userID), from: answers)) {
+            if let answer {
+                waiter.continuation.resume(returning: answer)
             } else {
                 waiter.continuation.resume(throwing: IssuanceError.userMissingFromResult(waiter.userID))
             }

@@ -6,39 +6,41 @@ import PostgresNIO
 /// own READ COMMITTED transaction. Returns only after COMMIT, so every `.issued` ticket is durable
 /// before anyone hears of it.
 struct IssuanceStore: IssuanceDatabase {
-    let primary: PrimaryDatabase
-    var client: PostgresClient { primary.client }
-    let logger: Logger
+    let database: Database
     let metrics: CouponMetrics
+    var logger: Logger { database.logger }
 
     /// Runs `body` with a pooled connection; the wait for it is measured.
     func withConnection<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let asked = ContinuousClock.now
-        return try await client.withConnection { connection in
+        return try await database.client.withConnection { connection in
             metrics.poolWait.recordNanoseconds((.now - asked).nanoseconds)
             return try await body(connection)
         }
     }
 
-    /// One transaction on a connection of its own (an admin's grant): one outcome per distinct user.
-    func issue(couponID: Int64, userIDs: [String]) async throws -> [String: IssueOutcome] {
+    /// One transaction on a connection of its own (an admin's grant): one answer per distinct user.
+    func issue(couponID: Int64, userIDs: [String]) async throws -> [String: TicketAnswer] {
         try await withConnection { connection in try await issue(couponID: couponID, userIDs: userIDs, on: connection) }
     }
 
-    /// One transaction: one outcome per distinct user, returned only after COMMIT.
-    func issue(couponID: Int64, userIDs: [String], on connection: PostgresConnection) async throws -> [String: IssueOutcome] {
+    /// One transaction: one answer per distinct user, returned only after COMMIT.
+    func issue(couponID: Int64, userIDs: [String], on connection: PostgresConnection) async throws -> [String: TicketAnswer] {
         guard !userIDs.isEmpty else { return [:] }
         metrics.groupSize.record(userIDs.count)
         let rows = try await issueInTransaction(couponID: couponID, userIDs: userIDs, on: connection)
         // Committed: counted whether or not the requests are still waiting for their answers.
-        let issued = rows.count { $0.1 == TicketOutcome.issued.rawValue }
+        var answers: [String: TicketAnswer] = [:]
+        answers.reserveCapacity(rows.count)
+        for row in rows {
+            let (userID, answer) = try TicketAnswer.decode(row)
+            guard let userID else { throw TicketAnswerError.unknownOutcome(answer.outcome.rawValue) }
+            answers[userID] = answer
+        }
+        let issued = answers.values.count { $0.outcome == .issued }
         metrics.ticketsIssued.increment(by: issued)
         metrics.sales.issued(issued, couponID: couponID)
-        var outcomes: [String: IssueOutcome] = [:]
-        for (userID, outcome, number, code, issuedAt) in rows {
-            outcomes[userID] = try IssueOutcome(outcome, couponID: couponID, userID: userID, number, code, issuedAt)
-        }
-        return outcomes
+        return answers
     }
 
     /// One READ COMMITTED transaction in one round trip: BEGIN, `issue_tickets` and COMMIT are sent
@@ -48,10 +50,10 @@ struct IssuanceStore: IssuanceDatabase {
     /// 503 for tickets that are committed, which a retry then returns (200).
     private func issueInTransaction(
         couponID: Int64, userIDs: [String], on connection: PostgresConnection
-    ) async throws -> [(String, String, Int?, String?, Date?)] {
+    ) async throws -> [PostgresRow] {
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let issue: EventLoopFuture<PostgresQueryResult> = connection.query(
-            "SELECT user_id, outcome, number, code, issued_at FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)
+            "SELECT \(unescaped: TicketAnswer.columns) FROM issue_tickets(\(couponID), \(userIDs))", logger: logger)
         // After a failed statement PostgreSQL answers this COMMIT with ROLLBACK: nothing is kept.
         let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
         let begun: Result<PostgresQueryResult, any Error>
@@ -64,12 +66,11 @@ struct IssuanceStore: IssuanceDatabase {
         let result = try issued.get()
         let command = try committed.get().metadata.command
         guard command == "COMMIT" else { throw IssuanceError.notCommitted(command) }
-        return try result.rows.map { try $0.decode((String, String, Int?, String?, Date?).self) }
+        return result.rows
     }
 }
 
 enum IssuanceError: Error {
-    case unknownOutcome(String)
     case userMissingFromResult(String)
     case notCommitted(String)
 }

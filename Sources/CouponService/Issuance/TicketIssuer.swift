@@ -15,44 +15,44 @@ struct TicketIssuer: Sendable {
     /// Grants go straight to the store: an admin's list is one group already.
     let store: IssuanceStore
     let tickets: TicketStore
-    let database: DatabaseGate
     let metrics: CouponMetrics
 
-    func issue(couponID: Int64, userID: String) async throws -> IssueOutcome {
+    func issue(couponID: Int64, userID: String) async throws -> TicketAnswer {
         let start = ContinuousClock.now
         let source: CouponMetrics.Source
-        let result: Result<IssueOutcome, any Error>
+        let result: Result<TicketAnswer, any Error>
         var answer = catalogue.answer(couponID: couponID, userID: userID)
         if case .refusedOnceHoldersLoad = answer {
             // The moment after a sell-out: wait for the one load of the holders, then ask memory again.
-            await catalogue.waitForHolders(couponID: couponID, atMost: database.timeout)
+            await catalogue.waitForHolders(couponID: couponID, atMost: queue.timeout)
             answer = catalogue.answer(couponID: couponID, userID: userID)
         }
         switch answer {
-        case .refused(let outcome):
-            metrics.record(.success(outcome), from: .cache, after: .now - start)
-            return outcome
+        case .refused(let refusal):
+            let answer = TicketAnswer(outcome: refusal)
+            metrics.record(.success(answer), from: .cache, after: .now - start)
+            return answer
         case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal):
             source = .lookup
             result = await Result(catching: {
-                try await database.withinDeadline { [tickets] in try await tickets.ticket(couponID: couponID, userID: userID) }
-                    .map { .held($0) } ?? refusal
+                let record = try await tickets.record(couponID: couponID, userID: userID)
+                return TicketAnswer(outcome: record == nil ? refusal : .alreadyIssued, ticket: record)
             })
         case .unheardOf:
             // Not through the queue: an id nobody created must not wait behind a sale, nor hold a
             // transaction; one read of the coupon by its key tells, and a missing one is remembered.
             source = .lookup
             result = await Result(catching: {
-                guard try await database.withinDeadline({ [coupons] in try await coupons.find(id: couponID) }) != nil else {
+                guard try await coupons.find(id: couponID) != nil else {
                     catalogue.learnMissing(couponID: couponID)
-                    return .couponNotFound
+                    return TicketAnswer(outcome: .couponNotFound)
                 }
                 return try await queue.issue(couponID: couponID, userID: userID)
             })
         case nil:
             source = .database
             result = await Result(catching: { try await queue.issue(couponID: couponID, userID: userID) })
-            if case .success(.couponNotFound) = result { catalogue.learnMissing(couponID: couponID) }
+            if case .success(let answer) = result, answer.outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
         }
         metrics.record(result, from: source, after: .now - start)
         return try result.get()
@@ -60,9 +60,14 @@ struct TicketIssuer: Sendable {
 
     /// Issues to a list of users through `issue_tickets`, in transactions of up to `grantGroupSize`
     /// (each holds the coupon's lock briefly, so a sale going on meanwhile waits little); one outcome
-    /// per user asked, in the order asked. A user asked twice gets the ticket once and `held` after.
-    func grant(couponID: Int64, userIDs: [String]) async throws -> [(userID: String, outcome: IssueOutcome)] {
-        var outcomes: [String: IssueOutcome] = [:]
+    /// per user asked, in the order asked. A user asked twice gets the ticket once and `alreadyIssued` after.
+    /// An admin write (`Database.adminWrite`).
+    func grant(couponID: Int64, userIDs: [String]) async throws -> [(userID: String, answer: TicketAnswer)] {
+        try await store.database.adminWrite { [self] in try await grantNow(couponID: couponID, userIDs: userIDs) }
+    }
+
+    private func grantNow(couponID: Int64, userIDs: [String]) async throws -> [(userID: String, answer: TicketAnswer)] {
+        var outcomes: [String: TicketAnswer] = [:]
         var start = userIDs.startIndex
         while start < userIDs.endIndex {
             let end = min(start + Self.grantGroupSize, userIDs.endIndex)
@@ -70,9 +75,9 @@ struct TicketIssuer: Sendable {
             outcomes.merge(try await store.issue(couponID: couponID, userIDs: group)) { first, _ in first }
             start = end
         }
-        return try zip(userIDs, IssueOutcome.perRequest(userIDs, from: outcomes)).map { userID, outcome in
-            guard let outcome else { throw IssuanceError.userMissingFromResult(userID) }
-            return (userID, outcome)
+        return try zip(userIDs, TicketAnswer.perRequest(userIDs, from: outcomes)).map { userID, answer in
+            guard let answer else { throw IssuanceError.userMissingFromResult(userID) }
+            return (userID, answer)
         }
     }
 

@@ -8,7 +8,6 @@ struct CouponGauges: Service {
     let coupons: CouponStore
     let catalogue: CouponCatalogue
     let metrics: CouponMetrics
-    let database: DatabaseGate
     let logger: Logger
     var interval: Duration = .seconds(2)
 
@@ -25,7 +24,7 @@ struct CouponGauges: Service {
         let sales = metrics.sales
         let wanted = sales.coupons(open: catalogue.openCouponIDs(limit: sales.maxCoupons))
         do {
-            let remaining = try await database.withinDeadline { [coupons] in try await coupons.remaining(ids: wanted) }
+            let remaining = try await coupons.remaining(ids: wanted)
             sales.update(remaining: remaining)
             metrics.databaseReachable.record(1)
         } catch {

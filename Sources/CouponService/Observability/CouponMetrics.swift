@@ -89,13 +89,13 @@ struct CouponMetrics: Sendable {
     }
 
     /// One issue request answered.
-    func record(_ result: Result<IssueOutcome, any Error>, from source: Source, after duration: Duration) {
+    func record(_ result: Result<TicketAnswer, any Error>, from source: Source, after duration: Duration) {
         answers[source]?.increment()
         issueDuration[source]?.recordNanoseconds(duration.nanoseconds)
-        switch result {
+        switch result.map(\.outcome) {
         case .success(.issued): break  // counted at COMMIT (`ticketsIssued`)
-        case .success(.held): repeats.increment()
-        case .success(let refusal): refusals[refusal.name.rawValue]?.increment()
+        case .success(.alreadyIssued): repeats.increment()
+        case .success(let refusal): refusals[refusal.rawValue]?.increment()
         case .failure: refusals[Self.unavailable]?.increment()
         }
     }
@@ -103,7 +103,7 @@ struct CouponMetrics: Sendable {
     /// The database failed or missed its deadline (503).
     static let unavailable = CouponProblem.Code.unavailable.rawValue
     /// Why an issue request got no ticket (the `reason` label).
-    static let refusalReasons = IssueOutcome.names.filter(\.isRefusal).map(\.rawValue) + [unavailable]
+    static let refusalReasons = TicketOutcome.ofIssuance.filter(\.isRefusal).map(\.rawValue) + [unavailable]
 }
 
 extension Duration {
