@@ -146,14 +146,19 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
     var databaseURL: String { common.databaseURL }
     var logLevel: Logger.Level { common.logLevel }
+    /// Read once, when the application is built: a file that does not read stops the command there.
     var adminToken: String? {
-        try? Environment.secret(
-            givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
+        get throws {
+            try Environment.secret(
+                givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
+        }
     }
     var checkoutToken: String? {
-        try? Environment.secret(
-            givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
-            name: "checkout token")
+        get throws {
+            try Environment.secret(
+                givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
+                name: "checkout token")
+        }
     }
     var authJWKS: String? { Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") }
     var authIssuer: String? { Environment.value(givenAuthIssuer, or: "COUPON_AUTH_ISSUER") }
@@ -172,12 +177,6 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
 
     func validate() throws {
-        // The tokens are read again when the application is built; here a bad one stops the command.
-        _ = try Environment.secret(
-            givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
-        _ = try Environment.secret(
-            givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
-            name: "checkout token")
         if authJWKS != nil, authIssuer == nil || authAudience == nil {
             throw ValidationError("--auth-jwks needs --auth-issuer and --auth-audience")
         }

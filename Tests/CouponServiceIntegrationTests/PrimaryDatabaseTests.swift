@@ -43,6 +43,36 @@ import Testing
         }
     }
 
+    /// Hosts are tried in the order the URL writes them, as libpq does: the first one wanted becomes
+    /// current, and a current host that stays wanted is kept (the same server, under two names).
+    @Test(.migratedDatabase) func hostsAreTriedInTheOrderWritten() async throws {
+        let real = try DatabaseURL(TestDatabase.url).hosts[0]
+        let named = "localhost:\(real.port)", numbered = "127.0.0.1:\(real.port)"
+        let cases: [(hosts: [String], current: String, switches: Int)] = [
+            (["127.0.0.1:9", named, numbered], named, 1),
+            (["127.0.0.1:9", numbered, named], numbered, 1),
+            ([named, "127.0.0.1:9", numbered], named, 0),
+        ]
+        for (hosts, current, switches) in cases {
+            let url = try DatabaseURL(
+                TestDatabase.url.replacingOccurrences(of: "@\(real.name):\(real.port)/", with: "@\(hosts.joined(separator: ","))/"))
+            #expect(try await PrimaryDatabase.firstWanted(in: url, logger: TestDatabase.logger).description == current, "\(hosts)")
+            let primary = PrimaryDatabase(url: url, logger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await primary.run() }
+                defer { group.cancelAll() }
+                let settled = await waitUntil(.seconds(20)) { primary.status.host.description == current }
+                #expect(settled, "\(hosts): \(primary.status.host)")
+                // Two checks later nothing moved: a wanted current host is kept.
+                try await Task.sleep(for: primary.checkInterval * 2)
+                #expect(primary.status.host.description == current && primary.status.switches == switches, "\(hosts)")
+                var answered: Bool?
+                for try await one in try await primary.client.query("SELECT true").decode(Bool.self) { answered = one }
+                #expect(answered == true)
+            }
+        }
+    }
+
     /// A server that turns read-only under the pool (as an old primary that comes back as a standby
     /// does) answers 25006: a 503 with Retry-After, nothing written; writable again, it issues.
     @Test(.migratedDatabase) func aServerThatTurnsReadOnlyIsA503() async throws {

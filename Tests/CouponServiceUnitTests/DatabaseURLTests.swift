@@ -36,7 +36,7 @@ import Testing
     }
 
     /// Found by hand: the form every PostgreSQL client reads was refused at start.
-    @Test func severalHostsAreTriedAsLibpqTriesThem() throws {
+    @Test func severalHostsAreParsedAsLibpqReadsThem() throws {
         let url = try DatabaseURL("postgres://u:p@h1:5432,h2,[::1]:6543/coupons?target_session_attrs=read-write&sslmode=disable")
         #expect(url.hosts == [.init(name: "h1", port: 5432), .init(name: "h2", port: 5432), .init(name: "::1", port: 6543)])
         #expect(url.targetSessionAttrs == .readWrite)

@@ -85,3 +85,12 @@ import Testing
         }
     }
 }
+
+/// One version for the binary (`--version`) and the API it serves.
+@Suite struct VersionTests {
+    @Test func theBinaryAndOpenAPIShareTheirVersion() throws {
+        let text = try String(contentsOf: ProblemCodeTests.root.appending(path: "openapi.yaml"), encoding: .utf8)
+        let version = try #require(text.firstMatch(of: /\n  version: ([0-9.]+)\n/))
+        #expect(String(version.output.1) == couponServiceVersion)
+    }
+}

@@ -9,11 +9,11 @@ public protocol AppArguments: Sendable {
     var host: String { get }
     var port: Int { get }
     var databaseURL: String { get }
-    /// The admin routes' bearer token (at least 32 bytes); nil closes them.
-    var adminToken: String? { get }
+    /// The admin routes' bearer token (at least 32 bytes); nil closes them. Read once, at the build.
+    var adminToken: String? { get throws }
     /// The checkout's bearer token (at least 32 bytes): with JWT identity on, it may read, redeem and
-    /// restore any user's ticket.
-    var checkoutToken: String? { get }
+    /// restore any user's ticket. Read once, at the build.
+    var checkoutToken: String? { get throws }
     /// JWT identity: the JWKS file of the keys that sign users' tokens, the `iss` and `aud` they must
     /// name, and the claim naming the user. Without a file the user routes trust the body and path.
     var authJWKS: String? { get }
@@ -43,7 +43,7 @@ public protocol AppArguments: Sendable {
 }
 
 /// This build's version (`coupon-server --version`).
-public let couponServiceVersion = "0.15.0"
+public let couponServiceVersion = "0.17.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
@@ -65,12 +65,14 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
             "user": "\(databaseURL.username)", "sslmode": "\(databaseURL.sslMode.rawValue)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
         ])
 
-    if arguments.adminToken == nil {
+    let adminToken = try arguments.adminToken
+    if adminToken == nil {
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token-file): admin routes answer 403")
     }
-    let tokens = try await buildTokenVerifier(arguments, logger: logger)
-    let admin = AdminGuard(token: try arguments.adminToken.map(SharedSecret.init))
-    let access = UserAccess(tokens: tokens, checkout: try arguments.checkoutToken.map(SharedSecret.init))
+    let checkout = try arguments.checkoutToken.map(SharedSecret.init)
+    let tokens = try await buildTokenVerifier(arguments, checkout: checkout != nil, logger: logger)
+    let admin = AdminGuard(token: try adminToken.map(SharedSecret.init))
+    let access = UserAccess(tokens: tokens, checkout: checkout)
     // A quarter of the pool for admin writes at most: the rest stays the sale's.
     let adminWrites = AdminWriteSlots(limit: max(1, arguments.poolSize / 4))
     let database = Database(
@@ -137,7 +139,7 @@ func buildRouter() -> Router<CouponRequestContext> {
 }
 
 /// JWT identity when a JWKS file is given, else nil (trusted mode), said at start either way.
-private func buildTokenVerifier(_ arguments: some AppArguments, logger: Logger) async throws -> TokenVerifier? {
+private func buildTokenVerifier(_ arguments: some AppArguments, checkout: Bool, logger: Logger) async throws -> TokenVerifier? {
     guard let file = arguments.authJWKS else {
         logger.warning(
             "no JWKS (--auth-jwks): user routes trust the user_id of the body and path; run behind a gateway that authenticates users")
@@ -154,7 +156,7 @@ private func buildTokenVerifier(_ arguments: some AppArguments, logger: Logger) 
     logger.info(
         "user routes need a bearer JWT", metadata: [
             "jwks": "\(file)", "kids": "\(tokens.keyIDs)", "issuer": "\(issuer)", "audience": "\(audience)",
-            "user_claim": "\(arguments.authUserClaim)", "max_token_lifetime": "\(arguments.authMaxTokenLifetime)", "checkout_token": "\(arguments.checkoutToken != nil)",
+            "user_claim": "\(arguments.authUserClaim)", "max_token_lifetime": "\(arguments.authMaxTokenLifetime)", "checkout_token": "\(checkout)",
         ])
     return tokens
 }

@@ -18,8 +18,6 @@ struct UserAccess: Sendable {
         case anyone
     }
 
-    var verifiesTokens: Bool { tokens != nil }
-
     func caller(of request: Request) throws(CouponProblem) -> Caller {
         guard let tokens else { return .anyone }
         guard let credential = request.bearerCredential else {
