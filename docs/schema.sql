@@ -18,6 +18,24 @@ SET client_min_messages = warning;
 SET row_security = off;
 
 --
+-- Name: ticket_answer; Type: TYPE; Schema: public; Owner: -
+--
+
+CREATE TYPE public.ticket_answer AS (
+	outcome text,
+	coupon_id bigint,
+	number integer,
+	code text,
+	user_id text,
+	issued_at timestamp with time zone,
+	redeemed_at timestamp with time zone,
+	order_id text,
+	hold_until timestamp with time zone,
+	hold_lapsed boolean
+);
+
+
+--
 -- Name: add_coupon_tickets(bigint, bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -75,12 +93,11 @@ $$;
 -- Name: issue_tickets(bigint, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+CREATE FUNCTION public.issue_tickets(p_coupon_id bigint, p_user_ids text[]) RETURNS SETOF public.ticket_answer
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     SET jit TO 'off'
     AS $$
-#variable_conflict use_column
 DECLARE
     v_coupon  coupons%ROWTYPE;
     v_refusal text;
@@ -215,10 +232,9 @@ $$;
 -- Name: redeem_ticket(bigint, text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text, p_hold_seconds integer DEFAULT NULL::integer) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+CREATE FUNCTION public.redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text, p_hold_seconds integer DEFAULT NULL::integer) RETURNS SETOF public.ticket_answer
     LANGUAGE plpgsql
     AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket  coupon_ticket_states%ROWTYPE;
     v_outcome text;
@@ -264,10 +280,9 @@ $$;
 -- Name: restore_ticket(bigint, text, text, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+CREATE FUNCTION public.restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text) RETURNS SETOF public.ticket_answer
     LANGUAGE plpgsql
     AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket coupon_ticket_states%ROWTYPE;
 BEGIN
@@ -294,10 +309,9 @@ $$;
 -- Name: return_ticket(bigint, text); Type: FUNCTION; Schema: public; Owner: -
 --
 
-CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS TABLE(outcome text, coupon_id bigint, number integer, code text, user_id text, issued_at timestamp with time zone, redeemed_at timestamp with time zone, order_id text, hold_until timestamp with time zone, hold_lapsed boolean)
+CREATE FUNCTION public.return_ticket(p_coupon_id bigint, p_user_id text) RETURNS SETOF public.ticket_answer
     LANGUAGE plpgsql
     AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket coupon_ticket_states%ROWTYPE;
     v_code   text;

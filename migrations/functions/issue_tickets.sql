@@ -1,8 +1,8 @@
 -- Issues tickets of one coupon to a group of users in the caller's transaction, one row per distinct
 -- user: 'issued' (a ticket claimed now), 'already_issued' (the ticket the user already had), or the
--- refusal 'sold_out', 'not_started', 'ended' or 'coupon_not_found'; each row as every ticket function
--- answers (redeem_ticket): the outcome, then the user's ticket as coupon_ticket_states shows it (the
--- ticket's columns NULL with a refusal). The caller holds a READ COMMITTED transaction and must COMMIT
+-- refusal 'sold_out', 'not_started', 'ended' or 'coupon_not_found'; each row a ticket_answer
+-- (migrations/0011), as every ticket function answers: the outcome, then the user's ticket (its
+-- columns NULL with a refusal but the user's id). The caller holds a READ COMMITTED transaction and must COMMIT
 -- before it answers anyone.
 --
 -- The coupon row is locked first. Every issuer of the coupon queues there, so each later statement
@@ -27,15 +27,13 @@
 DROP FUNCTION IF EXISTS issue_tickets(bigint, text[]);
 
 CREATE FUNCTION issue_tickets(p_coupon_id bigint, p_user_ids text[])
-RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
-               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
+RETURNS SETOF ticket_answer
 LANGUAGE plpgsql
 -- Plans made once per connection (the default planned the claim again on almost every call of a small
 -- group), and no JIT (a new coupon's estimates could make every call compile).
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
-#variable_conflict use_column
 DECLARE
     v_coupon  coupons%ROWTYPE;
     v_refusal text;

@@ -13,8 +13,7 @@
 -- ticket_held. Nothing is redeemed or held at or after the coupon's redeem_until (redemption_closed),
 -- a hold's confirmation included. Also ticket_not_found, coupon_not_found.
 --
--- Like every ticket function, one row: the outcome, then the ticket as coupon_ticket_states shows it
--- after the call (hold_lapsed: this call cleared a lapsed hold).
+-- One ticket_answer (migrations/0011), as every ticket function answers.
 
 -- (Until 0010 it took the user alone and held nothing; an earlier version answered other columns.)
 DROP FUNCTION IF EXISTS redeem_ticket(bigint, text, text);
@@ -22,11 +21,9 @@ DROP FUNCTION IF EXISTS redeem_ticket(bigint, text, text, text, int);
 
 CREATE FUNCTION redeem_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text,
                               p_hold_seconds int DEFAULT NULL)
-RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
-               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
+RETURNS SETOF ticket_answer
 LANGUAGE plpgsql
 AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket  coupon_ticket_states%ROWTYPE;
     v_outcome text;

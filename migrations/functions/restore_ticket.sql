@@ -3,7 +3,7 @@
 -- redeem_ticket finds it (ticket_of: the user's, or by its code). outcome: restored, not_redeemed (no
 -- order holds it, or its hold has lapsed: nothing to undo, answered the same way), other_order (held
 -- or redeemed for another order: nothing changes), ticket_not_found, coupon_not_found; then the ticket
--- after the call, as redeem_ticket answers it.
+-- after the call, one ticket_answer (migrations/0011).
 
 -- (Until 0010 it took the user alone; until 0008 no order; an earlier version answered other columns.)
 DROP FUNCTION IF EXISTS restore_ticket(bigint, text);
@@ -11,11 +11,9 @@ DROP FUNCTION IF EXISTS restore_ticket(bigint, text, text);
 DROP FUNCTION IF EXISTS restore_ticket(bigint, text, text, text);
 
 CREATE FUNCTION restore_ticket(p_coupon_id bigint, p_user_id text, p_code text, p_order_id text)
-RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
-               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
+RETURNS SETOF ticket_answer
 LANGUAGE plpgsql
 AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket coupon_ticket_states%ROWTYPE;
 BEGIN

@@ -11,11 +11,9 @@
 DROP FUNCTION IF EXISTS return_ticket(bigint, text);
 
 CREATE FUNCTION return_ticket(p_coupon_id bigint, p_user_id text)
-RETURNS TABLE (outcome text, coupon_id bigint, number int, code text, user_id text, issued_at timestamptz,
-               redeemed_at timestamptz, order_id text, hold_until timestamptz, hold_lapsed boolean)
+RETURNS SETOF ticket_answer
 LANGUAGE plpgsql
 AS $$
-#variable_conflict use_column
 DECLARE
     v_ticket coupon_ticket_states%ROWTYPE;
     v_code   text;

@@ -22,9 +22,10 @@ final class PrimaryDatabase: Service, Sendable {
     private let state: Mutex<State>
     private let logger: Logger
     private let metrics: CouponMetrics?
-    /// How often the current host is asked, and how long an answer may take.
+    /// How often the current host is asked, and how long an answer may take (a host slower than that
+    /// is not wanted).
     let checkInterval: Duration = .milliseconds(500)
-    let checkTimeout: Duration = .seconds(1)
+    let checkTimeout: Duration
 
     private struct State {
         var current = 0
@@ -33,10 +34,11 @@ final class PrimaryDatabase: Service, Sendable {
 
     /// One pool per host of `url`, each configured by `configure`.
     init(
-        url: DatabaseURL, logger: Logger, metrics: CouponMetrics? = nil,
+        url: DatabaseURL, logger: Logger, metrics: CouponMetrics? = nil, checkTimeout: Duration = .seconds(1),
         configure: (inout PostgresClient.Configuration) -> Void = { _ in }
     ) {
         self.url = url
+        self.checkTimeout = checkTimeout
         self.logger = logger
         self.metrics = metrics
         clients = url.hosts.map { host in
@@ -51,6 +53,7 @@ final class PrimaryDatabase: Service, Sendable {
     /// A pool that already runs, on `url`'s only host, nothing watched: for tests and tools.
     init(running client: PostgresClient, url: DatabaseURL, logger: Logger) {
         self.url = url
+        checkTimeout = .seconds(1)
         self.logger = logger
         metrics = nil
         clients = [client]
