@@ -142,8 +142,8 @@ BEGIN
             FROM unnest(p_user_ids) WITH ORDINALITY AS r(id, position)
             GROUP BY r.id
         ), had AS (
-            SELECT t.*
-            FROM coupon_ticket_states AS t
+            SELECT t.user_id, t.number, t.code, t.issued_at
+            FROM coupon_tickets AS t
             WHERE t.coupon_id = p_coupon_id AND t.user_id = ANY (p_user_ids)
         ), waiting AS (
             SELECT a.id, row_number() OVER (ORDER BY a.position) AS slot
@@ -172,8 +172,8 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         )
-        SELECT 'already_issued', h.coupon_id, h.number, h.code, h.user_id, h.issued_at, h.redeemed_at, h.order_id,
-               h.hold_until, false
+        SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
+               NULL::timestamptz, false
         FROM had AS h
         UNION ALL
         SELECT 'issued', p_coupon_id, c.number, c.code, c.user_id, c.issued_at, NULL::timestamptz, NULL::text,

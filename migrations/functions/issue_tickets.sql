@@ -1,8 +1,9 @@
 -- Issues tickets of one coupon to a group of users in the caller's transaction, one row per distinct
 -- user: 'issued' (a ticket claimed now), 'already_issued' (the ticket the user already had), or the
 -- refusal 'sold_out', 'not_started', 'ended' or 'coupon_not_found'; each row a ticket_answer
--- (migrations/0011), as every ticket function answers: the outcome, then the user's ticket (its
--- columns NULL with a refusal but the user's id). The caller holds a READ COMMITTED transaction and must COMMIT
+-- (migrations/0011), as every ticket function answers: the outcome, then the user's ticket as issued
+-- (issuance reads no checkout columns: redeemed_at, order_id and hold_until come NULL), or with a
+-- refusal the user's id alone. The caller holds a READ COMMITTED transaction and must COMMIT
 -- before it answers anyone.
 --
 -- The coupon row is locked first. Every issuer of the coupon queues there, so each later statement
@@ -78,8 +79,8 @@ BEGIN
             FROM unnest(p_user_ids) WITH ORDINALITY AS r(id, position)
             GROUP BY r.id
         ), had AS (
-            SELECT t.*
-            FROM coupon_ticket_states AS t
+            SELECT t.user_id, t.number, t.code, t.issued_at
+            FROM coupon_tickets AS t
             WHERE t.coupon_id = p_coupon_id AND t.user_id = ANY (p_user_ids)
         ), waiting AS (
             SELECT a.id, row_number() OVER (ORDER BY a.position) AS slot
@@ -108,8 +109,8 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         )
-        SELECT 'already_issued', h.coupon_id, h.number, h.code, h.user_id, h.issued_at, h.redeemed_at, h.order_id,
-               h.hold_until, false
+        SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
+               NULL::timestamptz, false
         FROM had AS h
         UNION ALL
         SELECT 'issued', p_coupon_id, c.number, c.code, c.user_id, c.issued_at, NULL::timestamptz, NULL::text,

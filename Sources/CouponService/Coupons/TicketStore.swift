@@ -194,28 +194,3 @@ struct TicketStore: Sendable {
         return rows.isEmpty ? nil : rows.compactMap { $0 }
     }
 }
-
-extension TicketRecord {
-    /// The columns of `coupon_ticket_states` every read of a ticket selects, in the order `decode` reads them.
-    static let columns = columns(nil)
-    static let columnCount = 9
-
-    static func columns(_ table: String?) -> String {
-        ["coupon_id", "user_id", "number", "code", "issued_at", "redeemed_at", "order_id", "hold_until", "hold_lapsed"]
-            .map { column in table.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
-    }
-
-    /// The record in `columns` from `first` on (nil when they hold no ticket), and whether the hold
-    /// they show lapsed and was cleared; the one place they are decoded.
-    static func decode(_ row: PostgresRandomAccessRow, from first: Int = 0) throws -> (record: TicketRecord?, lapsed: Bool) {
-        let couponID = try row[first].decode(Int64?.self)
-        let record = try couponID.flatMap {
-            TicketRecord(
-                couponID: $0, userID: try row[first + 1].decode(String?.self), number: try row[first + 2].decode(Int?.self),
-                code: try row[first + 3].decode(String?.self), issuedAt: try row[first + 4].decode(Date?.self),
-                redeemedAt: try row[first + 5].decode(Date?.self), orderID: try row[first + 6].decode(String?.self),
-                holdUntil: try row[first + 7].decode(Date?.self))
-        }
-        return (record, try row[first + 8].decode(Bool?.self) ?? false)
-    }
-}

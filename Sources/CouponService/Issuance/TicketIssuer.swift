@@ -19,43 +19,47 @@ struct TicketIssuer: Sendable {
 
     func issue(couponID: Int64, userID: String) async throws -> TicketAnswer {
         let start = ContinuousClock.now
-        let source: CouponMetrics.Source
-        let result: Result<TicketAnswer, any Error>
-        var answer = catalogue.answer(couponID: couponID, userID: userID)
-        if case .refusedOnceHoldersLoad = answer {
+        var known = catalogue.answer(couponID: couponID, userID: userID)
+        if case .refusedOnceHoldersLoad = known {
             // The moment after a sell-out: wait for the one load of the holders, then ask memory again.
             await catalogue.waitForHolders(couponID: couponID, atMost: queue.timeout)
-            answer = catalogue.answer(couponID: couponID, userID: userID)
+            known = catalogue.answer(couponID: couponID, userID: userID)
         }
-        switch answer {
-        case .refused(let refusal):
+        if case .refused(let refusal) = known {
             let answer = TicketAnswer(outcome: refusal)
             metrics.record(.success(answer), from: .cache, after: .now - start)
             return answer
-        case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal):
-            source = .lookup
-            result = await Result(catching: {
-                let record = try await tickets.record(couponID: couponID, userID: userID)
-                return TicketAnswer(outcome: record == nil ? refusal : .alreadyIssued, ticket: record)
-            })
+        }
+        let source: CouponMetrics.Source = known == nil ? .database : .lookup
+        do {
+            let answer = try await ask(couponID: couponID, userID: userID, knowing: known)
+            metrics.record(.success(answer), from: source, after: .now - start)
+            return answer
+        } catch {
+            metrics.record(.failure(error), from: source, after: .now - start)
+            throw error
+        }
+    }
+
+    /// What the database answers, after what the catalogue knew.
+    private func ask(couponID: Int64, userID: String, knowing known: CouponCatalogue.Answer?) async throws -> TicketAnswer {
+        switch known {
+        case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal), .refused(let refusal):
+            let record = try await tickets.record(couponID: couponID, userID: userID)
+            return TicketAnswer(outcome: record == nil ? refusal : .alreadyIssued, ticket: record)
         case .unheardOf:
             // Not through the queue: an id nobody created must not wait behind a sale, nor hold a
             // transaction; one read of the coupon by its key tells, and a missing one is remembered.
-            source = .lookup
-            result = await Result(catching: {
-                guard try await coupons.find(id: couponID) != nil else {
-                    catalogue.learnMissing(couponID: couponID)
-                    return TicketAnswer(outcome: .couponNotFound)
-                }
-                return try await queue.issue(couponID: couponID, userID: userID)
-            })
+            guard try await coupons.find(id: couponID) != nil else {
+                catalogue.learnMissing(couponID: couponID)
+                return TicketAnswer(outcome: .couponNotFound)
+            }
+            return try await queue.issue(couponID: couponID, userID: userID)
         case nil:
-            source = .database
-            result = await Result(catching: { try await queue.issue(couponID: couponID, userID: userID) })
-            if case .success(let answer) = result, answer.outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
+            let answer = try await queue.issue(couponID: couponID, userID: userID)
+            if answer.outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
+            return answer
         }
-        metrics.record(result, from: source, after: .now - start)
-        return try result.get()
     }
 
     /// Issues to a list of users through `issue_tickets`, in transactions of up to `grantGroupSize`

@@ -1,3 +1,5 @@
+// The ticket vocabulary, from SQL to HTTP: a ticket and its record, every outcome a ticket function
+// answers, and the one row type they answer in (`ticket_answer`, migrations/0011).
 import Foundation
 import HTTPTypes
 import PostgresNIO
@@ -104,4 +106,100 @@ enum TicketAnswerError: Error {
     /// An outcome that is not a refusal came without the ticket's columns.
     case noTicket(String)
     case noRowReturned
+}
+
+/// What a user holds: one ticket of one coupon.
+struct IssuedTicket: Sendable, Equatable {
+    var couponID: Int64
+    var userID: String
+    var number: Int
+    var code: String
+    var issuedAt: Date
+}
+
+/// A user's ticket and where it stands at checkout: redeemed for an order, held for one, or neither.
+struct TicketRecord: Sendable, Equatable {
+    var ticket: IssuedTicket
+    var redemption: Redemption?
+    var hold: OrderHold? = nil
+
+    /// Where the ticket stands at checkout.
+    enum State: String, Sendable { case issued, held, redeemed }
+
+    var state: State { redemption != nil ? .redeemed : hold != nil ? .held : .issued }
+    /// The order that holds or redeemed the ticket.
+    var orderID: String? { redemption?.orderID ?? hold?.orderID }
+}
+
+/// A ticket used at checkout.
+struct Redemption: Sendable, Equatable {
+    var orderID: String
+    var redeemedAt: Date
+}
+
+/// A ticket held for an order while it is paid, until `until` on the database's clock; past it the
+/// hold has lapsed and the ticket is free for any order (migrations/functions/coupon_ticket_states.sql).
+struct OrderHold: Sendable, Equatable {
+    var orderID: String
+    var until: Date
+}
+
+extension IssuedTicket {
+    /// The ticket in a row's columns; nil when they are NULL (a row that holds no ticket).
+    init?(couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?) {
+        guard let userID, let number, let code, let issuedAt else { return nil }
+        self.init(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+    }
+}
+
+extension TicketRecord {
+    /// The ticket, its redemption or its hold in a row's columns (a hold as judged now: a lapsed one's
+    /// columns come NULL); nil when they hold no ticket.
+    init?(
+        couponID: Int64, userID: String?, number: Int?, code: String?, issuedAt: Date?, redeemedAt: Date?, orderID: String?,
+        holdUntil: Date? = nil
+    ) {
+        guard let ticket = IssuedTicket(couponID: couponID, userID: userID, number: number, code: code, issuedAt: issuedAt)
+        else { return nil }
+        let redemption = orderID.flatMap { orderID in redeemedAt.map { Redemption(orderID: orderID, redeemedAt: $0) } }
+        let hold = redemption == nil ? orderID.flatMap { orderID in holdUntil.map { OrderHold(orderID: orderID, until: $0) } } : nil
+        self.init(ticket: ticket, redemption: redemption, hold: hold)
+    }
+}
+
+/// Which ticket a checkout route means: a user's ticket of a coupon, or the ticket of a coupon with a
+/// code. With a code, `userID` (when set) must be its holder: a caller who may act only for that user
+/// finds no one else's ticket by its code.
+struct TicketKey: Sendable, Equatable {
+    var couponID: Int64
+    var userID: String?
+    var code: String?
+
+    static func holder(couponID: Int64, userID: String) -> Self { Self(couponID: couponID, userID: userID, code: nil) }
+    static func code(_ code: String, couponID: Int64, holder: String?) -> Self { Self(couponID: couponID, userID: holder, code: code) }
+}
+
+extension TicketRecord {
+    /// The columns of `coupon_ticket_states` every read of a ticket selects, in the order `decode` reads them.
+    static let columns = columns(nil)
+    static let columnCount = 9
+
+    static func columns(_ table: String?) -> String {
+        ["coupon_id", "user_id", "number", "code", "issued_at", "redeemed_at", "order_id", "hold_until", "hold_lapsed"]
+            .map { column in table.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
+    }
+
+    /// The record in `columns` from `first` on (nil when they hold no ticket), and whether the hold
+    /// they show lapsed and was cleared; the one place they are decoded.
+    static func decode(_ row: PostgresRandomAccessRow, from first: Int = 0) throws -> (record: TicketRecord?, lapsed: Bool) {
+        let couponID = try row[first].decode(Int64?.self)
+        let record = try couponID.flatMap {
+            TicketRecord(
+                couponID: $0, userID: try row[first + 1].decode(String?.self), number: try row[first + 2].decode(Int?.self),
+                code: try row[first + 3].decode(String?.self), issuedAt: try row[first + 4].decode(Date?.self),
+                redeemedAt: try row[first + 5].decode(Date?.self), orderID: try row[first + 6].decode(String?.self),
+                holdUntil: try row[first + 7].decode(Date?.self))
+        }
+        return (record, try row[first + 8].decode(Bool?.self) ?? false)
+    }
 }
