@@ -297,7 +297,7 @@ final class CouponCatalogue: Sendable {
     /// Waits, at most `limit`, until the coupon's holders are loaded, or the load ends otherwise (it
     /// failed, the coupon changed, the catalogue is no longer trusted); then `answer` again. Everyone
     /// who asks while the holders load waits for that one load, where each would otherwise read the
-    /// database (issue 30: 879 of 143,481 refusals at a 50,000-ticket sell-out did).
+    /// database (bench/results/sellout.md).
     func waitForHolders(couponID: Int64, atMost limit: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.holdersSettled(couponID: couponID) }
