@@ -293,7 +293,7 @@ def main():
     check(any(f.startswith("issue_tickets:0:true") for f in functions),
           f"issue_tickets delegated by its coupon (force_delegation): {functions}")
     delegated = {f.split(":")[0] for f in functions if f.split(":")[1] == "0"}
-    expected = {"add_coupon_tickets", "issue_tickets", "locked_ticket", "missing_ticket", "redeem_ticket", "restore_ticket", "return_ticket"}
+    expected = {"add_coupon_tickets", "issue_tickets", "missing_ticket", "redeem_ticket", "restore_ticket", "return_ticket", "ticket_of"}
     check(expected <= delegated, f"every function that takes a coupon runs on its worker: {sorted(delegated)}")
     settings = psql("SELECT nodeid || ':' || coalesce(result, '') FROM run_command_on_all_nodes("
                     "$$SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'issue_tickets'$$) ORDER BY nodeid")
