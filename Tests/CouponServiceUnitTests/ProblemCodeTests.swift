@@ -37,7 +37,7 @@ import Testing
         #expect(try Self.outcomes(inFunction: "issue_tickets") == Set(TicketOutcome.ofIssuance.map(\.rawValue)))
     }
 
-    @Test func aGrantAnswersIssueOutcomes() throws {
+    @Test func aGrantAnswersTheOutcomesOfIssuance() throws {
         // coupon_not_found answers the whole grant 404, so no result carries it.
         let granted = try Self.openAPIEnum(after: "outcome: { type: string,")
         #expect(granted == Set(TicketOutcome.ofIssuance.filter { $0 != .couponNotFound }.map(\.rawValue)))
