@@ -59,6 +59,8 @@ import Testing
         #expect(try RequestParser.issueUser(from: Data()) == nil)
         #expect(problem { _ = try RequestParser.issueUser(from: Data(#"{"user_id":7}"#.utf8)) }?.detail
             == "field 'user_id' must be a string")
+        // null names no one: not the token's user either (schemathesis' stateful phase found it accepted).
+        #expect(problem { _ = try RequestParser.issueUser(from: Data(#"{"user_id":null}"#.utf8)) }?.code == "invalid_request")
     }
 
     @Test(arguments: ["0", "-1", "abc", "1.5", "+5", " 5", "9223372036854775808", "99999999999999999999", "0x10", ""])

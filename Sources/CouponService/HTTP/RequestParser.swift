@@ -147,7 +147,17 @@ enum RequestParser {
     static func issueUser(from body: Data) throws(CouponProblem) -> String? {
         if let plain = plainUserID(in: body) { return plain }
         if body.isEmpty { return nil }
-        struct Body: Decodable { var user_id: String? }
+        struct Body: Decodable {
+            /// Absent: the token's user. Present, it must be a user id: `null` names no one.
+            var user_id: String?
+
+            enum CodingKeys: String, CodingKey { case user_id }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                if container.contains(.user_id) { user_id = try container.decode(String.self, forKey: .user_id) }
+            }
+        }
         return try decode(Body.self, from: body).user_id.map { (user) throws(CouponProblem) in
             try userID(user, field: "field 'user_id'")
         }
