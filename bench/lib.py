@@ -1,12 +1,16 @@
 """What the bench and fault tools share: psql against DATABASE_URL, the creation and the database
 audit of a coupon, a coupon-server process and its readiness, an issue request, the server's
-metrics, the parsing of wrk's and pgbench's output and the writing of results files.
+metrics, a webhook receiver, the parsing of wrk's and pgbench's output and the writing of results files.
 
 Every tool runs as a module from the repository root (`python3 -m bench.run`, ...) and imports
 this as `bench.lib`; shell scripts create a coupon with `python3 -m bench.lib create-coupon`."""
 import asyncio
 import atexit
 import base64
+import datetime
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import platform
@@ -18,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -454,10 +459,122 @@ def run_tool(main, result_name):
 
 # For shell scripts --------------------------------------------------------------------------------
 
+class WebhookReceiver:
+    """A webhook endpoint on 127.0.0.1:`port` for the service's deliveries, as a context manager.
+    `mode`: "ok" answers 204, "down" 503, "slow" 204 after `slow_seconds`. Keeps every delivery as
+    (wall-clock time, Coupon-Delivery, events, acknowledged, signature valid), the signature checked
+    against `secret` once it is set (docs/events.md)."""
+
+    def __init__(self, port, slow_seconds=5.0, keep_events=True):
+        self.port = port
+        # Without the events kept (a million of them), only their count and the largest lag.
+        self.keep_events = keep_events
+        self.count = 0
+        self.max_lag = 0.0
+        self.url = f"http://{HOST}:{port}/hooks"
+        self.mode = "ok"
+        self.slow_seconds = slow_seconds
+        self.secret = None
+        self.deliveries = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                mode = receiver.mode
+                if mode == "slow":
+                    time.sleep(receiver.slow_seconds)
+                acknowledged = mode != "down"
+                arrived = time.time()
+                events = json.loads(body)["events"]
+                with receiver.lock:
+                    if acknowledged:
+                        receiver.count += len(events)
+                        occurred = datetime.datetime.fromisoformat(events[0]["occurred_at"].replace("Z", "+00:00")).timestamp()
+                        receiver.max_lag = max(receiver.max_lag, arrived - occurred)
+                    receiver.deliveries.append((arrived, self.headers.get("Coupon-Delivery"), events if receiver.keep_events else [],
+                                                acknowledged, receiver.signed(self.headers.get("Coupon-Signature", ""), body)))
+                self.send_response(204 if acknowledged else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, port), Handler)
+        self.server.daemon_threads = True
+
+    def signed(self, header, body):
+        if self.secret is None:
+            return None
+        parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+        expected = hmac.new(self.secret.encode(), f"{parts.get('t', '')}.".encode() + body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts.get("v1", ""))
+
+    def acknowledged(self):
+        """The events of the acknowledged deliveries, in the order they arrived."""
+        with self.lock:
+            return [event for _, _, events, acknowledged, _ in self.deliveries if acknowledged for event in events]
+
+    def lags(self, coupon):
+        """Per event of `coupon`, first acknowledged: seconds from its `occurred_at` (the database's
+        clock, on this machine) to its arrival."""
+        first = {}
+        with self.lock:
+            for arrived, _, events, acknowledged, _ in self.deliveries:
+                for event in events:
+                    if acknowledged and event["coupon_id"] == coupon and event["id"] not in first:
+                        occurred = datetime.datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
+                        first[event["id"]] = arrived - occurred
+        return list(first.values())
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def register_webhook(port, url, types=None, token=ADMIN_TOKEN):
+    """Registers `url` through the instance on `port`: (id, secret)."""
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/v1/webhooks", method="POST", data=json.dumps({"url": url, **({"types": types} if types else {})}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    body = json.loads(urllib.request.urlopen(request, timeout=10).read())
+    return body["id"], body["secret"]
+
+
+def delete_webhook(port, webhook, token=ADMIN_TOKEN):
+    request = urllib.request.Request(f"http://{HOST}:{port}/v1/webhooks/{webhook}", method="DELETE",
+                                     headers={"Authorization": f"Bearer {token}"})
+    urllib.request.urlopen(request, timeout=10).read()
+
+
 def main(args):
     """`python3 -m bench.lib create-coupon QUANTITY [NAME]`: create_coupon on DATABASE_URL, printing
     the new coupon's id; the shell scripts' way to make a coupon (bench/fuzz/run.sh,
-    bench/ab/commits.sh)."""
+    bench/ab/commits.sh).
+    `python3 -m bench.lib receive-webhooks PORT`: a webhook endpoint on 127.0.0.1:PORT (/hooks) that
+    prints every delivery's headers and body and answers 204, until Ctrl-C (the README's walkthrough)."""
+    if len(args) == 2 and args[0] == "receive-webhooks" and args[1].isdigit():
+        class Printer(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                print(f"POST {self.path}\n{self.headers}{body.decode()}\n", flush=True)
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        try:
+            http.server.ThreadingHTTPServer((HOST, int(args[1])), Printer).serve_forever()
+        except KeyboardInterrupt:
+            return 0
     if len(args) not in (2, 3) or args[0] != "create-coupon" or not args[1].isdigit():
         print(main.__doc__, file=sys.stderr)
         return 2

@@ -93,6 +93,23 @@ struct Serve: AsyncParsableCommand, AppArguments {
     var givenCheckoutTokenFile: String?
 
     @Option(
+        name: .customLong("events-token-file"),
+        help: "File holding the events' reader token, at least 32 bytes: it may read GET /v1/events, as the admin may (env: COUPON_EVENTS_TOKEN_FILE).")
+    var givenEventsTokenFile: String?
+
+    @Option(help: "Most events in one webhook delivery (env: COUPON_WEBHOOK_BATCH).")
+    var webhookBatch = Environment.value("COUPON_WEBHOOK_BATCH", or: 100)
+
+    @Option(help: "Seconds a webhook endpoint has to answer 2xx before the delivery is retried (env: COUPON_WEBHOOK_TIMEOUT).")
+    var webhookTimeout = Environment.value("COUPON_WEBHOOK_TIMEOUT", or: Duration.seconds(10))
+
+    @Option(help: "Seconds an endpoint may fail before it is given up; its events stay in the feed (env: COUPON_WEBHOOK_GIVE_UP).")
+    var webhookGiveUp = Environment.value("COUPON_WEBHOOK_GIVE_UP", or: Duration.seconds(72 * 3600))
+
+    @Option(help: "Seconds events are kept once every live endpoint has them (env: COUPON_EVENTS_RETENTION).")
+    var eventsRetention = Environment.value("COUPON_EVENTS_RETENTION", or: Duration.seconds(7 * 24 * 3600))
+
+    @Option(
         name: .customLong("auth-jwks"),
         help: "JWKS file (RFC 7517) of the public keys that sign users' tokens: user routes then need a bearer JWT; re-read when it changes. Without it they trust the body and path (env: COUPON_AUTH_JWKS).")
     var givenAuthJWKS: String?
@@ -160,6 +177,14 @@ struct Serve: AsyncParsableCommand, AppArguments {
                 name: "checkout token")
         }
     }
+    var eventsToken: String? {
+        get throws {
+            try Environment.secret(nil, "COUPON_EVENTS_TOKEN", file: givenEventsTokenFile, "COUPON_EVENTS_TOKEN_FILE", name: "events token")
+        }
+    }
+    var events: EventSettings {
+        EventSettings(webhookBatch: webhookBatch, webhookTimeout: webhookTimeout, webhookGiveUp: webhookGiveUp, retention: eventsRetention)
+    }
     var authJWKS: String? { Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") }
     var authIssuer: String? { Environment.value(givenAuthIssuer, or: "COUPON_AUTH_ISSUER") }
     var authAudience: String? { Environment.value(givenAuthAudience, or: "COUPON_AUTH_AUDIENCE") }
@@ -189,6 +214,10 @@ struct Serve: AsyncParsableCommand, AppArguments {
         guard authMaxTokenLifetime > .zero else { throw ValidationError("--auth-max-token-lifetime must be positive") }
         guard requestTimeout > .zero else { throw ValidationError("--request-timeout must be positive") }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
+        guard (1...1_000).contains(webhookBatch) else { throw ValidationError("--webhook-batch must be 1 to 1000") }
+        guard webhookTimeout > .zero else { throw ValidationError("--webhook-timeout must be positive") }
+        guard webhookGiveUp > .zero else { throw ValidationError("--webhook-give-up must be positive") }
+        guard eventsRetention > .zero else { throw ValidationError("--events-retention must be positive") }
         if let metricsPort {
             guard (1...65535).contains(metricsPort), metricsPort != port else {
                 throw ValidationError("--metrics-port must be 1 to 65535 and not --port")

@@ -94,3 +94,20 @@ import Testing
         #expect(String(version.output.1) == couponServiceVersion)
     }
 }
+
+/// Every event type is spelled once in Swift (`EventType`); the SQL that writes events and
+/// openapi.yaml must name the same ones.
+@Suite struct EventTypeTests {
+    @Test func theEventTypesAreTheSQLsAndOpenAPIs() throws {
+        let functions = try FileManager.default.contentsOfDirectory(
+            at: ProblemCodeTests.root.appending(path: "migrations/functions"), includingPropertiesForKeys: nil)
+        var written: Set<String> = []
+        for file in functions where file.pathExtension == "sql" {
+            let sql = try String(contentsOf: file, encoding: .utf8)
+            written.formUnion(sql.matches(of: /'((?:ticket|coupon)\.[a-z_]+)'/).map { String($0.output.1) })
+        }
+        let swift = Set(EventType.allCases.map(\.rawValue))
+        #expect(written == swift)
+        #expect(try ProblemCodeTests.openAPIEnum(after: "    EventType:") == swift)
+    }
+}

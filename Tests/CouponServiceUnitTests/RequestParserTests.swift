@@ -167,3 +167,32 @@ import Testing
         #expect(problem { _ = try RequestParser.newCoupon(from: Data(#"{"name":"x","quantity":1,"quantity":2}"#.utf8)) } != nil)
     }
 }
+
+/// The feed's query and a webhook's body: what is refused, and what passes.
+@Suite struct EventRequestTests {
+    @Test(arguments: ["", "-1", "+1", "1.0", "x", "0x10", String(repeating: "9", count: 19), " 1"])
+    func aCursorThatIsNoPositionIsRefused(_ text: String) {
+        #expect(throws: CouponProblem.self) { try RequestParser.eventCursor(text) }
+    }
+
+    @Test func cursorsAndWaits() throws {
+        #expect(try RequestParser.eventCursor(nil) == 0)
+        #expect(try RequestParser.eventCursor("42") == 42)
+        #expect(try RequestParser.eventWait(nil) == .zero)
+        #expect(try RequestParser.eventWait("30") == .seconds(30))
+        for bad in ["31", "-1", "1.5", "", "x"] { #expect(throws: CouponProblem.self) { try RequestParser.eventWait(bad) } }
+    }
+
+    @Test func aWebhookNamesAnHTTPURLAndKnownTypes() throws {
+        let (url, types) = try RequestParser.newWebhook(from: Data(#"{"url":"https://shop.example/hooks?x=1","types":["ticket.issued"]}"#.utf8))
+        #expect(url == "https://shop.example/hooks?x=1" && types == [.ticketIssued])
+        #expect(try RequestParser.newWebhook(from: Data(#"{"url":"http://10.0.0.7:9000/"}"#.utf8)).types == nil)
+        let refused = [
+            #"{"url":"ftp://a/x"}"#, #"{"url":"http://u:p@a/x"}"#, #"{"url":"http://u@a/x"}"#, #"{"url":"a/x"}"#,
+            #"{"url":"http://a/x#f"}"#, #"{"url":"javascript:alert(1)"}"#, #"{"url":"http://a/x","types":["nope"]}"#,
+            #"{"url":"http://a/x","types":[]}"#, #"{"url":"http://a/x","url":"http://b/x"}"#,
+            #"{"url":"http://a/\#(String(repeating: "x", count: 2_050))"}"#,
+        ]
+        for body in refused { #expect(throws: CouponProblem.self, "\(body)") { try RequestParser.newWebhook(from: Data(body.utf8)) } }
+    }
+}

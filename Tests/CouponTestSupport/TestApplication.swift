@@ -28,6 +28,8 @@ package struct TestArguments: AppArguments {
     package var databaseURL: String
     package var adminToken: String? = TestArguments.adminToken
     package var checkoutToken: String? = nil
+    package var eventsToken: String? = nil
+    package var events = EventSettings()
     package var authJWKS: String? = nil
     package var authIssuer: String? = nil
     package var authAudience: String? = nil

@@ -105,6 +105,11 @@ async def every_route(port, url, base):
     expected = [status for *_, status in calls]
     check(got == expected, f"every route: {got} (expected {expected})")
     audited("every route", coupon, url, sold_out=False)
+    # Each change wrote its event in its transaction, on the coupon's worker on a cluster.
+    types = psql(f"SELECT string_agg(type, ',' ORDER BY position) FROM outbox WHERE coupon_id = {coupon}", url).split(",")
+    wanted = ["coupon.created", "coupon.changed"] + ["ticket.issued"] * 3 + [
+        "ticket.redeemed", "ticket.restored", "ticket.returned", "coupon.changed", "coupon.sold_out"]
+    check(types == wanted, f"every route: the outbox holds its events in commit order: {types}")
 
 
 async def checkout_by_code(port, url, base, cluster):
@@ -276,6 +281,10 @@ async def run_on(url, ports, label, cluster):
         check(issued == 8 * 500, f"several coupons at once: 8 x 500 tickets, 6000 users: {issued} issued in {seconds:.2f} s")
         rates["several"] = issued / seconds
         await every_route(ports[1], url, base)
+        # The feed: served on one PostgreSQL; on a cluster 501 events_unavailable (docs/events.md).
+        status, body, _ = await request_async(ports[0], "GET", "/v1/events?limit=1", token=TOKEN)
+        expected = ("501", "events_unavailable") if cluster else ("200", None)
+        check((status, (body or {}).get("code")) == expected, f"the event feed: {status} {(body or {}).get('code', '')}")
         await checkout_by_code(ports[0], url, base, cluster)
         await tickets_of_before(ports[1], url, cluster)
         rates.update(sql_rates(url, base))

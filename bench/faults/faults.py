@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 
 from bench import lib
-from bench.faults import ha
+from bench.faults import ha, webhooks
 from bench.lib import ROOT, Server, create_coupon_over_http, issue_async as issue, metric, psql
 
 TOKEN = lib.ADMIN_TOKEN
@@ -745,13 +745,14 @@ async def holds_and_sigkill():
 def main():
     lib.raise_file_limit()
     chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "holds",
-                              "failover", "soak"]
+                              "webhooks", "failover", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
         "instances": several_instances, "sigkill": sigkill_mid_burst, "postgres": postgres_crash_mid_burst,
         "sigterm": sigterm_under_load, "slow": slow_clients, "cap": connection_cap, "clock": skewed_clocks,
         "aftersale": after_the_sale, "holds": holds_and_sigkill, "failover": failover,
+        "webhooks": lambda: webhooks.webhooks(running, sale, send, audit, failures),
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0

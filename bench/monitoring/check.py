@@ -2,7 +2,7 @@
 
 1. promtool: the example configuration and the rules are valid, and the alerts' unit tests pass;
 2. a real Prometheus on loopback scrapes two live instances through a small sale (issuance, a sell-out,
-   refusals, a redemption, a restore and a return);
+   refusals, a redemption, a restore and a return), its events delivered to a webhook receiver here;
 3. its HTTP API then answers: the issued counter summed over the instances equals the tickets held in
    the database, and every expression of the rules and the dashboard evaluates without error, names
    only metrics the service exposes, and (the recording rules and the dashboard's) returns data.
@@ -32,6 +32,7 @@ PORTS = (8411, 8412)
 # The second instance serves /metrics on a listener of its own (--metrics-port), as production should.
 METRICS_PORT = 8413
 SCRAPED = (PORTS[0], METRICS_PORT)
+RECEIVER_PORT = 8414
 PROMETHEUS = "127.0.0.1:9391"
 DEPLOY = os.path.join(ROOT, "deploy")
 RULES = os.path.join(DEPLOY, "prometheus", "rules.yml")
@@ -172,9 +173,10 @@ def main():
     promtool("check", "config", config)
     try:
         with Server(PORTS[0], token=TOKEN), Server(PORTS[1], "--metrics-port", str(METRICS_PORT), token=TOKEN), \
-                prometheus(config, folder):
+                prometheus(config, folder), lib.WebhookReceiver(RECEIVER_PORT) as receiver:
             public = asyncio.run(request_async(PORTS[1], "GET", "/metrics"))[0]
             check(public == "404", f"GET /metrics on the public port of an instance with --metrics-port: {public}")
+            _, receiver.secret = lib.register_webhook(PORTS[0], receiver.url)
             coupons = asyncio.run(sale(PORTS))
             held = sum(lib.audit(coupon).held for coupon in coupons)
             for coupon in coupons:
@@ -198,6 +200,16 @@ def main():
             check(by_coupon == 20, f"coupon_sale_tickets_issued_total of coupon {coupons[1]} summed = {by_coupon} (20 issued)")
             left = value(f'max(coupon_sale_remaining_tickets{{coupon_id="{coupons[1]}"}})')
             check(left == 80, f"coupon_sale_remaining_tickets of coupon {coupons[1]} = {left} (80 left)")
+            # Every event of the sale delivered: the outbox's rows of its coupons, each at least once.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                got = {(e["coupon_id"], e["id"]) for e in receiver.acknowledged() if e["coupon_id"] in coupons}
+                if len(got) >= int(lib.psql(f"SELECT count(*) FROM outbox WHERE coupon_id IN ({coupons[0]}, {coupons[1]})")):
+                    break
+                time.sleep(0.5)
+            written = int(lib.psql(f"SELECT count(*) FROM outbox WHERE coupon_id IN ({coupons[0]}, {coupons[1]})"))
+            check(len(got) == written, f"events delivered to the webhook: {len(got)} of the {written} the sale wrote")
+            check(all(signed for *_, signed in receiver.deliveries), "every delivery's signature holds")
             time.sleep(2)  # one more evaluation of the recording rules
             exposed = exposed_metrics()
             expressions = [(f"rule {name}", expr, recording) for name, expr, recording in rule_expressions()]

@@ -46,6 +46,12 @@ BASE_BIN = os.environ.get("OPENLOOP_BASE_BIN")
 # (side, binary): one side, unnamed, unless this is an A/B.
 SIDES = [("base", BASE_BIN), ("head", os.environ["COUPON_BIN"])] if BASE_BIN else [(None, os.environ["COUPON_BIN"])]
 RESULT = "openloop-ab.md" if BASE_BIN else "openloop.md"
+# A webhook endpoint subscribed to every event, receiving on loopback (bench/events): each issuance
+# step also reports the delivery lag of its events. OPENLOOP_JSON: the steps and knees go there as
+# JSON instead of the results files.
+WEBHOOK = os.environ.get("OPENLOOP_WEBHOOK") == "1"
+WEBHOOK_PORT = 8397
+JSON_OUT = os.environ.get("OPENLOOP_JSON")
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "openloop")
 POSTMASTER_PID = int(os.environ["POSTMASTER_PID"])
 SCRIPT = os.path.join(ROOT, "bench", "openloop", "arrivals.js")
@@ -205,6 +211,27 @@ def ratio_text(constant, issue):
     return value
 
 
+def delivery(receiver, coupon, bound=60):
+    """Once the step's events are all acknowledged (bounded): the largest and the 99th percentile lag
+    of its events, from occurred_at to arrival, and how long after the step the last one came."""
+    ended = time.time()
+    wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon}"))
+    lags = receiver.lags(coupon)
+    while len(lags) < wanted and time.time() - ended < bound:
+        time.sleep(0.1)
+        lags = receiver.lags(coupon)
+    lags.sort()
+    return {"events": wanted, "delivered": len(lags), "lag_max": lags[-1] if lags else None,
+            "lag_p99": lags[int(len(lags) * 0.99) - 1] if lags else None, "drained_after": time.time() - ended}
+
+
+def delivery_text(step):
+    if "events" not in step:
+        return ""
+    return (f"; webhook: {step['delivered']:,} of {step['events']:,} events, lag p99 {cell(step['lag_p99'], 2)} s, "
+            f"max {cell(step['lag_max'], 2)} s")
+
+
 def audit_issuance(results):
     """bench.lib's audit of every issuance coupon, and k6's own check: every 201 has its ticket, and
     every ticket without a 201 belongs to a request that got no 201 (timed out, 503 or other)."""
@@ -349,6 +376,10 @@ def main():
             # Their output (warnings and up) is shown when they stop, if they wrote any.
             servers = {side: [stack.enter_context(Server(PORT + 10 * n + i, binary=binary, log=True)) for i in range(instances)]
                        for n, (side, binary) in enumerate(SIDES)}
+            receiver = stack.enter_context(lib.WebhookReceiver(WEBHOOK_PORT)) if WEBHOOK else None
+            if receiver:
+                webhook, receiver.secret = lib.register_webhook(PORT, receiver.url)
+                stack.callback(lib.delete_webhook, PORT, webhook)
             for index, rate in enumerate(RATES):
                 for side, _ in (SIDES if index % 2 == 0 else reversed(SIDES)):
                     tag = f"{side + ' ' if side else ''}{instances}i {rate}/s"
@@ -359,13 +390,16 @@ def main():
                     for target in TARGETS:
                         step = run_k6(servers[side], side, instances, rate, target, coupon if target == "issue" else None,
                                       f"{run_tag}-{tag.replace(' ', '-').replace('/', '')}")
+                        if receiver and target == "issue":
+                            step.update(delivery(receiver, coupon))
                         results.append(step)
                         print(f"  {tag} {LABELS[target]}: {step['requests']:,} requests, "
                               f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms, max {step['max']:.1f} ms, "
                               f"failed {step['failed']}, dropped {step['dropped']}, VUs {step['vus']}; per request "
                               f"k6 {cell(step['k6_us'])} µs, server {cell(step['server_us'])} µs, "
                               f"PostgreSQL {cell(step['postgres_us'])} µs; other work {step['other_cores']:.2f} cores"
-                              f"{'' if holds(step) else '  (does not hold)'}", flush=True)
+                              f"{'' if holds(step) else '  (does not hold)'}"
+                              f"{delivery_text(step)}", flush=True)
     knees = {}
     for instances in INSTANCES:
         for side, _ in SIDES:
@@ -376,6 +410,11 @@ def main():
             print(f"{side + ', ' if side else ''}{instances} instance(s): knee constant {k['constant'][0] or 'none'}, issuance {k['issue'][0] or 'none'} "
               f"(arrivals/s); issuance / constant {k['ratio']} (target at least 0.5)", flush=True)
     audit_lines, clean = audit_issuance(results)
+    if JSON_OUT:
+        with open(JSON_OUT, "w") as f:
+            json.dump({"steps": results, "knees": {f"{i} {s}": k for (i, s), k in knees.items()}, "audit": audit_lines,
+                       "clean": clean, "machine": machine_line}, f, default=str)
+        return 0 if clean else 1
     lib.write_result(RESULT, render(started, machine_line, results, knees, audit_lines, clean))
     if not BASE_BIN:
         write_csv(results)

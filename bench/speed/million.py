@@ -2,20 +2,26 @@
 one coupon of 1,000,000 tickets, wrk with one thread and 256 connections sending every request as a
 new user, until the database says sold out. Prints the creation time, the sell-out time and the
 audit; writes the issued count over time to bench/results/million.csv and a section to
-bench/results/million.md.
+bench/results/million.md. MILLION_WEBHOOK=1 (bench/events) subscribes a webhook endpoint on loopback
+to every event and also waits, bounded, for the last event to be acknowledged; MILLION_JSON then
+takes the figures instead of the results files.
 """
+import contextlib
+import json
 import datetime
 import os
 import subprocess
 import sys
 import time
 
-from bench.lib import ROOT, audit, checkpoint, create_coupon, first_line, prepend_result, psql
+from bench.lib import ROOT, WebhookReceiver, audit, checkpoint, create_coupon, first_line, prepend_result, psql, register_webhook
 from bench.run import HTTP_PORT, server, verdict
 from bench.speed.run import wrk_machine
 
 TICKETS = int(os.environ.get("MILLION_TICKETS", "1000000"))
 LIMIT_SECONDS = 180
+WEBHOOK = os.environ.get("MILLION_WEBHOOK") == "1"
+JSON_OUT = os.environ.get("MILLION_JSON")
 HEADER = """# The million-ticket sale over HTTP
 
 Written by `bench/speed/million.sh`, newest first. The newest run's issued count over time:
@@ -32,7 +38,10 @@ def main():
     checkpoint()
     print(f"  {TICKETS:,} tickets created in {creation:.1f} s", flush=True)
     series = []
-    with server(group_size=512):
+    with server(group_size=512), \
+            (WebhookReceiver(8396, keep_events=False) if WEBHOOK else contextlib.nullcontext()) as receiver:
+        if receiver:
+            _, receiver.secret = register_webhook(HTTP_PORT, receiver.url)
         load = subprocess.Popen(
             ["wrk", "-t", "1", "-c", "256", "-d", f"{LIMIT_SECONDS}s", "-s", os.path.join(ROOT, "bench", "wrk", "issue.lua"),
              f"http://127.0.0.1:{HTTP_PORT}", "--", str(coupon), f"million-{started:%H%M%S}"],
@@ -46,9 +55,24 @@ def main():
         sold_out = time.monotonic() - start
         load.terminate()
         load.wait(timeout=15)
+        delivered = None
+        if receiver:
+            # Every event of the sale: the coupon's creation, each ticket, its sell-out.
+            wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon}"))
+            while receiver.count < wanted and time.monotonic() - start - sold_out < 120:
+                time.sleep(0.1)
+            delivered = {"events": wanted, "acknowledged": receiver.count, "after_sold_out": time.monotonic() - start - sold_out,
+                         "deliveries": len(receiver.deliveries), "max_lag": receiver.max_lag,
+                         "signed": all(ok for *_, ok in receiver.deliveries)}
+            print(f"  webhook: {receiver.count:,} of {wanted:,} events acknowledged {delivered['after_sold_out']:.1f} s after "
+                  f"the sell-out, in {len(receiver.deliveries):,} deliveries; largest lag {receiver.max_lag:.1f} s", flush=True)
     result = audit(coupon)
     checked = verdict(result, sold_out=True)
     print(f"  sold out after {sold_out:.1f} s ({TICKETS / sold_out:,.0f} issued/s), audit {checked}", flush=True)
+    if JSON_OUT:
+        with open(JSON_OUT, "w") as f:
+            json.dump({"tickets": TICKETS, "creation": creation, "sold_out": sold_out, "audit": checked, "webhook": delivered}, f)
+        return 0
 
     with open(os.path.join(ROOT, "bench", "results", "million.csv"), "w") as f:
         f.write("seconds,issued\n" + "".join(f"{t:.2f},{n}\n" for t, n in series))

@@ -6,14 +6,17 @@ the server, PostgreSQL (all its processes) and the load generator spent, per ans
 wait4(). Then PostgreSQL alone issuing groups of the size the server formed (pgbench, no HTTP), as
 the database's own limit on this machine. Numbers only; the issuance rows end with an audit.
 """
+import contextlib
 import datetime
+import json
 import os
 import subprocess
 import sys
+import time
 
 from bench.cpu import run_measured
-from bench.lib import (ROOT, URL, Identity, audit, checkpoint, first_line, machine, metric, pgbench_tps, prepend_result,
-                       psql, wrk_result)
+from bench.lib import (ROOT, URL, Identity, WebhookReceiver, audit, checkpoint, first_line, machine, metric, pgbench_tps,
+                       prepend_result, psql, register_webhook, wrk_result)
 from bench.run import HTTP_PORT, create_coupon, server, verdict, wrk_check
 
 CONNECTIONS = 256
@@ -24,6 +27,13 @@ SIDES = [tuple(side.split("=", 1)) for side in os.environ.get("SPEED_SIDES", f"h
 ROUNDS = int(os.environ.get("SPEED_ROUNDS", "1"))
 # JWT identity beside trusted mode: tokens signed ahead for this many new users per row (0: no JWT rows).
 TOKENS = int(os.environ.get("SPEED_TOKENS", "150000"))
+# A webhook endpoint subscribed to every event and receiving on loopback while the rows run (bench/events).
+WEBHOOK = os.environ.get("SPEED_WEBHOOK") == "1"
+WEBHOOK_PORT = 8398
+# Where the rows also go as JSON (bench/events reads them); speed.md is then left as it is.
+JSON_OUT = os.environ.get("SPEED_JSON")
+# PostgreSQL alone issuing groups (pgbench) after the HTTP rows; SPEED_SQL=0 leaves it out.
+SQL_ROW = os.environ.get("SPEED_SQL", "1") == "1"
 
 
 def wrk(path, script, *args):
@@ -72,7 +82,10 @@ def http_rows(side, binary, tag):
     # first POST row of each server ran at two thirds of the later ones).
     psql("VACUUM coupon_tickets")
     checkpoint()
-    with server(group_size=512, binary=binary) as running:
+    with server(group_size=512, binary=binary) as running, \
+            (WebhookReceiver(WEBHOOK_PORT) if WEBHOOK else contextlib.nullcontext()) as receiver:
+        if receiver:
+            _, receiver.secret = register_webhook(HTTP_PORT, receiver.url)
         for label, command in [
             ("constant answer, GET /healthz", wrk("/healthz", "constant.lua")),
             ("constant answer to a POST with the issue body (405)", wrk("/healthz", "post_constant.lua")),
@@ -96,7 +109,27 @@ def http_rows(side, binary, tag):
         rows.append((side, f"issuance, every request a new user (mean group {mean_group:.0f})", rate, "issued",
                      per_answer(result["cpu"], issued), result["p99_us"] / 1000, checked))
         print(f"  {side}: issuance: {rate:,.0f} issued/s, mean group {mean_group:.1f}, audit {checked}", flush=True)
+        if receiver:
+            rows.append(delivery_row(side, receiver, big, result["duration_us"] / 1e6))
     return rows, mean_group
+
+
+def delivery_row(side, receiver, coupon, seconds, bound=120):
+    """How long after the issuance row the receiver had acknowledged every event of its coupon (bounded)."""
+    ended = time.monotonic()
+    wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon}"))
+    got = 0
+    while time.monotonic() - ended < bound:
+        got = len({event["id"] for event in receiver.acknowledged() if event["coupon_id"] == coupon})
+        if got >= wanted:
+            break
+        time.sleep(0.1)
+    after = time.monotonic() - ended
+    signed = all(ok for *_, ok in receiver.deliveries)
+    print(f"  {side}: webhook: {got:,} of {wanted:,} events acknowledged {after:.1f} s after the row "
+          f"({len(receiver.deliveries):,} deliveries, signatures {'valid' if signed else 'INVALID'})", flush=True)
+    return (side, f"webhook: the row's {wanted:,} events all acknowledged, s after the row", after, "s", {}, float("nan"),
+            "ok" if got >= wanted and signed else f"{got} of {wanted}")
 
 
 def token_file(identity, prefix, count):
@@ -201,14 +234,15 @@ def main():
                 rows += jwt_rows(side, binary, f"{started:%H%M%S}-{number}-{side}")
 
     group = max(1, round(sum(groups) / len(groups)))
-    sql_coupon = create_coupon(400_000)
-    transactions = max(1, 300_000 // group // 2)
-    tps, cpu = pgbench_groups(sql_coupon, group, 2, transactions)
-    sql_issued = audit(sql_coupon)
-    sql_rate = sql_issued.held / (2 * transactions / tps)
-    rows.append(("-", f"PostgreSQL alone: issue_tickets for groups of {group}, 2 connections (pgbench)", sql_rate, "issued",
-                 per_answer(cpu, sql_issued.held), float("nan"), verdict(sql_issued)))
-    print(f"  SQL groups of {group}: {sql_rate:,.0f} issued/s", flush=True)
+    if SQL_ROW:
+        sql_coupon = create_coupon(400_000)
+        transactions = max(1, 300_000 // group // 2)
+        tps, cpu = pgbench_groups(sql_coupon, group, 2, transactions)
+        sql_issued = audit(sql_coupon)
+        sql_rate = sql_issued.held / (2 * transactions / tps)
+        rows.append(("-", f"PostgreSQL alone: issue_tickets for groups of {group}, 2 connections (pgbench)", sql_rate, "issued",
+                     per_answer(cpu, sql_issued.held), float("nan"), verdict(sql_issued)))
+        print(f"  SQL groups of {group}: {sql_rate:,.0f} issued/s", flush=True)
 
     lines = ["| binary | what | rate | of its constant GET | server µs | PostgreSQL µs | wrk/pgbench µs | CPU µs total | p99 ms | audit |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -217,6 +251,9 @@ def main():
         if label.startswith("constant answer, GET"):
             constant = rate
         total = sum(cpu.values())
+        if unit == "s":
+            lines.append(f"| {side} | {label} | {rate:.1f} s | | | | | | | {checked} |")
+            continue
         lines.append(f"| {side} | {label} | {rate:,.0f} {unit}/s | {rate / constant:.2f} | {cpu.get('server', 0):.1f} | "
                      f"{cpu.get('postgres', 0):.1f} | {cpu.get('load', 0):.1f} | {total:.1f} | {p99:.2f} | {checked} |")
     binaries = ", ".join(f"`{side}` {binary}" for side, binary in SIDES)
@@ -231,8 +268,13 @@ Machine: {wrk_machine()}.
 
 {ratios(rows, p256_verify_micros())}
 """
-    prepend_result("speed.md", "# Speed: CPU per issuance beside the framework's constant answer\n\n"
-                   "Written by `bench/speed/run.sh`, newest first.\n\n", report)
+    if JSON_OUT:
+        with open(JSON_OUT, "w") as f:
+            json.dump([{"side": side, "what": label, "rate": rate, "unit": unit, "cpu": cpu, "audit": checked}
+                       for side, label, rate, unit, cpu, _, checked in rows], f)
+    else:
+        prepend_result("speed.md", "# Speed: CPU per issuance beside the framework's constant answer\n\n"
+                       "Written by `bench/speed/run.sh`, newest first.\n\n", report)
     print(report)
 
 

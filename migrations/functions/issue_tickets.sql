@@ -21,7 +21,7 @@
 -- every dead entry again. When no free ticket lies after the hint, the claim reads from the start;
 -- the probe is ordered by number so the free-ticket index answers it, whatever the estimate. Claims
 -- are capped at quantity - issued_count, so a raise can write its rows before it locks the coupon.
--- One statement does the work (holders, claim, counter, refusals): each user is looked up once.
+-- One statement does the work (holders, claim, counter, events, refusals): each user is looked up once.
 -- Why each choice: docs/design.md.
 
 -- (An earlier version answered other columns, which CREATE OR REPLACE cannot change.)
@@ -108,6 +108,12 @@ BEGIN
                 issued_through = greatest(c.issued_through, n.highest)
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
+        ), told AS (
+            -- The group's events, one INSERT for all of them (migrations/0012).
+            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at)
+            SELECT p_coupon_id, 'ticket.issued', c.issued_at, c.number, c.code, c.user_id, c.issued_at
+            FROM claimed AS c
+            ORDER BY c.number
         )
         SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
                NULL::timestamptz, false

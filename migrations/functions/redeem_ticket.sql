@@ -13,7 +13,8 @@
 -- ticket_held. Nothing is redeemed or held at or after the coupon's redeem_until (redemption_closed),
 -- a hold's confirmation included. Also ticket_not_found, coupon_not_found.
 --
--- One ticket_answer (migrations/0011), as every ticket function answers.
+-- One ticket_answer (migrations/0011), as every ticket function answers. A hold placed writes the
+-- event ticket.held, a redemption or a confirmed hold ticket.redeemed (migrations/functions/outbox.sql).
 
 -- (Until 0010 it took the user alone and held nothing; an earlier version answered other columns.)
 DROP FUNCTION IF EXISTS redeem_ticket(bigint, text, text);
@@ -60,6 +61,7 @@ BEGIN
     UPDATE coupon_tickets AS t
     SET redeemed_at = v_ticket.redeemed_at, order_id = v_ticket.order_id, hold_until = v_ticket.hold_until
     WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    PERFORM write_ticket_event(CASE v_outcome WHEN 'hold_placed' THEN 'ticket.held' ELSE 'ticket.redeemed' END, v_ticket, v_now);
     RETURN QUERY SELECT v_outcome, (v_ticket).*;
 END;
 $$;

@@ -3,7 +3,7 @@
 -- redeem_ticket finds it (ticket_of: the user's, or by its code). outcome: restored, not_redeemed (no
 -- order holds it, or its hold has lapsed: nothing to undo, answered the same way), other_order (held
 -- or redeemed for another order: nothing changes), ticket_not_found, coupon_not_found; then the ticket
--- after the call, one ticket_answer (migrations/0011).
+-- after the call, one ticket_answer (migrations/0011). A restore writes the event ticket.restored.
 
 -- (Until 0010 it took the user alone; until 0008 no order; an earlier version answered other columns.)
 DROP FUNCTION IF EXISTS restore_ticket(bigint, text);
@@ -31,6 +31,7 @@ BEGIN
     v_ticket.redeemed_at := NULL;
     v_ticket.order_id := NULL;
     v_ticket.hold_until := NULL;
+    PERFORM write_ticket_event('ticket.restored', v_ticket, statement_timestamp());
     RETURN QUERY SELECT 'restored', (v_ticket).*;
 END;
 $$;

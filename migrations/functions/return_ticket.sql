@@ -5,7 +5,8 @@
 --
 -- A return takes the coupon's row lock first, as issuance does, and moves issued_count down in the
 -- same transaction, so the counter equals the tickets held at every commit; the fresh code makes the
--- old one worthless, and a sold-out coupon open again tells every instance (coupon_events).
+-- old one worthless, and a sold-out coupon open again tells every instance (coupon_events). The event
+-- ticket.returned carries the ticket as it was.
 
 -- (Until 0010 it answered the outcome alone; an earlier version the outcome and hold_lapsed.)
 DROP FUNCTION IF EXISTS return_ticket(bigint, text);
@@ -38,6 +39,7 @@ BEGIN
     SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
     WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
     UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
+    PERFORM write_ticket_event('ticket.returned', v_ticket, statement_timestamp());
     RETURN QUERY SELECT 'returned', (v_ticket).*;
 END;
 $$;

@@ -6,7 +6,7 @@
 -- With p_lock, or when it shows a lapsed hold, the row is locked until the transaction ends (the lock
 -- orders every change to one ticket) and read again, as it may have changed meanwhile (a return gives
 -- it a fresh code and no holder). A lapsed hold is then cleared, and hold_lapsed is true only in the
--- call that cleared it: each lapse is counted once. The read routes (p_lock false) and every ticket
+-- call that cleared it: each lapse is counted once, and told once (the event ticket.hold_lapsed). The read routes (p_lock false) and every ticket
 -- function start here.
 DROP FUNCTION IF EXISTS locked_ticket(bigint, text, text);
 
@@ -34,6 +34,7 @@ BEGIN
     IF v_ticket.hold_lapsed THEN
         UPDATE coupon_tickets AS t SET order_id = NULL, hold_until = NULL
         WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+        PERFORM write_ticket_event('ticket.hold_lapsed', v_ticket, statement_timestamp());
     END IF;
     RETURN v_ticket;
 END;

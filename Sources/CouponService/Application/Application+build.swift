@@ -16,6 +16,11 @@ public protocol AppArguments: Sendable {
     var checkoutToken: String? { get throws }
     /// JWT identity: the JWKS file of the keys that sign users' tokens, the `iss` and `aud` they must
     /// name, and the claim naming the user. Without a file the user routes trust the body and path.
+    /// The events' reader's bearer token (at least 32 bytes): it may read `GET /v1/events`, as the
+    /// admin may. Read once, at the build.
+    var eventsToken: String? { get throws }
+    /// Webhook delivery and the outbox's retention.
+    var events: EventSettings { get }
     var authJWKS: String? { get }
     var authIssuer: String? { get }
     var authAudience: String? { get }
@@ -43,7 +48,7 @@ public protocol AppArguments: Sendable {
 }
 
 /// This build's version (`coupon-server --version`).
-public let couponServiceVersion = "0.17.0"
+public let couponServiceVersion = "0.18.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
@@ -79,7 +84,11 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
         primary: primary, logger: logger, timeout: arguments.databaseTimeout, adminWriteTimeout: .seconds(300), adminWrites: adminWrites)
     let catalogue = CouponCatalogue()
     let listenerURL = try arguments.listenerDatabaseURL.map(DatabaseURL.init)
-    let listener = try CatalogueListener(primary: primary, ownURL: listenerURL, catalogue: catalogue, logger: logger, metrics: metrics)
+    let listener = try CatalogueListener(
+        primary: primary, ownURL: listenerURL, catalogue: catalogue, bell: database.bell, logger: logger, metrics: metrics)
+    let feed = EventFeed(database: database, metrics: metrics)
+    let outbox = Outbox(database: database)
+    let webhooks = WebhookStore(database: database)
     let coupons = CouponStore(database: database)
     let tickets = TicketStore(database: database, metrics: metrics)
     let issuance = IssuanceStore(database: database, metrics: metrics)
@@ -95,8 +104,12 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     ).addRoutes(to: router)
     CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access).addRoutes(to: router)
     TicketController(tickets: tickets, admin: admin, access: access).addRoutes(to: router)
+    let reader = try arguments.eventsToken.map(SharedSecret.init)
+    EventController(feed: feed, outbox: outbox, webhooks: webhooks, admin: admin, reader: reader).addRoutes(to: router)
 
     var services: [any Service] = [primary, listener, gauges]
+    services.append(WebhookDelivery(webhooks: webhooks, outbox: outbox, feed: feed, settings: arguments.events, metrics: metrics, logger: logger))
+    services.append(OutboxRetention(outbox: outbox, feed: feed, settings: arguments.events, logger: logger))
     if let tokens { services.append(tokens) }
     if let metricsPort = arguments.metricsPort {
         // Its own listener, so the public port does not list open coupons and their remaining tickets,

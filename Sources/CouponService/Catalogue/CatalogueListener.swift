@@ -25,6 +25,8 @@ struct CatalogueListener: Service {
     let primary: PrimaryDatabase
     let ownURL: DatabaseURL?
     let catalogue: CouponCatalogue
+    /// Woken by `NOTIFY outbox` (`EventBell`), and at every (re)connect, when notifications may have been lost.
+    let bell: EventBell
     /// For holder reads.
     var client: PostgresClient { primary.client }
     let store: CatalogueStore
@@ -39,13 +41,15 @@ struct CatalogueListener: Service {
     let holdersInterval: Duration = .milliseconds(20)
 
     init(
-        primary: PrimaryDatabase, ownURL: DatabaseURL? = nil, catalogue: CouponCatalogue, logger: Logger, metrics: CouponMetrics
+        primary: PrimaryDatabase, ownURL: DatabaseURL? = nil, catalogue: CouponCatalogue, bell: EventBell = EventBell(), logger: Logger,
+        metrics: CouponMetrics
     ) throws {
         self.primary = primary
         self.ownURL = ownURL
         // A TLS setting that cannot be made stops the start, not the first connection.
         _ = try (ownURL ?? primary.url).connectionConfiguration(applicationName: Self.applicationName)
         self.catalogue = catalogue
+        self.bell = bell
         self.store = CatalogueStore(logger: logger)
         self.logger = logger
         self.metrics = metrics
@@ -93,12 +97,18 @@ struct CatalogueListener: Service {
             }
             var streams = [try await connection.listen(Self.channel)]
             for worker in workers { streams.append(try await worker.listen(Self.channel)) }
+            let outbox = try await connection.listen(EventBell.channel)
             try await measureClock(on: connection, attempts: 5)
             try await reloadAll(on: connection, nodes: 1 + workers.count)
             metrics.listenerConnected.record(1)
             metrics.listenerConnects.increment()
             onTrusted()
+            bell.wake()
             try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await _ in outbox { bell.wake() }
+                    throw ListenerError.notificationsEnded
+                }
                 for notifications in streams {
                     group.addTask {
                         for try await notification in notifications {

@@ -16,7 +16,7 @@ struct CouponStore: Sendable {
     /// An admin write (`Database.adminTransaction`).
     func create(name: String, quantity: Int, startsAt: Date?, endsAt: Date?, redeemUntil: Date? = nil) async throws -> Coupon {
         let logger = logger
-        return try await database.adminTransaction { connection in
+        let coupon = try await database.adminTransaction { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO coupons (name, quantity, starts_at, ends_at, redeem_until)
@@ -27,6 +27,8 @@ struct CouponStore: Sendable {
             try await connection.execute("SELECT add_coupon_tickets(\(coupon.id), 1, \(quantity))", logger: logger)
             return coupon
         }
+        database.eventsCommitted()
+        return coupon
     }
 
     func find(id: Int64) async throws -> Coupon? {
@@ -50,7 +52,7 @@ struct CouponStore: Sendable {
     /// goes on while a large raise generates its rows. An admin write (`Database.adminTransaction`).
     func change(id: Int64, _ change: CouponChange) async throws -> Change {
         let logger = logger
-        return try await database.adminTransaction { connection in
+        let outcome: Change = try await database.adminTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
             let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
             guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
@@ -87,6 +89,8 @@ struct CouponStore: Sendable {
             guard let coupon = try await Self.coupons(in: rows).first else { throw CouponStoreError.noRowReturned }
             return .changed(coupon)
         }
+        if case .changed = outcome { database.eventsCommitted() }
+        return outcome
     }
 
     /// Resizes lock `resizeLockSpace # couponID`; a collision with another advisory lock only makes
@@ -97,12 +101,15 @@ struct CouponStore: Sendable {
     static let columns = "id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at"
 
     /// A row of `columns`.
-    @Sendable static func coupon(_ row: PostgresRow) throws -> Coupon {
-        let (id, name, quantity, issued, startsAt, endsAt, redeemUntil, createdAt) = try row.decode(
-            (Int64, String, Int, Int, Date?, Date?, Date?, Date).self)
-        return Coupon(
-            id: id, name: name, quantity: quantity, issued: issued, startsAt: startsAt, endsAt: endsAt,
-            redeemUntil: redeemUntil, createdAt: createdAt)
+    @Sendable static func coupon(_ row: PostgresRow) throws -> Coupon { try coupon(row.makeRandomAccess()) }
+
+    /// `columns` from `first` on; the one place they are decoded.
+    static func coupon(_ row: PostgresRandomAccessRow, from first: Int = 0) throws -> Coupon {
+        Coupon(
+            id: try row[first].decode(Int64.self), name: try row[first + 1].decode(String.self),
+            quantity: try row[first + 2].decode(Int.self), issued: try row[first + 3].decode(Int.self),
+            startsAt: try row[first + 4].decode(Date?.self), endsAt: try row[first + 5].decode(Date?.self),
+            redeemUntil: try row[first + 6].decode(Date?.self), createdAt: try row[first + 7].decode(Date.self))
     }
 
     static func coupons(in rows: PostgresRowSequence) async throws -> [Coupon] {

@@ -115,7 +115,8 @@ struct TicketStore: Sendable {
         return answer
     }
 
-    /// The checkout's counters, one place for all of them: a read counts only a lapse it cleared.
+    /// The checkout's counters, one place for all of them: a read counts only a lapse it cleared. A
+    /// change wrote its event: the feed's readers are told.
     private func count(_ outcome: TicketOutcome?, clearedLapsedHold: Bool) {
         if clearedLapsedHold { metrics.holdsLapsed.increment() }
         switch outcome {
@@ -130,6 +131,12 @@ struct TicketStore: Sendable {
             .alreadyRedeemed, .ticketHeld, .redemptionClosed, .ticketNotFound, .notRedeemed, .otherOrder, .ticketRedeemed, nil:
             break
         }
+        if clearedLapsedHold || outcome.map(Self.writesEvent) == true { database.eventsCommitted() }
+    }
+
+    /// The outcomes whose call changed the ticket, and wrote its event.
+    static func writesEvent(_ outcome: TicketOutcome) -> Bool {
+        [.redeemed, .holdPlaced, .holdConfirmed, .restored, .returned].contains(outcome)
     }
 
     /// The ticket a code names, held by `holder` when given: a code that carries its coupon needs no
@@ -174,6 +181,20 @@ struct TicketStore: Sendable {
         ORDER BY t.issued_at DESC, t.coupon_id DESC
         LIMIT \(limit)
         """
+    }
+
+    /// The tickets `orderID` holds or redeemed, as `coupon_ticket_states` shows them (a lapsed hold
+    /// holds nothing), found through `coupon_tickets_by_order`; at most 1,000, by coupon and number.
+    func tickets(ofOrder orderID: String) async throws -> [TicketRecord] {
+        try await database.rows(
+            """
+            SELECT \(unescaped: TicketRecord.columns("s")) FROM coupon_ticket_states AS s
+            WHERE s.order_id = \(orderID)
+              AND (s.coupon_id, s.number) IN (SELECT t.coupon_id, t.number FROM coupon_tickets AS t WHERE t.order_id = \(orderID))
+            ORDER BY s.coupon_id, s.number
+            LIMIT 1000
+            """
+        ) { try TicketRecord.decode($0.makeRandomAccess()).record }.compactMap { $0 }
     }
 
     /// The coupon's held tickets in number order after `number`; nil when there is no such coupon.

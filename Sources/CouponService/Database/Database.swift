@@ -15,16 +15,24 @@ struct Database: Sendable {
     let adminWriteTimeout: Duration
     /// How many admin writes may run at once, so they cannot take the pool from a sale.
     let adminWrites: AdminWriteSlots
+    /// Rung by every store whose change wrote events (`eventsCommitted()`), for the feed's readers.
+    let bell: EventBell
 
     init(
         primary: PrimaryDatabase, logger: Logger, timeout: Duration, adminWriteTimeout: Duration = .seconds(300),
-        adminWrites: AdminWriteSlots = AdminWriteSlots(limit: 1)
+        adminWrites: AdminWriteSlots = AdminWriteSlots(limit: 1), bell: EventBell = EventBell()
     ) {
         self.primary = primary
         self.logger = logger
         self.timeout = timeout
         self.adminWriteTimeout = adminWriteTimeout
         self.adminWrites = adminWrites
+        self.bell = bell
+    }
+
+    /// A transaction that wrote events committed: the feed's readers here and on every instance wake.
+    func eventsCommitted() {
+        bell.ring { [self] in _ = try? await rows("SELECT pg_notify(\(EventBell.channel), '')") { _ in () } }
     }
 
     var client: PostgresClient { primary.client }

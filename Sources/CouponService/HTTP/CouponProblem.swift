@@ -23,6 +23,7 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         case adminDisabled = "admin_disabled"
         case unavailable
         case adminBusy = "admin_busy"
+        case eventsUnavailable = "events_unavailable"
         case bodyTooLarge = "body_too_large"
         case requestTimeout = "request_timeout"
         case unsupportedMediaType = "unsupported_media_type"
@@ -75,6 +76,10 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     }
     static let unauthorized = Self(
         status: .unauthorized, code: .unauthorized, detail: "This route needs 'Authorization: Bearer <admin token>'.")
+    /// A route an admin or one service may call (the events' reader, the checkout).
+    static func unauthorized(orThe service: String) -> Self {
+        .init(status: .unauthorized, code: .unauthorized, detail: "This route needs 'Authorization: Bearer <admin token>' or the \(service) token.")
+    }
     /// A user route without a bearer that holds, in JWT mode (RFC 6750's `invalid_token`).
     static func invalidToken(_ detail: String) -> Self {
         .init(status: .unauthorized, code: .invalidToken, detail: detail)
@@ -98,6 +103,10 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         detail: "The request body did not arrive whole within the request deadline (--request-timeout).")
     static let unsupportedMediaType = Self(
         status: .unsupportedMediaType, code: .unsupportedMediaType, detail: "The request body must be application/json.")
+    static let eventsUnavailable = Self(
+        status: .notImplemented, code: .eventsUnavailable,
+        detail: "The event feed and webhooks need one PostgreSQL primary: on a Citus cluster each worker numbers its coupons' events apart (docs/events.md).")
+    static let webhookNotFound = Self(status: .notFound, code: .notFound, detail: "No webhook has this id.")
     static let routeNotFound = Self(status: .notFound, code: .notFound, detail: "No route matches this path.")
     static let methodNotAllowed = Self(
         status: .methodNotAllowed, code: .methodNotAllowed, detail: "This route does not accept this method.")

@@ -136,6 +136,18 @@ struct UserTicketsResponse: ResponseEncodable {
     }
 }
 
+/// `GET /v1/orders/{order_id}/tickets`: the tickets an order holds or redeemed.
+struct OrderTicketsResponse: ResponseEncodable {
+    var tickets: [TicketRecord]
+
+    enum CodingKeys: String, CodingKey { case tickets }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tickets.map(TicketRecordResponse.init), forKey: .tickets)
+    }
+}
+
 /// `GET /v1/coupons/{id}/tickets`: a page of the coupon's winners in number order.
 struct WinnersResponse: ResponseEncodable {
     var winners: [TicketRecord]

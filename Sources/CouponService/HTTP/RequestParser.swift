@@ -163,6 +163,69 @@ enum RequestParser {
         }
     }
 
+    /// `after` of the event feed: a position, a `next` of an earlier page; 0 (the oldest kept event)
+    /// when absent.
+    static func eventCursor(_ text: String?) throws(CouponProblem) -> Int64 {
+        guard let text else { return 0 }
+        guard let position = text.plainInteger(maxDigits: 18) else {
+            throw .invalidRequest("query 'after' must be the 'next' of an earlier page of events")
+        }
+        return position
+    }
+
+    /// `wait` of the event feed: seconds to wait for an event, 0 to 30; 0 when absent.
+    static func eventWait(_ text: String?) throws(CouponProblem) -> Duration {
+        guard let text else { return .zero }
+        guard let seconds = text.plainInteger(maxDigits: 2), (0...30).contains(seconds) else {
+            throw .invalidRequest("query 'wait' must be a whole number of seconds from 0 to 30")
+        }
+        return .seconds(seconds)
+    }
+
+    /// The body of `POST /v1/webhooks`: an http(s) URL with a host and no credentials or fragment, at
+    /// most 2,048 bytes, and the event types it wants (absent: every type; given: 1 or more, each
+    /// known, none twice).
+    static func newWebhook(from body: Data) throws(CouponProblem) -> (url: String, types: [EventType]?) {
+        struct Body: Decodable {
+            var url: String
+            var types: [String]?
+        }
+        let webhook = try decode(Body.self, from: body)
+        guard webhook.url.utf8.count <= 2_048, let url = URLComponents(string: webhook.url),
+            let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty
+        else {
+            throw .invalidRequest("field 'url' must be an http or https URL with a host, at most 2048 bytes")
+        }
+        guard url.user == nil, url.password == nil else {
+            throw .invalidRequest("field 'url' must not carry credentials: deliveries are signed with the webhook's secret")
+        }
+        guard url.fragment == nil else { throw .invalidRequest("field 'url' must not have a fragment") }
+        guard let names = webhook.types else { return (webhook.url, nil) }
+        guard !names.isEmpty else { throw .invalidRequest("field 'types' must name at least one event type, or be left out for all") }
+        var types: [EventType] = []
+        for (index, name) in names.enumerated() {
+            guard let type = EventType(rawValue: name) else {
+                throw .invalidRequest(
+                    "field 'types.\(index)' must be an event type: \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard !types.contains(type) else { throw .invalidRequest("field 'types' names '\(name)' twice") }
+            types.append(type)
+        }
+        return (webhook.url, types)
+    }
+
+    /// A webhook's id in a path.
+    static func webhookID(_ text: String?) throws(CouponProblem) -> Int64 {
+        guard let id = text?.plainInteger(maxDigits: 18), id > 0 else { throw .webhookNotFound }
+        return id
+    }
+
+    /// An order's id in a path, as the checkout names it.
+    static func pathOrderID(_ text: String?) throws(CouponProblem) -> String {
+        try userID(text, field: "order id")
+    }
+
     /// `order_id` of a restore's query: the order whose redemption is undone, so a late cancel of
     /// one order cannot undo another's.
     static func restoredOrder(_ text: String?) throws(CouponProblem) -> String {

@@ -4,7 +4,7 @@ import Logging
 
 /// Tickets after the sale: look one up (by its coupon and holder, or by its code), redeem or hold it
 /// for an order at checkout, restore it when the order is cancelled, return it to the pool (admin),
-/// list a user's tickets, export a coupon's winners (admin).
+/// list a user's tickets, an order's (checkout, admin), export a coupon's winners (admin).
 struct TicketController<Context: RequestContext>: Sendable {
     let tickets: TicketStore
     let admin: AdminGuard
@@ -21,6 +21,7 @@ struct TicketController<Context: RequestContext>: Sendable {
             $0.on(.delete, use: restore)
         }
         router.route("/v1/users/:user_id/tickets") { $0.on(.get, use: userTickets) }
+        router.route("/v1/orders/:order_id/tickets") { $0.on(.get, use: orderTickets) }
         router.route("/v1/tickets/:code") { $0.on(.get, use: ticket) }
         router.route("/v1/tickets/:code/redemption") {
             $0.on(.post, use: redeem)
@@ -74,6 +75,14 @@ struct TicketController<Context: RequestContext>: Sendable {
         let limit = try RequestParser.limit(query.get("limit"), in: 1...100, fallback: 20)
         let after = try RequestParser.userCursor(query.get("after"))
         return UserTicketsResponse(page: try await tickets.tickets(ofUser: userID, after: after, limit: limit))
+    }
+
+    /// The tickets an order holds or redeemed (a lapsed hold holds none): the checkout's or an admin's
+    /// way to learn what an order has, after an answer it never received.
+    @Sendable func orderTickets(_ request: Request, context: Context) async throws -> OrderTicketsResponse {
+        try admin.check(request, or: access.checkout, name: "checkout")
+        let orderID = try RequestParser.pathOrderID(context.parameters.get("order_id"))
+        return OrderTicketsResponse(tickets: try await tickets.tickets(ofOrder: orderID))
     }
 
     @Sendable func winners(_ request: Request, context: Context) async throws -> WinnersResponse {

@@ -40,6 +40,7 @@ struct IssuanceStore: IssuanceDatabase {
         let issued = answers.values.count { $0.outcome == .issued }
         metrics.ticketsIssued.increment(by: issued)
         metrics.sales.issued(issued, couponID: couponID)
+        if issued > 0 { database.eventsCommitted() }
         return answers
     }
 

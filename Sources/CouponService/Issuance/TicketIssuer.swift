@@ -25,14 +25,19 @@ struct TicketIssuer: Sendable {
             await catalogue.waitForHolders(couponID: couponID, atMost: queue.timeout)
             known = catalogue.answer(couponID: couponID, userID: userID)
         }
-        if case .refused(let refusal) = known {
+        let question: Question
+        switch known {
+        case .refused(let refusal):
             let answer = TicketAnswer(outcome: refusal)
             metrics.record(.success(answer), from: .cache, after: .now - start)
             return answer
+        case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal): question = .holder(unless: refusal)
+        case .unheardOf: question = .coupon
+        case nil: question = .issuance
         }
-        let source: CouponMetrics.Source = known == nil ? .database : .lookup
+        let source: CouponMetrics.Source = question == .issuance ? .database : .lookup
         do {
-            let answer = try await ask(couponID: couponID, userID: userID, knowing: known)
+            let answer = try await ask(question, couponID: couponID, userID: userID)
             metrics.record(.success(answer), from: source, after: .now - start)
             return answer
         } catch {
@@ -41,13 +46,20 @@ struct TicketIssuer: Sendable {
         }
     }
 
-    /// What the database answers, after what the catalogue knew.
-    private func ask(couponID: Int64, userID: String, knowing known: CouponCatalogue.Answer?) async throws -> TicketAnswer {
-        switch known {
-        case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal), .refused(let refusal):
+    /// What the database is asked when memory cannot answer: whether the user holds a ticket (else
+    /// the refusal), whether an id nobody heard of is a coupon, or the issuance itself.
+    private enum Question: Equatable {
+        case holder(unless: TicketOutcome)
+        case coupon
+        case issuance
+    }
+
+    private func ask(_ question: Question, couponID: Int64, userID: String) async throws -> TicketAnswer {
+        switch question {
+        case .holder(let refusal):
             let record = try await tickets.record(couponID: couponID, userID: userID)
             return TicketAnswer(outcome: record == nil ? refusal : .alreadyIssued, ticket: record)
-        case .unheardOf:
+        case .coupon:
             // Not through the queue: an id nobody created must not wait behind a sale, nor hold a
             // transaction; one read of the coupon by its key tells, and a missing one is remembered.
             guard try await coupons.find(id: couponID) != nil else {
@@ -55,7 +67,7 @@ struct TicketIssuer: Sendable {
                 return TicketAnswer(outcome: .couponNotFound)
             }
             return try await queue.issue(couponID: couponID, userID: userID)
-        case nil:
+        case .issuance:
             let answer = try await queue.issue(couponID: couponID, userID: userID)
             if answer.outcome == .couponNotFound { catalogue.learnMissing(couponID: couponID) }
             return answer

@@ -49,6 +49,13 @@ struct CouponMetrics: Sendable {
     let primarySwitches: Metrics.Counter
     /// Per coupon, for coupons open or active in the last hour.
     let sales: CouponSeries
+    /// The event feed's settled position, as this instance last read it: its rate is events written.
+    let feedPosition: Metrics.Gauge
+    /// Webhook deliveries (batches) by outcome.
+    let webhookDeliveries: [WebhookDelivery.Outcome: Metrics.Counter]
+    /// Endpoints failing or given up, as this instance last read them.
+    let webhooksFailing: Metrics.Gauge
+    private let factory: PrometheusMetricsFactory
 
     init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -86,6 +93,18 @@ struct CouponMetrics: Sendable {
         databaseReachable = Metrics.Gauge(label: "coupon_database_reachable", factory: factory)
         primarySwitches = Metrics.Counter(label: "coupon_database_primary_switches_total", factory: factory)
         sales = CouponSeries(factory: factory)
+        feedPosition = Metrics.Gauge(label: "coupon_event_feed_position", factory: factory)
+        webhookDeliveries = Dictionary(uniqueKeysWithValues: WebhookDelivery.Outcome.allCases.map { outcome in
+            (outcome, Metrics.Counter(label: "coupon_webhook_deliveries_total", dimensions: [("outcome", outcome.rawValue)], factory: factory))
+        })
+        webhooksFailing = Metrics.Gauge(label: "coupon_webhooks_failing", factory: factory)
+        self.factory = factory
+    }
+
+    /// The age of the oldest event an endpoint has not acknowledged, on the instance delivering to it
+    /// (0 elsewhere and when it has them all).
+    func webhookLag(_ id: Int64) -> Metrics.Gauge {
+        Metrics.Gauge(label: "coupon_webhook_lag_seconds", dimensions: [("webhook_id", String(id))], factory: factory)
     }
 
     /// One issue request answered.

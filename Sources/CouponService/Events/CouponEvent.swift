@@ -1,0 +1,100 @@
+// The events of the outbox (migrations/0012_outbox.sql), as the feed and the webhooks send them.
+import Foundation
+import PostgresNIO
+
+/// Every type of event, as the SQL that writes it names it (migrations/functions/outbox.sql and the
+/// ticket functions). `EventTypeTests` holds the names against the SQL files and openapi.yaml.
+enum EventType: String, Sendable, CaseIterable, Codable {
+    case ticketIssued = "ticket.issued"
+    case ticketHeld = "ticket.held"
+    case ticketRedeemed = "ticket.redeemed"
+    case ticketRestored = "ticket.restored"
+    case ticketReturned = "ticket.returned"
+    case ticketHoldLapsed = "ticket.hold_lapsed"
+    case couponCreated = "coupon.created"
+    case couponChanged = "coupon.changed"
+    case couponSoldOut = "coupon.sold_out"
+}
+
+/// One committed change: what happened to which ticket or coupon, when on the database's clock, and
+/// where it stands in the feed.
+struct CouponEvent: Sendable, Equatable {
+    /// Its place in the feed (the cursor a consumer continues from).
+    var position: Int64
+    /// What a consumer deduplicates on.
+    var id: UUID
+    var type: EventType
+    var couponID: Int64
+    var occurredAt: Date
+    var subject: Subject
+
+    /// What the event is about, as the routes answer it: a ticket (`GET /v1/tickets/{code}`; for
+    /// `ticket.returned` as it was before the return) or a coupon (`GET /v1/coupons/{id}`).
+    enum Subject: Sendable, Equatable {
+        case ticket(TicketRecord)
+        case coupon(Coupon)
+    }
+
+    /// The columns of `outbox` every read selects, in the order `decode` reads them: the event's, then
+    /// a ticket's as `TicketRecord.decode` reads them, then a coupon's as `CouponStore.coupon` does.
+    static let columns = """
+        position, id, type, occurred_at, \
+        coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, false, \
+        coupon_id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at
+        """
+
+    static func decode(_ row: PostgresRow) throws -> CouponEvent {
+        let columns = row.makeRandomAccess()
+        let name = try columns[2].decode(String.self)
+        guard let type = EventType(rawValue: name) else { throw CouponEventError.unknownType(name) }
+        let subject: Subject
+        if let record = try TicketRecord.decode(columns, from: 4).record {
+            subject = .ticket(record)
+        } else {
+            subject = .coupon(try CouponStore.coupon(columns, from: 13))
+        }
+        return CouponEvent(
+            position: try columns[0].decode(Int64.self), id: try columns[1].decode(UUID.self), type: type,
+            couponID: try columns[4].decode(Int64.self), occurredAt: try columns[3].decode(Date.self), subject: subject)
+    }
+}
+
+enum CouponEventError: Error {
+    case unknownType(String)
+}
+
+/// An event as JSON: `{"id", "type", "coupon_id", "occurred_at", "data"}`, `data` the ticket or the
+/// coupon as their routes answer them (a coupon's status as of the event).
+struct CouponEventJSON: Encodable {
+    var event: CouponEvent
+
+    init(_ event: CouponEvent) { self.event = event }
+
+    enum CodingKeys: String, CodingKey { case id, type, coupon_id, occurred_at, data }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(event.id.uuidString.lowercased(), forKey: .id)
+        try container.encode(event.type.rawValue, forKey: .type)
+        try container.encode(event.couponID, forKey: .coupon_id)
+        try container.encode(RFC3339.string(event.occurredAt), forKey: .occurred_at)
+        switch event.subject {
+        case .ticket(let record): try container.encode(TicketRecordResponse(record), forKey: .data)
+        case .coupon(let coupon): try container.encode(CouponResponse(coupon: coupon, now: event.occurredAt), forKey: .data)
+        }
+    }
+}
+
+/// The body of a feed page and of a webhook delivery: `{"events": [...]}`, with the feed's `next`.
+struct EventBatchJSON: Encodable {
+    var events: [CouponEvent]
+    var next: Int64?
+
+    enum CodingKeys: String, CodingKey { case events, next }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(events.map(CouponEventJSON.init), forKey: .events)
+        if let next { try container.encode(String(next), forKey: .next) }
+    }
+}

@@ -1,0 +1,152 @@
+import Crypto
+import Foundation
+import PostgresNIO
+
+/// An endpoint events are delivered to, and where its delivery stands.
+struct Webhook: Sendable, Equatable {
+    var id: Int64
+    var url: String
+    /// nil: every type.
+    var types: [EventType]?
+    var createdAt: Date
+    var lastDeliveredAt: Date?
+    /// Since when the batch in flight has failed (nil while deliveries succeed).
+    var failingSince: Date?
+    /// When it was given up, failing past `--webhook-give-up`.
+    var gaveUpAt: Date?
+    /// Events of its types not yet acknowledged.
+    var pending: Int
+}
+
+/// An endpoint this instance delivers to until its lease runs out: where to, with which secret, and
+/// from which position.
+struct WebhookLease: Sendable, Equatable {
+    var id: Int64
+    var url: String
+    var types: [EventType]?
+    var secret: String
+    var deliveredThrough: Int64
+    var attempts: Int
+    /// How long until the next attempt may be sent (after a failure's backoff).
+    var retryIn: Duration
+}
+
+/// The endpoints (migrations/0012_outbox.sql): registered, listed and removed by an admin; leased,
+/// acknowledged and failed by `WebhookDelivery`.
+struct WebhookStore: Sendable {
+    let database: Database
+
+    /// A new endpoint, delivered the events after `position`, and its secret (shown this once).
+    func register(url: String, types: [EventType]?, from position: Int64) async throws -> (Webhook, secret: String) {
+        let secret = Self.newSecret()
+        let rows = try await database.rows(
+            """
+            INSERT INTO webhooks (url, types, secret, delivered_through)
+            VALUES (\(url), \(types?.map(\.rawValue))::text[], \(secret), \(position))
+            RETURNING id, url, types, created_at, last_delivered_at, failing_since, gave_up_at, 0
+            """, Self.webhook)
+        guard let webhook = rows.first else { throw WebhookStoreError.noRowReturned }
+        return (webhook, secret)
+    }
+
+    /// Every endpoint, oldest first, with its pending events counted.
+    func all() async throws -> [Webhook] {
+        try await database.rows(
+            """
+            SELECT w.id, w.url, w.types, w.created_at, w.last_delivered_at, w.failing_since, w.gave_up_at,
+                   (SELECT count(*) FROM outbox AS o
+                    WHERE o.position > w.delivered_through AND (w.types IS NULL OR o.type = ANY (w.types)))::int
+            FROM webhooks AS w ORDER BY w.id
+            """, Self.webhook)
+    }
+
+    /// Removes an endpoint; false when there is none with the id.
+    func delete(id: Int64) async throws -> Bool {
+        try await !database.rows("DELETE FROM webhooks WHERE id = \(id) RETURNING 1") { _ in () }.isEmpty
+    }
+
+    /// Renews the leases `holder` has and takes those whose lease ran out (their instance stopped or
+    /// died), of endpoints not given up; the endpoints `holder` now delivers to.
+    func lease(holder: String, for duration: Duration) async throws -> [WebhookLease] {
+        try await database.rows(
+            """
+            UPDATE webhooks
+            SET lease_holder = \(holder), lease_until = now() + make_interval(secs => \(duration.seconds))
+            WHERE gave_up_at IS NULL AND (lease_holder = \(holder) OR lease_until IS NULL OR lease_until < now())
+            RETURNING id, url, types, secret, delivered_through, attempts,
+                      greatest(extract(epoch FROM next_attempt_at - now()), 0)::float8
+            """
+        ) { row in
+            let (id, url, types, secret, through, attempts, retryIn) = try row.decode(
+                (Int64, String, [String]?, String, Int64, Int, Double).self)
+            return WebhookLease(
+                id: id, url: url, types: types?.compactMap(EventType.init), secret: secret, deliveredThrough: through,
+                attempts: attempts, retryIn: .milliseconds(Int64(retryIn * 1000)))
+        }
+    }
+
+    /// Endpoints failing now or given up.
+    func failing() async throws -> Int {
+        try await database.rows(
+            "SELECT count(*)::int FROM webhooks WHERE failing_since IS NOT NULL OR gave_up_at IS NOT NULL") { try $0.decode(Int.self) }.first ?? 0
+    }
+
+    /// Lets the endpoints go at shutdown, so another instance takes them at once.
+    func release(holder: String) async throws {
+        _ = try await database.rows("UPDATE webhooks SET lease_holder = NULL, lease_until = NULL WHERE lease_holder = \(holder) RETURNING 1") { _ in () }
+    }
+
+    /// Records that the endpoint has every event up to `position`: acknowledged by it (`delivered`),
+    /// or none of them of its types. False when `holder` lost the lease (another instance delivers now).
+    func advance(id: Int64, holder: String, through position: Int64, delivered: Bool) async throws -> Bool {
+        try await !database.rows(
+            """
+            UPDATE webhooks
+            SET delivered_through = \(position), failing_since = NULL, attempts = 0, next_attempt_at = NULL,
+                last_delivered_at = CASE WHEN \(delivered) THEN now() ELSE last_delivered_at END
+            WHERE id = \(id) AND lease_holder = \(holder) AND delivered_through < \(position)
+            RETURNING 1
+            """
+        ) { _ in () }.isEmpty
+    }
+
+    /// Records a failed delivery: retried after `backoff`, or given up once failing for `giveUp`. True
+    /// when given up (or the lease is lost): this instance stops delivering to it.
+    func failed(id: Int64, holder: String, backoff: Duration, giveUp: Duration) async throws -> Bool {
+        let rows = try await database.rows(
+            """
+            UPDATE webhooks
+            SET attempts = attempts + 1,
+                failing_since = coalesce(failing_since, now()),
+                next_attempt_at = now() + make_interval(secs => \(backoff.seconds)),
+                gave_up_at = CASE WHEN now() - coalesce(failing_since, now()) >= make_interval(secs => \(giveUp.seconds))
+                                  THEN now() END
+            WHERE id = \(id) AND lease_holder = \(holder)
+            RETURNING gave_up_at IS NOT NULL
+            """
+        ) { try $0.decode(Bool.self) }
+        return rows.first ?? true
+    }
+
+    /// `whsec_` and 32 random bytes in hex.
+    static func newSecret() -> String {
+        "whsec_" + SymmetricKey(size: .bits256).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+    }
+
+    @Sendable static func webhook(_ row: PostgresRow) throws -> Webhook {
+        let (id, url, types, createdAt, lastDeliveredAt, failingSince, gaveUpAt, pending) = try row.decode(
+            (Int64, String, [String]?, Date, Date?, Date?, Date?, Int).self)
+        return Webhook(
+            id: id, url: url, types: types?.compactMap(EventType.init), createdAt: createdAt, lastDeliveredAt: lastDeliveredAt,
+            failingSince: failingSince, gaveUpAt: gaveUpAt, pending: pending)
+    }
+}
+
+enum WebhookStoreError: Error {
+    case noRowReturned
+}
+
+extension Duration {
+    /// In seconds, fractions kept.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,162 @@
+"""Issue 32's targets side by side, `python3 -m bench.events.run`, run by bench/events/run.sh (which
+builds both sides and migrates their databases): issuance without events (`base`) against the
+working tree with a webhook endpoint subscribed and receiving (`head`), each on its own database.
+
+1. closed loop: bench/speed's rows (constant answer, sold-out refusals, issuance) per side, sides
+   alternating for EVENTS_ROUNDS rounds; head's issuance row also waits for its events to arrive;
+2. open loop: bench/openloop's steps on one instance per side, head's issuance steps with the lag of
+   every event from its commit to its arrival;
+3. the million-ticket sale per side, head's delivered to the receiver: how long after the sell-out
+   its last event was acknowledged.
+
+Writes bench/results/events.md; the raw figures stay in bench/results/tmp/events/.
+"""
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+from bench import lib
+from bench.lib import ROOT, first_line, machine
+
+ROUNDS = int(os.environ.get("EVENTS_ROUNDS", "2"))
+RATES = os.environ.get("EVENTS_RATES", "500 1000 1500 2000 3000")
+MILLION = os.environ.get("EVENTS_MILLION", "1") == "1"
+WORK = os.path.join(ROOT, "bench", "results", "tmp", "events")
+SIDES = {"base": (os.environ["BASE_BIN"], os.environ["BASE_URL"]), "head": (os.environ["COUPON_BIN"], os.environ["HEAD_URL"])}
+
+
+def run(module, side, out, **env):
+    """One bench module for one side, on the side's database; its JSON figures."""
+    binary, url = SIDES[side]
+    webhook = "1" if side == "head" else "0"
+    environment = dict(os.environ, DATABASE_URL=url, COUPON_BIN=binary, SPEED_WEBHOOK=webhook, OPENLOOP_WEBHOOK=webhook,
+                       MILLION_WEBHOOK=webhook, **env)
+    print(f"{module} ({side})", flush=True)
+    subprocess.run([sys.executable, "-m", module], env=environment, cwd=ROOT, check=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def closed_loop():
+    rows = {"base": [], "head": []}
+    for number in range(ROUNDS):
+        for side in (("base", "head") if number % 2 == 0 else ("head", "base")):
+            out = os.path.join(WORK, f"speed-{side}-{number}.json")
+            rows[side] += run("bench.speed.run", side, out, SPEED_SIDES=f"{side}={SIDES[side][0]}", SPEED_TOKENS="0",
+                              SPEED_SQL="0", SPEED_JSON=out)
+    return rows
+
+
+def open_loop():
+    steps = {}
+    for side in ("base", "head"):
+        out = os.path.join(WORK, f"openloop-{side}.json")
+        steps[side] = run("bench.openloop.run", side, out, OPENLOOP_INSTANCES="1", OPENLOOP_RATES=RATES, OPENLOOP_JSON=out)
+    return steps
+
+
+def million():
+    return {side: run("bench.speed.million", side, os.path.join(WORK, f"million-{side}.json"),
+                      MILLION_JSON=os.path.join(WORK, f"million-{side}.json")) for side in ("base", "head")}
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def closed_table(rows):
+    """Per round and side: constant, refusals and issuance; the ratio of head's issuance to base's."""
+    lines = ["| side | constant GET /healthz | sold-out refusals | issuance, issued/s | issuance / constant | CPU µs per ticket (server + PostgreSQL) | audit | webhook |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
+    issuance = {}
+    for side in ("base", "head"):
+        side_rows = rows[side]
+        constants = [r for r in side_rows if r["what"].startswith("constant answer, GET")]
+        refusals = [r for r in side_rows if r["what"].startswith("sold-out")]
+        issues = [r for r in side_rows if r["what"].startswith("issuance")]
+        hooks = [r for r in side_rows if r["what"].startswith("webhook")]
+        for n, issue in enumerate(issues):
+            cpu = issue["cpu"].get("server", 0) + issue["cpu"].get("postgres", 0)
+            hook = f"{hooks[n]['rate']:.1f} s after the row ({hooks[n]['audit']})" if n < len(hooks) else "-"
+            lines.append(f"| {side} | {constants[n]['rate']:,.0f}/s | {refusals[n]['rate']:,.0f}/s | {issue['rate']:,.0f} | "
+                         f"{issue['rate'] / constants[n]['rate']:.2f} | {cpu:.1f} | {issue['audit']} | {hook} |")
+        issuance[side] = (mean(r["rate"] for r in issues), mean(r["rate"] / c["rate"] for r, c in zip(issues, constants)))
+    ratio = issuance["head"][0] / issuance["base"][0]
+    relative = issuance["head"][1] / issuance["base"][1]
+    return "\n".join(lines), ratio, relative
+
+
+def open_table(steps):
+    lines = ["| arrivals/s | side | constant p99 ms | issuance p99 ms | issuance holds | webhook: events lag p99 / max s |",
+             "|---:|---|---:|---:|---|---|"]
+    knees = {}
+    for side in ("base", "head"):
+        data = steps[side]
+        by_rate = {}
+        for step in data["steps"]:
+            by_rate.setdefault(step["rate"], {})[step["target"]] = step
+        for rate, targets in sorted(by_rate.items()):
+            issue, constant = targets.get("issue", {}), targets.get("constant", {})
+            holds = issue.get("p99", 1e9) < 100 and not issue.get("failed") and not issue.get("dropped")
+            lag = (f"{issue['lag_p99']:.2f} / {issue['lag_max']:.2f} ({issue['delivered']:,} of {issue['events']:,})"
+                   if issue.get("lag_max") is not None else "-")
+            lines.append(f"| {rate:,} | {side} | {constant.get('p99', float('nan')):.2f} | {issue.get('p99', float('nan')):.2f} | "
+                         f"{'yes' if holds else 'no'} | {lag} |")
+        knee = next(iter(data["knees"].values()))
+        knees[side] = (knee["constant"][0], knee["issue"][0])
+    return "\n".join(lines), knees
+
+
+def main():
+    started = datetime.datetime.now(datetime.timezone.utc)
+    os.makedirs(WORK, exist_ok=True)
+    rows = closed_loop()
+    steps = open_loop()
+    sales = million() if MILLION else {}
+    closed, ratio, relative = closed_table(rows)
+    opened, knees = open_table(steps)
+    head_knee = knees["head"][1]
+    knee_lag = next((s for s in steps["head"]["steps"] if s["target"] == "issue" and s["rate"] == head_knee), {})
+    million_text = "not run (EVENTS_MILLION=0)"
+    if sales:
+        hook = sales["head"]["webhook"] or {}
+        million_text = (f"base sold out in {sales['base']['sold_out']:.1f} s, head (a webhook receiving) in "
+                        f"{sales['head']['sold_out']:.1f} s ({sales['base']['sold_out'] / sales['head']['sold_out']:.2f} of base's rate); "
+                        f"audits {sales['base']['audit']}, {sales['head']['audit']}. The head's {hook.get('acknowledged', 0):,} of "
+                        f"{hook.get('events', 0):,} events acknowledged {hook.get('after_sold_out', float('nan')):.1f} s after the "
+                        f"sell-out (target: within 60 s), in {hook.get('deliveries', 0):,} deliveries, the largest lag of a "
+                        f"delivery's first event {hook.get('max_lag', float('nan')):.1f} s, signatures "
+                        f"{'valid' if hook.get('signed') else 'NOT valid'}.")
+    report = f"""## {started:%Y-%m-%d %H:%M} UTC
+
+Working tree at {first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}{' with uncommitted changes' if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "migrations"]).returncode else ''}
+(`head`, with one webhook endpoint subscribed to every event, a receiver on loopback answering 204);
+`base` is {os.environ['BASE_REV']}, before the outbox. Each on a database of its own, migrated by its own
+migrations. Machine: {machine(first_line(["wrk", "--version"]).split(" [")[0], "load, server, receiver and PostgreSQL on the same 2 cores")}.
+
+**Closed loop** (bench/speed's rows, wrk -t1 -c256, 8 s each, sides alternating over {ROUNDS} rounds):
+head's issuance is **{ratio:.2f}** of base's (target at least 0.9); against each side's own constant
+answer {relative:.2f}.
+
+{closed}
+
+**Open loop** (bench/openloop on one instance, 3 s warm-up + 8 s per step): knee of issuance
+{knees['base'][1] or 'none'}/s at base, {knees['head'][1] or 'none'}/s at head (constant: {knees['base'][0] or 'none'},
+{knees['head'][0] or 'none'}); at head's knee the events' delivery lag (commit to arrival) p99
+{knee_lag.get('lag_p99', float('nan')):.2f} s, max {knee_lag.get('lag_max', float('nan')):.2f} s (target under 5 s).
+
+{opened}
+
+**A million tickets** (bench/speed/million.py per side): {million_text}
+"""
+    lib.prepend_result("events.md", "# Events: what the outbox and a webhook cost the sale\n\n"
+                       "Written by `bench/events/run.sh`, newest first; the fault scenarios' figures below them.\n\n", report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
