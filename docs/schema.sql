@@ -171,6 +171,12 @@ BEGIN
                 issued_through = greatest(c.issued_through, n.highest)
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
+        ), told AS (
+            -- The group's events, one INSERT for all of them (migrations/0012).
+            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at)
+            SELECT p_coupon_id, 'ticket.issued', c.issued_at, c.number, c.code, c.user_id, c.issued_at
+            FROM claimed AS c
+            ORDER BY c.number
         )
         SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
                NULL::timestamptz, false
@@ -229,6 +235,32 @@ $$;
 
 
 --
+-- Name: outbox_horizon(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.outbox_horizon(OUT last_position bigint, OUT running bigint[]) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_snapshot pg_snapshot;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO last_position FROM outbox_position_seq AS s;
+    SELECT pg_current_snapshot() INTO v_snapshot;
+    SELECT coalesce(array_agg(x.xid::text::bigint), '{}') INTO running
+    FROM pg_snapshot_xip(v_snapshot) AS x(xid)
+    WHERE x.xid::text::bigint % 4294967296 IN (
+        SELECT a.backend_xid::text::bigint FROM pg_stat_activity AS a
+        WHERE a.datname = current_database() AND a.backend_xid IS NOT NULL
+        UNION ALL
+        SELECT p.transaction::text::bigint FROM pg_prepared_xacts AS p WHERE p.database = current_database());
+END;
+$$;
+
+
+--
 -- Name: redeem_ticket(bigint, text, text, text, integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -271,6 +303,7 @@ BEGIN
     UPDATE coupon_tickets AS t
     SET redeemed_at = v_ticket.redeemed_at, order_id = v_ticket.order_id, hold_until = v_ticket.hold_until
     WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+    PERFORM write_ticket_event(CASE v_outcome WHEN 'hold_placed' THEN 'ticket.held' ELSE 'ticket.redeemed' END, v_ticket, v_now);
     RETURN QUERY SELECT v_outcome, (v_ticket).*;
 END;
 $$;
@@ -300,6 +333,7 @@ BEGIN
     v_ticket.redeemed_at := NULL;
     v_ticket.order_id := NULL;
     v_ticket.hold_until := NULL;
+    PERFORM write_ticket_event('ticket.restored', v_ticket, statement_timestamp());
     RETURN QUERY SELECT 'restored', (v_ticket).*;
 END;
 $$;
@@ -336,6 +370,7 @@ BEGIN
     SET user_id = NULL, issued_at = NULL, code = v_code, order_id = NULL, hold_until = NULL
     WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
     UPDATE coupons AS c SET issued_count = c.issued_count - 1 WHERE c.id = p_coupon_id;
+    PERFORM write_ticket_event('ticket.returned', v_ticket, statement_timestamp());
     RETURN QUERY SELECT 'returned', (v_ticket).*;
 END;
 $$;
@@ -414,9 +449,40 @@ BEGIN
     IF v_ticket.hold_lapsed THEN
         UPDATE coupon_tickets AS t SET order_id = NULL, hold_until = NULL
         WHERE t.coupon_id = p_coupon_id AND t.number = v_ticket.number;
+        PERFORM write_ticket_event('ticket.hold_lapsed', v_ticket, statement_timestamp());
     END IF;
     RETURN v_ticket;
 END;
+$$;
+
+
+--
+-- Name: write_coupon_event(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.write_coupon_event() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO outbox (coupon_id, type, occurred_at, name, quantity, issued_count, starts_at, ends_at, redeem_until,
+                        created_at)
+    VALUES (NEW.id, TG_ARGV[0], clock_timestamp(), NEW.name, NEW.quantity, NEW.issued_count, NEW.starts_at, NEW.ends_at,
+            NEW.redeem_until, NEW.created_at);
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: write_ticket_event(text, public.coupon_ticket_states, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.write_ticket_event(p_type text, p_ticket public.coupon_ticket_states, p_at timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at, redeemed_at, order_id, hold_until)
+    VALUES (p_ticket.coupon_id, p_type, p_at, p_ticket.number, p_ticket.code, p_ticket.user_id, p_ticket.issued_at,
+            p_ticket.redeemed_at, p_ticket.order_id, p_ticket.hold_until)
 $$;
 
 
@@ -454,6 +520,47 @@ ALTER TABLE public.coupons ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: outbox; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.outbox (
+    "position" bigint NOT NULL,
+    coupon_id bigint NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    type text NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    number integer,
+    code text,
+    user_id text,
+    issued_at timestamp with time zone,
+    redeemed_at timestamp with time zone,
+    order_id text,
+    hold_until timestamp with time zone,
+    name text,
+    quantity integer,
+    issued_count integer,
+    starts_at timestamp with time zone,
+    ends_at timestamp with time zone,
+    redeem_until timestamp with time zone,
+    created_at timestamp with time zone
+);
+
+
+--
+-- Name: outbox_position_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.outbox ALTER COLUMN "position" ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.outbox_position_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: schema_functions; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -473,6 +580,41 @@ CREATE TABLE public.schema_migrations (
     name text NOT NULL,
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: webhooks; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.webhooks (
+    id bigint NOT NULL,
+    url text NOT NULL,
+    types text[],
+    secret text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_through bigint NOT NULL,
+    last_delivered_at timestamp with time zone,
+    failing_since timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone,
+    gave_up_at timestamp with time zone,
+    lease_holder text,
+    lease_until timestamp with time zone
+);
+
+
+--
+-- Name: webhooks_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.webhooks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.webhooks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 
@@ -509,6 +651,14 @@ ALTER TABLE ONLY public.coupons
 
 
 --
+-- Name: outbox outbox_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.outbox
+    ADD CONSTRAINT outbox_pkey PRIMARY KEY ("position", coupon_id);
+
+
+--
 -- Name: schema_functions schema_functions_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -525,10 +675,25 @@ ALTER TABLE ONLY public.schema_migrations
 
 
 --
+-- Name: webhooks webhooks_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.webhooks
+    ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: coupon_tickets_bare_code; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX coupon_tickets_bare_code ON public.coupon_tickets USING btree (code) WHERE (code !~~ '%-%'::text);
+
+
+--
+-- Name: coupon_tickets_by_order; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX coupon_tickets_by_order ON public.coupon_tickets USING btree (order_id) WHERE (order_id IS NOT NULL);
 
 
 --
@@ -546,6 +711,13 @@ CREATE INDEX coupon_tickets_free ON public.coupon_tickets USING btree (coupon_id
 
 
 --
+-- Name: coupons coupons_changed_event; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER coupons_changed_event AFTER UPDATE ON public.coupons FOR EACH ROW WHEN (((old.name IS DISTINCT FROM new.name) OR (old.quantity IS DISTINCT FROM new.quantity) OR (old.starts_at IS DISTINCT FROM new.starts_at) OR (old.ends_at IS DISTINCT FROM new.ends_at) OR (old.redeem_until IS DISTINCT FROM new.redeem_until))) EXECUTE FUNCTION public.write_coupon_event('coupon.changed');
+
+
+--
 -- Name: coupons coupons_changed_notify; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -553,10 +725,24 @@ CREATE TRIGGER coupons_changed_notify AFTER UPDATE ON public.coupons FOR EACH RO
 
 
 --
+-- Name: coupons coupons_created_event; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER coupons_created_event AFTER INSERT ON public.coupons FOR EACH ROW EXECUTE FUNCTION public.write_coupon_event('coupon.created');
+
+
+--
 -- Name: coupons coupons_created_notify; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER coupons_created_notify AFTER INSERT ON public.coupons FOR EACH ROW EXECUTE FUNCTION public.notify_coupon_event();
+
+
+--
+-- Name: coupons coupons_sold_out_event; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER coupons_sold_out_event AFTER UPDATE ON public.coupons FOR EACH ROW WHEN (((old.issued_count < old.quantity) AND (new.issued_count >= new.quantity))) EXECUTE FUNCTION public.write_coupon_event('coupon.sold_out');
 
 
 --

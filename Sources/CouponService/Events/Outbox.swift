@@ -82,13 +82,14 @@ struct OutboxRetention: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard !Task.isCancelled else { break }
                 do {
                     let deleted = try await outbox.deleteDelivered(olderThan: settings.retention, settled: try await feed.advance())
                     if deleted > 0 { logger.info("outbox events deleted past their retention", metadata: ["events": "\(deleted)"]) }
                 } catch {
                     logger.debug("outbox retention skipped", metadata: ["error": "\(DatabaseFailure.logged(error))"])
                 }
-                try? await Task.sleep(for: interval)
             }
         }
     }

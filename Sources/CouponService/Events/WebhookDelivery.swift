@@ -40,20 +40,27 @@ struct WebhookDelivery: Service {
     }
 
     /// Renews and takes leases; starts a task per endpoint taken, stops it when its lease is gone.
+    /// While any endpoint exists it looks every `renewEvery`, so a dead instance's endpoints move
+    /// within the lease; with none, only when the bell rings (a registration rings it, on every
+    /// instance through NOTIFY), at most every `renewEvery`, and every minute.
     private func leaseLoop(_ http: HTTPClient) async {
         var running: [Int64: Task<Void, Never>] = [:]
         defer { for task in running.values { task.cancel() } }
         while !Task.isCancelled {
+            let wakeUps = feed.bell.wakeUps
+            let looked = ContinuousClock.now
+            var endpoints = 1
             do {
                 let leases = try await webhooks.lease(holder: holder, for: settings.lease)
-                let held = Set(leases.map(\.id))
+                endpoints = leases.endpoints
+                metrics.webhooksFailing.record(leases.failing)
+                let held = Set(leases.held.map(\.id))
                 for (id, task) in running where !held.contains(id) {
                     task.cancel()
                     running[id] = nil
                     metrics.webhookLag(id).record(0)
                 }
-                metrics.webhooksFailing.record(try await webhooks.failing())
-                for lease in leases where running[lease.id] == nil {
+                for lease in leases.held where running[lease.id] == nil {
                     logger.info("delivering events", metadata: ["webhook_id": "\(lease.id)", "from_position": "\(lease.deliveredThrough)"])
                     running[lease.id] = Task { await deliver(lease, http) }
                 }
@@ -61,7 +68,8 @@ struct WebhookDelivery: Service {
                 guard !Task.isCancelled else { break }
                 logger.debug("could not renew webhook leases", metadata: ["error": "\(DatabaseFailure.logged(error))"])
             }
-            try? await Task.sleep(for: renewEvery)
+            if endpoints == 0 { await feed.bell.sleep(since: wakeUps, upTo: .seconds(60)) }
+            try? await Task.sleep(until: looked.advanced(by: renewEvery), clock: .continuous)
         }
     }
 

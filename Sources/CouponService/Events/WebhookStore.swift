@@ -65,30 +65,42 @@ struct WebhookStore: Sendable {
         try await !database.rows("DELETE FROM webhooks WHERE id = \(id) RETURNING 1") { _ in () }.isEmpty
     }
 
-    /// Renews the leases `holder` has and takes those whose lease ran out (their instance stopped or
-    /// died), of endpoints not given up; the endpoints `holder` now delivers to.
-    func lease(holder: String, for duration: Duration) async throws -> [WebhookLease] {
-        try await database.rows(
+    /// Every endpoint, as the lease sees it: renews the leases `holder` has and takes those whose
+    /// lease ran out (their instance stopped or died), of endpoints not given up. One statement, run
+    /// every second while any endpoint exists.
+    func lease(holder: String, for duration: Duration) async throws -> Leases {
+        let rows = try await database.rows(
             """
-            UPDATE webhooks
-            SET lease_holder = \(holder), lease_until = now() + make_interval(secs => \(duration.seconds))
-            WHERE gave_up_at IS NULL AND (lease_holder = \(holder) OR lease_until IS NULL OR lease_until < now())
-            RETURNING id, url, types, secret, delivered_through, attempts,
-                      greatest(extract(epoch FROM next_attempt_at - now()), 0)::float8
+            WITH taken AS (
+                UPDATE webhooks
+                SET lease_holder = \(holder), lease_until = now() + make_interval(secs => \(duration.seconds))
+                WHERE gave_up_at IS NULL AND (lease_holder = \(holder) OR lease_until IS NULL OR lease_until < now())
+                RETURNING id
+            )
+            SELECT w.id, w.url, w.types, w.secret, w.delivered_through, w.attempts,
+                   greatest(extract(epoch FROM w.next_attempt_at - now()), 0)::float8,
+                   t.id IS NOT NULL, w.failing_since IS NOT NULL OR w.gave_up_at IS NOT NULL
+            FROM webhooks AS w LEFT JOIN taken AS t ON t.id = w.id
             """
         ) { row in
-            let (id, url, types, secret, through, attempts, retryIn) = try row.decode(
-                (Int64, String, [String]?, String, Int64, Int, Double).self)
-            return WebhookLease(
+            let (id, url, types, secret, through, attempts, retryIn, mine, failing) = try row.decode(
+                (Int64, String, [String]?, String, Int64, Int, Double, Bool, Bool).self)
+            let lease = WebhookLease(
                 id: id, url: url, types: types?.compactMap(EventType.init), secret: secret, deliveredThrough: through,
                 attempts: attempts, retryIn: .milliseconds(Int64(retryIn * 1000)))
+            return (lease, mine, failing)
         }
+        return Leases(held: rows.filter(\.1).map(\.0), endpoints: rows.count, failing: rows.count(where: \.2))
     }
 
-    /// Endpoints failing now or given up.
-    func failing() async throws -> Int {
-        try await database.rows(
-            "SELECT count(*)::int FROM webhooks WHERE failing_since IS NOT NULL OR gave_up_at IS NOT NULL") { try $0.decode(Int.self) }.first ?? 0
+    /// What one look at the endpoints found.
+    struct Leases: Sendable {
+        /// The endpoints this instance delivers to now.
+        var held: [WebhookLease]
+        /// Endpoints registered, held by any instance or given up.
+        var endpoints: Int
+        /// Endpoints failing now, or given up.
+        var failing: Int
     }
 
     /// Lets the endpoints go at shutdown, so another instance takes them at once.

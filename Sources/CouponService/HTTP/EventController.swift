@@ -52,6 +52,8 @@ struct EventController<Context: RequestContext>: Sendable {
         let (url, types) = try RequestParser.newWebhook(from: try await request.jsonBody())
         let (webhook, secret) = try await webhooks.register(url: url, types: types, from: try await settled())
         context.logger.info("webhook registered", metadata: ["webhook_id": "\(webhook.id)", "url": "\(url)"])
+        // Every instance's delivery looks at the endpoints again (`WebhookDelivery`).
+        feed.database.eventsCommitted()
         return EditedResponse(
             status: .created, headers: [.location: "/v1/webhooks/\(webhook.id)"], response: WebhookResponse(webhook: webhook, secret: secret))
     }
