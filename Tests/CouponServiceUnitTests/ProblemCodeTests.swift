@@ -111,3 +111,21 @@ import Testing
         #expect(try ProblemCodeTests.openAPIEnum(after: "    EventType:") == swift)
     }
 }
+
+/// The webhook URL rule, spelled once in Swift, against openapi.yaml's `NewWebhook.url` pattern.
+@Suite struct WebhookURLRuleTests {
+    @Test func theWebhookURLRuleIsOpenAPIs() throws {
+        let text = try String(contentsOf: ProblemCodeTests.root.appending(path: "openapi.yaml"), encoding: .utf8)
+        let schema = try #require(text.range(of: "    NewWebhook:"))
+        let line = try #require(text[schema.upperBound...].firstMatch(of: /pattern: "(.*)"/))
+        let pattern = try Regex(String(line.output.1))
+        let urls = [
+            "http://127.0.0.1:9000/hooks", "HTTPS://shop.example/a?b=c&d=%2F", "http://a:65535", "http://a:65536", "http://a:0/",
+            "http://a:08/", "ftp://a/", "http://u:p@a/", "http://a/x#f", "http://a/x y", "http://a/{x}", "http://[::1]/", "http://",
+            "http://a/%zz", "http://a/%2", "http://a?q", "https://a.b-c.d/", "http://a/é",
+        ]
+        for url in urls {
+            #expect((url.wholeMatch(of: RequestParser.webhookURL) != nil) == (url.wholeMatch(of: pattern) != nil), "\(url)")
+        }
+    }
+}

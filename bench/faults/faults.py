@@ -326,16 +326,18 @@ async def connection_cap():
 async def failover():
     print("failover: pg_auto_failover (a monitor, two nodes, synchronous replication), 2 instances on the "
           "multi-host URL, 16 shoppers; the primary's host lost mid-sale", flush=True)
-    with ha.Cluster() as cluster:
+    with ha.Cluster() as cluster, lib.WebhookReceiver(webhooks.RECEIVER_PORT + 1) as receiver:
         url = cluster.url()
         subprocess.run([os.environ["COUPON_BIN"], "migrate", "--database-url", url, "--log-level", "error"], check=True)
         with running(2, url=url) as instances:
-            await failover_sale(cluster, [instance.port for instance in instances])
+            _, receiver.secret = lib.register_webhook(instances[0].port, receiver.url)
+            await failover_sale(cluster, [instance.port for instance in instances], receiver)
 
 
-async def failover_sale(cluster, ports):
+async def failover_sale(cluster, ports, receiver=None):
     """The sale through the loss of the primary's host, then the checks on the new primary, and the
-    old node rejoined as a standby. Returns what was measured (bench/failover runs it five times)."""
+    old node rejoined as a standby; with `receiver`, every event of the sale delivered to it. Returns
+    what was measured (bench/failover runs it five times)."""
     coupon = create_coupon(ports[0], 100_000)
     answers = []  # (user, status, body, port, sent at, seconds)
     selling = True
@@ -432,6 +434,13 @@ async def failover_sale(cluster, ports):
     audit("after the rejoin (on the primary)", coupon,
           [(u, s, b) for u, s, b, *_ in answers] + [(f"fo-after-{n}", s, b) for n, (s, b, _) in enumerate(after)],
           url=primary_url)
+    if receiver:
+        took, came = await webhooks.delivered(receiver, coupon, url=primary_url)
+        print(f"  webhook: every event of the sale acknowledged {took:.1f} s after the rejoin", flush=True)
+        problems = [] if came else ["not every event of the sale reached the webhook"]
+        webhooks.verdict("failover webhook", receiver, [coupon], problems, url=primary_url)
+        if problems:
+            failures.append("failover: " + "; ".join(problems[:3]))
     return {"lost": old, "promoted": survivor, "promotion_s": promoted_at - lost_at,
             "first_201_s": [first[port] - promoted_at if port in first else None for port in ports],
             "longest_wait_s": max(during), "unavailable": statuses.get("503", 0), "issued": statuses.get("201", 0),

@@ -19,17 +19,17 @@ DOWN_SECONDS = float(os.environ.get("FAULTS_WEBHOOK_DOWN", "5"))
 SLOW_SECONDS = float(os.environ.get("FAULTS_WEBHOOK_SLOW", "5"))
 
 
-def outbox(coupon):
+def outbox(coupon, url=None):
     """The coupon's events as the outbox holds them: ids in position order."""
-    return psql(f"SELECT id FROM outbox WHERE coupon_id = {coupon} ORDER BY position", lib.URL).split()
+    return psql(f"SELECT id FROM outbox WHERE coupon_id = {coupon} ORDER BY position", url or lib.URL).split()
 
 
-async def delivered(receiver, coupon, seconds=60):
+async def delivered(receiver, coupon, seconds=60, url=None):
     """Waits (bounded) until every event of the coupon in the outbox has been acknowledged; how long it took
     and whether it came."""
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        wanted = set(outbox(coupon))
+        wanted = set(outbox(coupon, url))
         if wanted <= {event["id"] for event in receiver.acknowledged()}:
             return time.monotonic() - started, True
         await asyncio.sleep(0.2)
@@ -41,12 +41,12 @@ def holder_pid(webhook):
     return int(holder.split("/")[1]) if holder.count("/") == 2 else None
 
 
-def verdict(name, receiver, coupons, problems):
+def verdict(name, receiver, coupons, problems, url=None):
     """Every event of `coupons` acknowledged at least once, the first arrivals in position order, every
     signature valid; prints the counts and adds what failed to `problems`."""
     arrivals = [event["id"] for event in receiver.acknowledged()]
     for coupon in coupons:
-        wanted = outbox(coupon)
+        wanted = outbox(coupon, url)
         mine = set(wanted)
         first = list(dict.fromkeys(event for event in arrivals if event in mine))
         if set(first) != mine:

@@ -35,8 +35,9 @@ BEGIN
 END;
 $$;
 
--- The WHEN clauses are checked in C: an issuance that leaves the coupon open runs no trigger. Fired in
--- name order: a quantity lowered to the issued count is changed, then sold out.
+-- The WHEN clauses are checked in C: an issuance runs no trigger (issue_tickets writes its own
+-- coupon.sold_out, after its tickets). Fired in name order: a quantity lowered to the issued count is
+-- changed, then sold out.
 CREATE OR REPLACE TRIGGER coupons_created_event
     AFTER INSERT ON coupons
     FOR EACH ROW EXECUTE FUNCTION write_coupon_event('coupon.created');
@@ -54,7 +55,7 @@ CREATE OR REPLACE TRIGGER coupons_changed_event
 CREATE OR REPLACE TRIGGER coupons_sold_out_event
     AFTER UPDATE ON coupons
     FOR EACH ROW
-    WHEN (OLD.issued_count < OLD.quantity AND NEW.issued_count >= NEW.quantity)
+    WHEN (OLD.issued_count < OLD.quantity AND NEW.issued_count >= NEW.quantity AND OLD.quantity <> NEW.quantity)
     EXECUTE FUNCTION write_coupon_event('coupon.sold_out');
 
 -- Where the feed may read up to (EventFeed in Sources/): the outbox's last position taken, then the
