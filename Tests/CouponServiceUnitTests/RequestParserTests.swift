@@ -190,7 +190,7 @@ import Testing
         let refused = [
             #"{"url":"ftp://a/x"}"#, #"{"url":"http://u:p@a/x"}"#, #"{"url":"http://u@a/x"}"#, #"{"url":"a/x"}"#,
             #"{"url":"http://a/x#f"}"#, #"{"url":"javascript:alert(1)"}"#, #"{"url":"http://a/x","types":["nope"]}"#,
-            #"{"url":"http://a/x","types":[]}"#, #"{"url":"http://a/x","url":"http://b/x"}"#,
+            #"{"url":"http://a/x","types":[]}"#, #"{"url":"http://a/x","url":"http://b/x"}"#, #"{"url":"http://a/x","types":null}"#,
             #"{"url":"http://a/\#(String(repeating: "x", count: 2_050))"}"#,
         ]
         for body in refused { #expect(throws: CouponProblem.self, "\(body)") { try RequestParser.newWebhook(from: Data(body.utf8)) } }

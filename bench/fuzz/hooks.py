@@ -19,7 +19,10 @@ are sent, so that a request schemathesis means as valid is valid:
 - a valid quantity near the document's maximum (1,000,000) is not wrong, only slow: the server
   generates that many ticket rows, about ten seconds each, and generators love boundaries. Valid
   quantities above 5,000 are brought down into range; invalid ones are sent as generated. The
-  boundary itself is covered by CouponAPITests and RequestParserTests.
+  boundary itself is covered by CouponAPITests and RequestParserTests;
+- likewise a valid `wait` of the event feed (0 to 30 seconds) holds the request that long when no
+  event comes, past the request timeout: valid waits above 1 are brought down to 1. EventTests
+  covers the long poll.
 """
 import os
 import re
@@ -73,6 +76,9 @@ def before_call(context, case, **kwargs):
     # Our JWT only: a negative case's missing or broken credential, or a probe's, is sent as it is.
     if (case.headers or {}).get("Authorization", "").removeprefix("Bearer ") in ISSUED:
         case.headers["Authorization"] = f"Bearer {user_token(case)}"
+    wait = (case.query or {}).get("wait")
+    if type(wait) is int and 1 < wait <= 30 or isinstance(wait, str) and wait.isdigit() and 1 < int(wait) <= 30:
+        case.query["wait"] = 1
     body = case.body
     if not isinstance(body, dict):
         return

@@ -13,12 +13,13 @@ public struct EventSettings: Sendable {
     public var webhookGiveUp: Duration
     /// Events every live endpoint acknowledged are deleted once this old (`--events-retention`).
     public var retention: Duration
-    /// A dead instance's endpoints are taken over once its lease runs out.
+    /// A dead instance's endpoints are taken over once its lease runs out: renewed every quarter of
+    /// it, so another instance delivers within a lease and a quarter (5 s).
     public var lease: Duration
 
     public init(
         webhookBatch: Int = 100, webhookTimeout: Duration = .seconds(10), webhookGiveUp: Duration = .seconds(72 * 3600),
-        retention: Duration = .seconds(7 * 24 * 3600), lease: Duration = .seconds(5)
+        retention: Duration = .seconds(7 * 24 * 3600), lease: Duration = .seconds(4)
     ) {
         self.webhookBatch = webhookBatch
         self.webhookTimeout = webhookTimeout

@@ -10,9 +10,9 @@ import ServiceLifecycle
 /// once, signed (docs/events.md).
 ///
 /// Every `renewEvery` it renews its leases and takes those that ran out, so when an instance dies its
-/// endpoints move to another within the lease (5 s). Per endpoint one task sends a batch, waits for
-/// the answer, and only after a 2xx records the batch acknowledged and sends the next: an endpoint
-/// sees events in feed order, and a kill repeats at most the batch in flight. A failure is retried
+/// endpoints move to another within the lease and one renewal (4 s and 1 s). Per endpoint one task
+/// sends a batch, waits for the answer, and only after a 2xx records the batch acknowledged and sends
+/// the next: an endpoint sees events in feed order, and a kill repeats at most the batch in flight. A failure is retried
 /// after a backoff from 1 s, doubling, jittered, at most 5 minutes, until `--webhook-give-up`.
 struct WebhookDelivery: Service {
     let webhooks: WebhookStore
@@ -23,7 +23,7 @@ struct WebhookDelivery: Service {
     let logger: Logger
     /// This instance, as leases name it: `host/pid/random`.
     let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8).lowercased())"
-    var renewEvery: Duration { settings.lease / 5 }
+    var renewEvery: Duration { settings.lease / 4 }
 
     func run() async throws {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5)))

@@ -187,7 +187,16 @@ enum RequestParser {
     static func newWebhook(from body: Data) throws(CouponProblem) -> (url: String, types: [EventType]?) {
         struct Body: Decodable {
             var url: String
+            /// Absent: every type. Present, it must be a list: `null` names none.
             var types: [String]?
+
+            enum CodingKeys: String, CodingKey { case url, types }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                url = try container.decode(String.self, forKey: .url)
+                if container.contains(.types) { types = try container.decode([String].self, forKey: .types) }
+            }
         }
         let webhook = try decode(Body.self, from: body)
         guard webhook.url.utf8.count <= 2_048 else { throw .invalidRequest("field 'url' must be at most 2048 bytes") }
