@@ -178,9 +178,9 @@ async def tickets_of_before(port, url, cluster):
 
 
 def pgbench(url, script, clients, transactions, **variables):
-    """transactions/s of one pgbench script (bench/sql) against `url`."""
+    """transactions/s of one pgbench script (bench/citus: bench/sql's, with arguments Citus delegates) against `url`."""
     args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-t", str(transactions),
-            "-f", os.path.join(ROOT, "bench", "sql", script)]
+            "-f", os.path.join(ROOT, "bench", "citus", script)]
     for name, value in variables.items():
         args += ["-D", f"{name}={value}"]
     return pgbench_tps(subprocess.run(args + [url], check=True, capture_output=True, text=True).stdout)

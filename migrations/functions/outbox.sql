@@ -1,6 +1,7 @@
 -- Writes the events of a change into the outbox (migrations/0012), in the change's own transaction
 -- and after it has locked what it changes: the ticket functions call write_ticket_event (issue_tickets
--- writes a group's events in one INSERT of its own), the coupons' triggers write the coupon events.
+-- writes a group's events in one INSERT of its own, and its sell-out), the coupons' triggers write the
+-- other coupon events.
 -- docs/events.md lists every type and when it is written.
 
 -- One ticket's event: the ticket as coupon_ticket_states shows it after the change (ticket.returned:
