@@ -172,11 +172,27 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         ), told AS (
-            -- The group's events, one INSERT for all of them (migrations/0012).
-            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at)
-            SELECT p_coupon_id, 'ticket.issued', c.issued_at, c.number, c.code, c.user_id, c.issued_at
-            FROM claimed AS c
-            ORDER BY c.number
+            -- The group's events in one INSERT (migrations/0012): a ticket.issued per ticket in number
+            -- order, then coupon.sold_out when the group took the last ticket, the coupon as it is now.
+            -- Written here, not by a trigger of the counter's UPDATE: on Citus that trigger fires
+            -- before this INSERT, and the sell-out would come before the tickets that made it.
+            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at, name, quantity, issued_count,
+                                starts_at, ends_at, redeem_until, created_at)
+            SELECT p_coupon_id, e.type, v_now, e.number, e.code, e.user_id, e.issued_at, e.name, e.quantity, e.issued_count,
+                   e.starts_at, e.ends_at, e.redeem_until, e.created_at
+            FROM (
+                SELECT 'ticket.issued' AS type, c.number, c.code, c.user_id, c.issued_at, NULL::text AS name,
+                       NULL::int AS quantity, NULL::int AS issued_count, NULL::timestamptz AS starts_at,
+                       NULL::timestamptz AS ends_at, NULL::timestamptz AS redeem_until, NULL::timestamptz AS created_at,
+                       c.number AS place
+                FROM claimed AS c
+                UNION ALL
+                SELECT 'coupon.sold_out', NULL, NULL, NULL, NULL, v_coupon.name, v_coupon.quantity, v_coupon.quantity,
+                       v_coupon.starts_at, v_coupon.ends_at, v_coupon.redeem_until, v_coupon.created_at, NULL
+                FROM (SELECT count(*) AS claimed FROM claimed) AS n
+                WHERE n.claimed > 0 AND v_coupon.issued_count + n.claimed >= v_coupon.quantity
+            ) AS e
+            ORDER BY e.place NULLS LAST
         )
         SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
                NULL::timestamptz, false
@@ -742,7 +758,7 @@ CREATE TRIGGER coupons_created_notify AFTER INSERT ON public.coupons FOR EACH RO
 -- Name: coupons coupons_sold_out_event; Type: TRIGGER; Schema: public; Owner: -
 --
 
-CREATE TRIGGER coupons_sold_out_event AFTER UPDATE ON public.coupons FOR EACH ROW WHEN (((old.issued_count < old.quantity) AND (new.issued_count >= new.quantity))) EXECUTE FUNCTION public.write_coupon_event('coupon.sold_out');
+CREATE TRIGGER coupons_sold_out_event AFTER UPDATE ON public.coupons FOR EACH ROW WHEN (((old.issued_count < old.quantity) AND (new.issued_count >= new.quantity) AND (old.quantity <> new.quantity))) EXECUTE FUNCTION public.write_coupon_event('coupon.sold_out');
 
 
 --

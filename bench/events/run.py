@@ -23,6 +23,7 @@ from bench.lib import ROOT, first_line, machine
 ROUNDS = int(os.environ.get("EVENTS_ROUNDS", "2"))
 RATES = os.environ.get("EVENTS_RATES", "500 1000 1500 2000 3000")
 MILLION = os.environ.get("EVENTS_MILLION", "1") == "1"
+OPEN = os.environ.get("EVENTS_OPEN", "1") == "1"
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "events")
 SIDES = {"base": (os.environ["BASE_BIN"], os.environ["BASE_URL"]), "head": (os.environ["COUPON_BIN"], os.environ["HEAD_URL"])}
 
@@ -114,12 +115,12 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     os.makedirs(WORK, exist_ok=True)
     rows = closed_loop()
-    steps = open_loop()
+    steps = open_loop() if OPEN else None
     sales = million() if MILLION else {}
     closed, ratio, relative = closed_table(rows)
-    opened, knees = open_table(steps)
+    opened, knees = open_table(steps) if steps else ("not run (EVENTS_OPEN=0)", {"base": (None, None), "head": (None, None)})
     head_knee = knees["head"][1]
-    knee_lag = next((s for s in steps["head"]["steps"] if s["target"] == "issue" and s["rate"] == head_knee), {})
+    knee_lag = next((s for s in steps["head"]["steps"] if s["target"] == "issue" and s["rate"] == head_knee), {}) if steps else {}
     million_text = "not run (EVENTS_MILLION=0)"
     if sales:
         hook = sales["head"]["webhook"] or {}

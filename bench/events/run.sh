@@ -7,7 +7,7 @@
 # Writes bench/results/events.md. About 30 minutes.
 #   bench/events/run.sh [BASE]     BASE defaults to 1695b9a
 # EVENTS_ROUNDS (2) alternates the closed-loop sides; EVENTS_RATES the open-loop steps
-# ("500 1000 1500 2000 3000"); EVENTS_MILLION=0 leaves the million out.
+# ("500 1000 1500 2000 3000"); EVENTS_OPEN=0 leaves the open loop out, EVENTS_MILLION=0 the million.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
@@ -32,5 +32,5 @@ recreate_database coupon_events_base
 base_url="$(database_url coupon_events_base)"
 "$EVENTS_BASE_BIN" migrate --database-url "$base_url" --migrations "$base_tree/migrations" --log-level error
 
-POSTMASTER_PID="$(head -n 1 "$COUPON_PG_DATA/postmaster.pid")" HEAD_URL="$COUPON_DATABASE_URL" BASE_URL="$base_url" \
+DATABASE_URL="$COUPON_DATABASE_URL" POSTMASTER_PID="$(head -n 1 "$COUPON_PG_DATA/postmaster.pid")" HEAD_URL="$COUPON_DATABASE_URL" BASE_URL="$base_url" \
     BASE_BIN="$EVENTS_BASE_BIN" BASE_REV="$base_rev" PG_BIN="$PG_BIN" python3 -m bench.events.run
