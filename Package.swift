@@ -35,8 +35,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            ]
+            ],
+            plugins: ["EmbeddedMigrations"]
         ),
+        // migrations/ built into the binary (`Migration.embeddedFiles`): the plugin and its tool.
+        .executableTarget(name: "EmbedMigrations"),
+        .plugin(name: "EmbeddedMigrations", capability: .buildTool(), dependencies: ["EmbedMigrations"]),
         .executableTarget(
             name: "CouponServer",
             dependencies: [

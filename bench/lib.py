@@ -480,6 +480,9 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            # Keeps the connection, as a real endpoint does (HTTP/1.0 would cost a connection a delivery).
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 mode = receiver.mode

@@ -89,6 +89,54 @@ END;
 $$;
 
 
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: coupons; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.coupons (
+    id bigint NOT NULL,
+    name text NOT NULL,
+    quantity integer NOT NULL,
+    issued_count integer DEFAULT 0 NOT NULL,
+    starts_at timestamp with time zone,
+    ends_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    issued_through integer DEFAULT 0 NOT NULL,
+    redeem_until timestamp with time zone,
+    CONSTRAINT coupons_issued_within_quantity CHECK (((0 <= issued_count) AND (issued_count <= quantity))),
+    CONSTRAINT coupons_window_ordered CHECK (((starts_at IS NULL) OR (ends_at IS NULL) OR (starts_at < ends_at)))
+);
+
+
+--
+-- Name: close_sale(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.close_sale(p_coupon_id bigint) RETURNS SETOF public.coupons
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_now timestamptz;
+BEGIN
+    PERFORM 1 FROM coupons AS c WHERE c.id = p_coupon_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_now := clock_timestamp();
+    RETURN QUERY
+        UPDATE coupons AS c
+        SET ends_at = CASE WHEN c.ends_at <= v_now THEN c.ends_at ELSE v_now END,
+            starts_at = CASE WHEN c.starts_at > v_now THEN NULL ELSE c.starts_at END
+        WHERE c.id = p_coupon_id
+        RETURNING c.*;
+END;
+$$;
+
+
 --
 -- Name: issue_tickets(bigint, text[]); Type: FUNCTION; Schema: public; Owner: -
 --
@@ -392,10 +440,6 @@ END;
 $$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: coupon_tickets; Type: TABLE; Schema: public; Owner: -
 --
@@ -500,25 +544,6 @@ CREATE FUNCTION public.write_ticket_event(p_type text, p_ticket public.coupon_ti
     VALUES (p_ticket.coupon_id, p_type, p_at, p_ticket.number, p_ticket.code, p_ticket.user_id, p_ticket.issued_at,
             p_ticket.redeemed_at, p_ticket.order_id, p_ticket.hold_until)
 $$;
-
-
---
--- Name: coupons; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.coupons (
-    id bigint NOT NULL,
-    name text NOT NULL,
-    quantity integer NOT NULL,
-    issued_count integer DEFAULT 0 NOT NULL,
-    starts_at timestamp with time zone,
-    ends_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    issued_through integer DEFAULT 0 NOT NULL,
-    redeem_until timestamp with time zone,
-    CONSTRAINT coupons_issued_within_quantity CHECK (((0 <= issued_count) AND (issued_count <= quantity))),
-    CONSTRAINT coupons_window_ordered CHECK (((starts_at IS NULL) OR (ends_at IS NULL) OR (starts_at < ends_at)))
-);
 
 
 --

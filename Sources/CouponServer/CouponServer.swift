@@ -81,7 +81,9 @@ struct Serve: AsyncParsableCommand, AppArguments {
         help: "Bearer token for admin routes, at least 32 bytes; none closes them. Seen by `ps`: prefer --admin-token-file (env: COUPON_ADMIN_TOKEN).")
     var givenAdminToken: String?
 
-    @Option(name: .customLong("admin-token-file"), help: "File holding the admin token (env: COUPON_ADMIN_TOKEN_FILE).")
+    @Option(
+        name: .customLong("admin-token-file"),
+        help: "File holding the admin token, or two (one per line, both valid: a rotation), re-read every second (env: COUPON_ADMIN_TOKEN_FILE).")
     var givenAdminTokenFile: String?
 
     @Option(
@@ -89,12 +91,14 @@ struct Serve: AsyncParsableCommand, AppArguments {
         help: "Bearer token of the checkout, at least 32 bytes: with --auth-jwks it may read, redeem and restore any user's ticket (env: COUPON_CHECKOUT_TOKEN).")
     var givenCheckoutToken: String?
 
-    @Option(name: .customLong("checkout-token-file"), help: "File holding the checkout token (env: COUPON_CHECKOUT_TOKEN_FILE).")
+    @Option(
+        name: .customLong("checkout-token-file"),
+        help: "File holding the checkout token, or two (one per line, both valid: a rotation), re-read every second (env: COUPON_CHECKOUT_TOKEN_FILE).")
     var givenCheckoutTokenFile: String?
 
     @Option(
         name: .customLong("events-token-file"),
-        help: "File holding the events' reader token, at least 32 bytes: it may read GET /v1/events, as the admin may (env: COUPON_EVENTS_TOKEN_FILE).")
+        help: "File holding the events' reader token (or two, one per line: a rotation), re-read every second: it may read GET /v1/events, as the admin may (env: COUPON_EVENTS_TOKEN_FILE).")
     var givenEventsTokenFile: String?
 
     @Option(help: "Most events in one webhook delivery (env: COUPON_WEBHOOK_BATCH).")
@@ -163,21 +167,22 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
     var databaseURL: String { common.databaseURL }
     var logLevel: Logger.Level { common.logLevel }
-    /// Read once, when the application is built: a file that does not read stops the command there.
-    var adminToken: String? {
+    /// A file is read when the application is built (one that does not read stops the command there),
+    /// then every second.
+    var adminToken: TokenSource? {
         get throws {
             try Environment.secret(
                 givenAdminToken, "COUPON_ADMIN_TOKEN", file: givenAdminTokenFile, "COUPON_ADMIN_TOKEN_FILE", name: "admin token")
         }
     }
-    var checkoutToken: String? {
+    var checkoutToken: TokenSource? {
         get throws {
             try Environment.secret(
                 givenCheckoutToken, "COUPON_CHECKOUT_TOKEN", file: givenCheckoutTokenFile, "COUPON_CHECKOUT_TOKEN_FILE",
                 name: "checkout token")
         }
     }
-    var eventsToken: String? {
+    var eventsToken: TokenSource? {
         get throws {
             try Environment.secret(nil, "COUPON_EVENTS_TOKEN", file: givenEventsTokenFile, "COUPON_EVENTS_TOKEN_FILE", name: "events token")
         }
@@ -233,12 +238,12 @@ struct Migrate: AsyncParsableCommand {
         defaultSubcommand: Apply.self)
 
     struct Source: ParsableArguments {
-        @Option(help: "Folder of NNNN_name.sql files (and functions/name.sql); by default the checkout's migrations/ folder, found from the binary (env: COUPON_MIGRATIONS).")
+        @Option(help: "Folder of NNNN_name.sql files (and functions/name.sql); by default the migrations built into this binary (env: COUPON_MIGRATIONS).")
         var migrations: String?
 
         func runner(logger: Logger) throws -> MigrationRunner {
             let folder = Environment.value(migrations, or: "COUPON_MIGRATIONS").map { URL(filePath: $0, directoryHint: .isDirectory) }
-            return MigrationRunner(migrations: try Migration.load(from: folder ?? Migration.checkoutFolder()), logger: logger)
+            return MigrationRunner(migrations: try folder.map(Migration.load) ?? Migration.embedded(), logger: logger)
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CouponService
 import Foundation
 
 /// Every option can also be set in the environment, under the name its help gives. This is the one
@@ -28,20 +29,14 @@ extension Environment {
     /// A secret given as itself or in a file (flag first, then variable; the file form keeps it out
     /// of `ps`), at least 32 bytes. A trailing newline of the file is not part of it.
     static func secret(_ given: String?, _ variable: String, file givenFile: String?, _ fileVariable: String, name: String) throws
-        -> String?
+        -> TokenSource?
     {
         let direct = value(given, or: variable)
         let file = value(givenFile, or: fileVariable)
         if direct != nil, file != nil { throw ValidationError("give the \(name) itself or its file, not both") }
-        var secret = direct
-        if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw ValidationError("cannot read the \(name) file \(file)")
-            }
-            secret = String(text.trimmingCharacters(in: .newlines))
-        }
-        if let secret, secret.utf8.count < 32 { throw ValidationError("the \(name) must be at least 32 bytes long") }
-        return secret
+        if let file { return .file(file) }
+        if let direct, direct.utf8.count < 32 { throw ValidationError("the \(name) must be at least 32 bytes long") }
+        return direct.map(TokenSource.given)
     }
 }
 

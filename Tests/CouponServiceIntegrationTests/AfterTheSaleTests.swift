@@ -204,44 +204,41 @@ import Testing
 
     /// A sold-out coupon on two instances: tickets returned while both are asked for them by new users.
     @Test(.heavy) func returnedTicketsAreIssuedExactlyOnceMoreAcrossInstances() async throws {
-        try await buildApplication(TestArguments()).test(.router) { a in
-            try await buildApplication(TestArguments()).test(.router) { b in
-                let instances: [any TestClientProtocol] = [a, b]
-                for instance in instances { try #require(try await instance.waitForListener()) }
-                let couponID = try await a.createCoupon(quantity: 50)
-                for user in 0..<50 { #expect(try await instances[user % 2].issue(couponID, "first-\(user)").status == .created) }
-                let returnedNumbers = try await numbers(couponID, users: (0..<20).map { "first-\($0)" })
+        try await withTwoInstances { a, b in
+            let instances: [any TestClientProtocol] = [a, b]
+            let couponID = try await a.createCoupon(quantity: 50)
+            for user in 0..<50 { #expect(try await instances[user % 2].issue(couponID, "first-\(user)").status == .created) }
+            let returnedNumbers = try await numbers(couponID, users: (0..<20).map { "first-\($0)" })
 
-                let issuedAgain = try await withThrowingTaskGroup(of: [String].self) { group in
-                    group.addTask {
-                        for user in 0..<20 {
-                            let response = try await instances[user % 2].send(
-                                .delete, "/v1/coupons/\(couponID)/tickets/first-\(user)", admin: true)
-                            #expect(response.status == .noContent)
-                        }
-                        return []
+            let issuedAgain = try await withThrowingTaskGroup(of: [String].self) { group in
+                group.addTask {
+                    for user in 0..<20 {
+                        let response = try await instances[user % 2].send(
+                            .delete, "/v1/coupons/\(couponID)/tickets/first-\(user)", admin: true)
+                        #expect(response.status == .noContent)
                     }
-                    for (index, instance) in instances.enumerated() {
-                        group.addTask {
-                            var won: [String] = []
-                            var attempt = 0
-                            let deadline = ContinuousClock.now + .seconds(20)
-                            while ContinuousClock.now < deadline {
-                                let held = try await TestDatabase.audit(couponID: couponID).ticketsHeld
-                                if held == 50, try await returnsDone(couponID) { break }
-                                let user = "new-\(index)-\(attempt)"
-                                if try await instance.issue(couponID, user).status == .created { won.append(user) }
-                                attempt += 1
-                            }
-                            return won
-                        }
-                    }
-                    return try await group.reduce(into: []) { $0 += $1 }
+                    return []
                 }
-                #expect(issuedAgain.count == 20, "every returned ticket issued once more: \(issuedAgain.count)")
-                #expect(try await numbers(couponID, users: issuedAgain) == returnedNumbers)
-                try await expectConsistent(couponID, issued: 50)
+                for (index, instance) in instances.enumerated() {
+                    group.addTask {
+                        var won: [String] = []
+                        var attempt = 0
+                        let deadline = ContinuousClock.now + .seconds(20)
+                        while ContinuousClock.now < deadline {
+                            let held = try await TestDatabase.audit(couponID: couponID).ticketsHeld
+                            if held == 50, try await returnsDone(couponID) { break }
+                            let user = "new-\(index)-\(attempt)"
+                            if try await instance.issue(couponID, user).status == .created { won.append(user) }
+                            attempt += 1
+                        }
+                        return won
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
             }
+            #expect(issuedAgain.count == 20, "every returned ticket issued once more: \(issuedAgain.count)")
+            #expect(try await numbers(couponID, users: issuedAgain) == returnedNumbers)
+            try await expectConsistent(couponID, issued: 50)
         }
     }
 

@@ -161,54 +161,50 @@ import Testing
 
     @Test(.migratedDatabase) func twoInstancesAgreeFromMemory() async throws {
         let url = TestDatabase.url
-        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { a in
-            try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
-                try #require(try await a.waitForListener())
-                try #require(try await b.waitForListener())
-                let couponID = try await a.createCoupon(quantity: 30)
-                let later = try await b.createCoupon(quantity: 5, startsAt: Date().addingTimeInterval(3600))
-                var codes: [String: String] = [:]
-                for user in 0..<30 {
-                    let response = try await a.issue(couponID, "w\(user)")
-                    #expect(response.status == .created)
-                    codes["w\(user)"] = try response.decode(TicketBody.self).ticket.code
-                }
-                try await waitForHolders(b, 30)
-
-                let before = try await TestDatabase.statementsRun(databaseURL: url)
-                for user in 0..<500 { #expect(try await b.issue(couponID, "l\(user)").problemCode == "sold_out") }
-                for user in 0..<200 {
-                    #expect(try await a.issue(later, "early\(user)").problemCode == "not_started")
-                    #expect(try await b.issue(later, "early\(user)").problemCode == "not_started")
-                }
-                let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
-                #expect(spent < 50, "\(spent) statements for 900 answers from memory on two instances (2700 without)")
-
-                let retried = try await TestDatabase.statementsRun(databaseURL: url)
-                for (user, code) in codes {
-                    for instance in [a, b] as [any TestClientProtocol] {
-                        let response = try await instance.issue(couponID, user)
-                        #expect(response.status == .ok)
-                        #expect(try response.decode(TicketBody.self).ticket.code == code)
-                    }
-                }
-                let retrying = try await TestDatabase.statementsRun(databaseURL: url) - retried
-                #expect(retrying <= 70, "\(retrying) statements for 60 winners' retries: one read of their ticket each")
-
-                // A sale about to open: refused until then, then open on both, with no restart
-                // and no notification.
-                // Whole seconds on the wire: it opens 4 to 5 seconds from now (time enough for the
-                // creation and the two refusals in CI, with every suite running at once).
-                let opensAt = Date().addingTimeInterval(5)
-                let soon = try await b.createCoupon(quantity: 5, startsAt: opensAt)
-                #expect(try await b.issue(soon, "too-early").problemCode == "not_started")
-                #expect(try await a.issue(soon, "too-early").problemCode == "not_started")
-                try await Task.sleep(until: .now + .seconds(max(0, opensAt.timeIntervalSinceNow) + 0.2))
-                #expect(try await b.issue(soon, "on-time-b").status == .created)
-                #expect(try await a.issue(soon, "on-time-a").status == .created)
-                #expect(try await audit(url, soon).issuedCount == 2)
-                #expect(try await audit(url, couponID).isConsistent)
+        try await withTwoInstances { a, b in
+            let couponID = try await a.createCoupon(quantity: 30)
+            let later = try await b.createCoupon(quantity: 5, startsAt: Date().addingTimeInterval(3600))
+            var codes: [String: String] = [:]
+            for user in 0..<30 {
+                let response = try await a.issue(couponID, "w\(user)")
+                #expect(response.status == .created)
+                codes["w\(user)"] = try response.decode(TicketBody.self).ticket.code
             }
+            try await waitForHolders(b, 30)
+
+            let before = try await TestDatabase.statementsRun(databaseURL: url)
+            for user in 0..<500 { #expect(try await b.issue(couponID, "l\(user)").problemCode == "sold_out") }
+            for user in 0..<200 {
+                #expect(try await a.issue(later, "early\(user)").problemCode == "not_started")
+                #expect(try await b.issue(later, "early\(user)").problemCode == "not_started")
+            }
+            let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
+            #expect(spent < 50, "\(spent) statements for 900 answers from memory on two instances (2700 without)")
+
+            let retried = try await TestDatabase.statementsRun(databaseURL: url)
+            for (user, code) in codes {
+                for instance in [a, b] as [any TestClientProtocol] {
+                    let response = try await instance.issue(couponID, user)
+                    #expect(response.status == .ok)
+                    #expect(try response.decode(TicketBody.self).ticket.code == code)
+                }
+            }
+            let retrying = try await TestDatabase.statementsRun(databaseURL: url) - retried
+            #expect(retrying <= 70, "\(retrying) statements for 60 winners' retries: one read of their ticket each")
+
+            // A sale about to open: refused until then, then open on both, with no restart
+            // and no notification.
+            // Whole seconds on the wire: it opens 4 to 5 seconds from now (time enough for the
+            // creation and the two refusals in CI, with every suite running at once).
+            let opensAt = Date().addingTimeInterval(5)
+            let soon = try await b.createCoupon(quantity: 5, startsAt: opensAt)
+            #expect(try await b.issue(soon, "too-early").problemCode == "not_started")
+            #expect(try await a.issue(soon, "too-early").problemCode == "not_started")
+            try await Task.sleep(until: .now + .seconds(max(0, opensAt.timeIntervalSinceNow) + 0.2))
+            #expect(try await b.issue(soon, "on-time-b").status == .created)
+            #expect(try await a.issue(soon, "on-time-a").status == .created)
+            #expect(try await audit(url, soon).issuedCount == 2)
+            #expect(try await audit(url, couponID).isConsistent)
         }
     }
 

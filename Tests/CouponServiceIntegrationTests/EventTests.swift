@@ -146,7 +146,7 @@ import Testing
 
     @Test func theFeedTakesTheReaderTokenAndRefusesStrangers() async throws {
         var arguments = TestArguments()
-        arguments.eventsToken = "test-events-reader-token-of-32-bytes"
+        arguments.eventsToken = .given("test-events-reader-token-of-32-bytes")
         try await buildApplication(arguments).test(.router) { client in
             _ = try await page(client, bearer: "test-events-reader-token-of-32-bytes")
             #expect(try await client.send(.get, "/v1/events").status == .unauthorized)
@@ -241,7 +241,7 @@ import Testing
 
     @Test func anOrdersTicketsAreListedForTheCheckoutAlone() async throws {
         var arguments = TestArguments()
-        arguments.checkoutToken = TestArguments.checkoutToken
+        arguments.checkoutToken = .given(TestArguments.checkoutToken)
         try await buildApplication(arguments).test(.router) { client in
             let couponID = try await client.createCoupon(quantity: 3)
             for user in ["fay", "gus"] { #expect(try await client.issue(couponID, user).status == .created) }

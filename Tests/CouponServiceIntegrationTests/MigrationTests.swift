@@ -17,6 +17,14 @@ import Testing
         MigrationRunner(migrations: try Migration.load(from: folder), logger: TestDatabase.logger)
     }
 
+    /// The binary carries migrations/ as it is (the EmbeddedMigrations plugin): `migrate` needs no checkout.
+    @Test func theBinaryCarriesTheMigrationsFolder() throws {
+        let embedded = try Migration.embedded()
+        #expect(embedded == (try Migration.load(from: TestDatabase.migrationsFolder)))
+        #expect(embedded.contains { $0.fileName == "0001_coupons.sql" })
+        #expect(embedded.contains { $0.fileName == "functions/issue_tickets.sql" })
+    }
+
     @Test func theProjectMigrationsApplyOnceThenDoNothing() async throws {
         try await TestDatabase.withScratchDatabase { url in
             let runner = try runner(TestDatabase.migrationsFolder)

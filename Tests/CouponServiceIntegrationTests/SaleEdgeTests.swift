@@ -63,62 +63,59 @@ import Testing
 
     @Test(.migratedDatabase) func aWinnerWhoseGroupCommitsAfterTheEndIsServedByEveryInstance() async throws {
         let url = TestDatabase.url
-        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { a in
-            try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
-                let instances: [any TestClientProtocol] = [a, b]
-                for instance in instances { try #require(try await instance.waitForListener()) }
-                let endsAt = wholeSecond(after: 3)
-                let couponID = try await a.createCoupon(quantity: 10, endsAt: endsAt)
-                let winners = ["w1", "w2", "w3"]
+        try await withTwoInstances { a, b in
+            let instances: [any TestClientProtocol] = [a, b]
+            let endsAt = wholeSecond(after: 3)
+            let couponID = try await a.createCoupon(quantity: 10, endsAt: endsAt)
+            let winners = ["w1", "w2", "w3"]
 
-                // A group that holds the coupon's lock across the end: issued before it, committed after.
-                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { other in
-                    try await other.withConnection { connection in
-                        try await connection.query("BEGIN", logger: TestDatabase.logger)
-                        let rows = try await connection.query(
-                            "SELECT outcome FROM issue_tickets(\(couponID), \(winners))", logger: TestDatabase.logger)
-                        var outcomes: [String] = []
-                        for try await outcome in rows.decode(String.self) { outcomes.append(outcome) }
-                        #expect(outcomes == ["issued", "issued", "issued"])
-                        try await sleep(until: endsAt.addingTimeInterval(1))
-                        // Every instance now knows the sale ended and wants its holders.
-                        for instance in instances {
-                            #expect(try await instance.issue(couponID, "loser").problemCode == "ended")
-                        }
-                        // Both instances' holder loads wait on the coupon's row lock before this group commits.
-                        let waiting = try await waitUntil {
-                            let rows = try await other.query(
-                                "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-                            for try await count in rows.decode(Int.self) { return count >= instances.count }
-                            return false
-                        }
-                        #expect(waiting, "the holder loads did not wait for the group")
-                        try await connection.query("COMMIT", logger: TestDatabase.logger)
+            // A group that holds the coupon's lock across the end: issued before it, committed after.
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { other in
+                try await other.withConnection { connection in
+                    try await connection.query("BEGIN", logger: TestDatabase.logger)
+                    let rows = try await connection.query(
+                        "SELECT outcome FROM issue_tickets(\(couponID), \(winners))", logger: TestDatabase.logger)
+                    var outcomes: [String] = []
+                    for try await outcome in rows.decode(String.self) { outcomes.append(outcome) }
+                    #expect(outcomes == ["issued", "issued", "issued"])
+                    try await sleep(until: endsAt.addingTimeInterval(1))
+                    // Every instance now knows the sale ended and wants its holders.
+                    for instance in instances {
+                        #expect(try await instance.issue(couponID, "loser").problemCode == "ended")
                     }
-                }
-
-                for instance in instances {
-                    #expect(await waitUntil { (try? await instance.holderHashes()) == 3 }, "the holders are loaded once the group committed")
-                    for winner in winners {
-                        let response = try await instance.issue(couponID, winner)
-                        #expect(response.status == .ok, "\(winner)'s retry")
-                        let held = try await TestDatabase.heldCode(couponID: couponID, userID: winner, databaseURL: url)
-                        #expect(try response.decode(TicketBody.self).ticket.code == held)
+                    // Both instances' holder loads wait on the coupon's row lock before this group commits.
+                    let waiting = try await waitUntil {
+                        let rows = try await other.query(
+                            "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+                        for try await count in rows.decode(Int.self) { return count >= instances.count }
+                        return false
                     }
+                    #expect(waiting, "the holder loads did not wait for the group")
+                    try await connection.query("COMMIT", logger: TestDatabase.logger)
                 }
-                let before = try await TestDatabase.statementsRun(databaseURL: url)
-                for user in 0..<200 {
-                    let instance = instances[user % 2]
-                    let response = try await instance.issue(couponID, "l\(user)")
-                    #expect(response.problemCode == "ended")
-                }
-                let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
-                #expect(spent < 20, "\(spent) statements for 200 losers answered from memory")
-                let audit = try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) {
-                    try await TestDatabase.audit(couponID: couponID, on: $0)
-                }
-                #expect(audit == .init(quantity: 10, issuedCount: 3, ticketRows: 10, ticketsHeld: 3, distinctUsers: 3))
             }
+
+            for instance in instances {
+                #expect(await waitUntil { (try? await instance.holderHashes()) == 3 }, "the holders are loaded once the group committed")
+                for winner in winners {
+                    let response = try await instance.issue(couponID, winner)
+                    #expect(response.status == .ok, "\(winner)'s retry")
+                    let held = try await TestDatabase.heldCode(couponID: couponID, userID: winner, databaseURL: url)
+                    #expect(try response.decode(TicketBody.self).ticket.code == held)
+                }
+            }
+            let before = try await TestDatabase.statementsRun(databaseURL: url)
+            for user in 0..<200 {
+                let instance = instances[user % 2]
+                let response = try await instance.issue(couponID, "l\(user)")
+                #expect(response.problemCode == "ended")
+            }
+            let spent = try await TestDatabase.statementsRun(databaseURL: url) - before
+            #expect(spent < 20, "\(spent) statements for 200 losers answered from memory")
+            let audit = try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) {
+                try await TestDatabase.audit(couponID: couponID, on: $0)
+            }
+            #expect(audit == .init(quantity: 10, issuedCount: 3, ticketRows: 10, ticketsHeld: 3, distinctUsers: 3))
         }
     }
 

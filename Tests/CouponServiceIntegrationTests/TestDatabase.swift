@@ -70,9 +70,10 @@ struct TestDatabase: Sendable {
     }
 
     /// Statements every session has run in one database so far, counted by pg_stat_statements as
-    /// each finishes (pg_stat_database lags by up to ten seconds). Asked from the test command's own
-    /// database, so the question is not counted in the answer.
-    static func statementsRun(databaseURL: String) async throws -> Int {
+    /// each finishes (pg_stat_database lags by up to ten seconds); only those whose normalized text is
+    /// LIKE `matching` when given. Asked from the test command's own database, so the question is not
+    /// counted in the answer.
+    static func statementsRun(databaseURL: String, matching pattern: String = "%") async throws -> Int {
         let name = String(URLComponents(string: databaseURL)!.path.dropFirst())
         do {
             return try await withPostgresClient(databaseURL: TestDatabaseURL.server, logger: logger) { server in
@@ -80,7 +81,7 @@ struct TestDatabase: Sendable {
                 let rows = try await server.query(
                     """
                     SELECT coalesce(sum(s.calls), 0)::int FROM pg_stat_statements s
-                    JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = \(name)
+                    JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = \(name) AND s.query LIKE \(pattern)
                     """)
                 for try await count in rows.decode(Int.self) { return count }
                 return 0

@@ -220,16 +220,21 @@ import Testing
 
     /// Found by hand: an issue for an unknown id ran a whole transaction (20 random ids: 23 commits).
     /// Ids up to the highest coupon heard of are answered from memory; above it, one read tells.
-    @Test func idsUpToTheHighestKnownAreRefusedFromMemory() {
+    /// Ids are drawn before their creation commits, so an id below the highest known may still
+    /// appear (a reload read between the two): every id not in the catalogue is read once, and a "no"
+    /// is remembered. (Refusing ids below the highest known from memory once answered 404 for a
+    /// coupon created a moment before, in CheckoutTests.)
+    @Test func anIdNotHeardOfIsReadOnceWhereverItLies() {
         let open = CouponCatalogue.Entry(quantity: 5, issued: 0, startsAt: nil, endsAt: nil)
         let catalogue = trusted([3: open, 10: open])
-        for id: Int64 in [1, 4, 9] {
-            #expect(catalogue.answer(couponID: id, userID: "x", at: at(now)) == .refused(.couponNotFound), "\(id)")
+        for id: Int64 in [1, 4, 9, 11] {
+            #expect(catalogue.answer(couponID: id, userID: "x", at: at(now)) == .unheardOf, "\(id)")
         }
         #expect(catalogue.answer(couponID: 10, userID: "x", at: at(now)) == nil, "an open coupon: only issuance tells")
-        #expect(catalogue.answer(couponID: 11, userID: "x", at: at(now)) == .unheardOf)
+        catalogue.learnMissing(couponID: 4)
+        #expect(catalogue.answer(couponID: 4, userID: "x", at: at(now)) == .refused(.couponNotFound), "read once, then remembered")
         catalogue.update(couponID: 12, with: open)
-        #expect(catalogue.answer(couponID: 11, userID: "x", at: at(now)) == .refused(.couponNotFound), "12 was created after 11")
+        #expect(catalogue.answer(couponID: 11, userID: "x", at: at(now)) == .unheardOf, "12 committed first; 11 may follow")
         catalogue.distrust(.reconnecting)
         #expect(catalogue.answer(couponID: 4, userID: "x", at: at(now)) == nil, "untrusted: the database decides")
     }

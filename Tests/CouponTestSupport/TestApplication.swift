@@ -26,9 +26,9 @@ package struct TestArguments: AppArguments {
     package var host = "127.0.0.1"
     package var port = 0
     package var databaseURL: String
-    package var adminToken: String? = TestArguments.adminToken
-    package var checkoutToken: String? = nil
-    package var eventsToken: String? = nil
+    package var adminToken: TokenSource? = .given(TestArguments.adminToken)
+    package var checkoutToken: TokenSource? = nil
+    package var eventsToken: TokenSource? = nil
     package var events = EventSettings()
     package var authJWKS: String? = nil
     package var authIssuer: String? = nil

@@ -1,3 +1,4 @@
+import CouponService
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -41,3 +42,19 @@ extension TestClientProtocol {
 
 private struct CreatedCoupon: Decodable { var id: Int64 }
 private struct Readiness: Decodable { var listener: String? }
+
+/// Two instances of the service on one database (the running suite's unless one is named), each with
+/// its catalogue listener connected: where every test of several instances starts.
+package func withTwoInstances(
+    databaseURL: String? = nil, _ body: @escaping @Sendable (any TestClientProtocol, any TestClientProtocol) async throws -> Void
+) async throws {
+    let url = databaseURL ?? TestDatabaseURL.current ?? TestDatabaseURL.server
+    try await buildApplication(TestArguments(databaseURL: url)).test(.router) { a in
+        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { b in
+            for instance in [a, b] as [any TestClientProtocol] where try await !instance.waitForListener() {
+                throw TestSetupError("an instance's catalogue listener did not connect within 20 s")
+            }
+            try await body(a, b)
+        }
+    }
+}

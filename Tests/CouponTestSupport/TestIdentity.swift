@@ -113,7 +113,7 @@ package struct TestIdentity: Sendable {
         arguments.authJWKS = jwksFile.path
         arguments.authIssuer = Self.issuer
         arguments.authAudience = Self.audience
-        arguments.checkoutToken = TestArguments.checkoutToken
+        arguments.checkoutToken = .given(TestArguments.checkoutToken)
         return arguments
     }
 }

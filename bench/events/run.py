@@ -26,6 +26,11 @@ MILLION = os.environ.get("EVENTS_MILLION", "1") == "1"
 OPEN = os.environ.get("EVENTS_OPEN", "1") == "1"
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "events")
 SIDES = {"base": (os.environ["BASE_BIN"], os.environ["BASE_URL"]), "head": (os.environ["COUPON_BIN"], os.environ["HEAD_URL"])}
+# `quiet`: the head with no endpoint registered, in the closed loop: what writing the events costs
+# apart from delivering them (EVENTS_QUIET=0 leaves it out).
+QUIET = os.environ.get("EVENTS_QUIET", "1") == "1"
+if QUIET:
+    SIDES["quiet"] = SIDES["head"]
 
 
 def run(module, side, out, **env):
@@ -41,9 +46,10 @@ def run(module, side, out, **env):
 
 
 def closed_loop():
-    rows = {"base": [], "head": []}
+    sides = list(SIDES)
+    rows = {side: [] for side in sides}
     for number in range(ROUNDS):
-        for side in (("base", "head") if number % 2 == 0 else ("head", "base")):
+        for side in (sides if number % 2 == 0 else sides[::-1]):
             out = os.path.join(WORK, f"speed-{side}-{number}.json")
             rows[side] += run("bench.speed.run", side, out, SPEED_SIDES=f"{side}={SIDES[side][0]}", SPEED_TOKENS="0",
                               SPEED_SQL="0", SPEED_JSON=out)
@@ -73,7 +79,7 @@ def closed_table(rows):
     lines = ["| side | constant GET /healthz | sold-out refusals | issuance, issued/s | issuance / constant | CPU µs per ticket (server + PostgreSQL) | audit | webhook |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     issuance = {}
-    for side in ("base", "head"):
+    for side in rows:
         side_rows = rows[side]
         constants = [r for r in side_rows if r["what"].startswith("constant answer, GET")]
         refusals = [r for r in side_rows if r["what"].startswith("sold-out")]
@@ -87,7 +93,8 @@ def closed_table(rows):
         issuance[side] = (mean(r["rate"] for r in issues), mean(r["rate"] / c["rate"] for r, c in zip(issues, constants)))
     ratio = issuance["head"][0] / issuance["base"][0]
     relative = issuance["head"][1] / issuance["base"][1]
-    return "\n".join(lines), ratio, relative
+    quiet = issuance["quiet"][0] / issuance["base"][0] if "quiet" in issuance else None
+    return "\n".join(lines), ratio, relative, quiet
 
 
 def open_table(steps):
@@ -117,7 +124,7 @@ def main():
     rows = closed_loop()
     steps = open_loop() if OPEN else None
     sales = million() if MILLION else {}
-    closed, ratio, relative = closed_table(rows)
+    closed, ratio, relative, quiet = closed_table(rows)
     opened, knees = open_table(steps) if steps else ("not run (EVENTS_OPEN=0)", {"base": (None, None), "head": (None, None)})
     head_knee = knees["head"][1]
     knee_lag = next((s for s in steps["head"]["steps"] if s["target"] == "issue" and s["rate"] == head_knee), {}) if steps else {}
@@ -131,6 +138,14 @@ def main():
                         f"sell-out (target: within 60 s), in {hook.get('deliveries', 0):,} deliveries, the largest lag of a "
                         f"delivery's first event {hook.get('max_lag', float('nan')):.1f} s, signatures "
                         f"{'valid' if hook.get('signed') else 'NOT valid'}.")
+    open_text = "**Open loop**: not run (EVENTS_OPEN=0)."
+    if steps:
+        open_text = f"""**Open loop** (bench/openloop on one instance, 3 s warm-up + 8 s per step): knee of issuance
+{knees['base'][1] or 'none'}/s at base, {knees['head'][1] or 'none'}/s at head (constant: {knees['base'][0] or 'none'},
+{knees['head'][0] or 'none'}); at head's knee the events' delivery lag (commit to arrival) p99
+{knee_lag.get('lag_p99', float('nan')):.2f} s, max {knee_lag.get('lag_max', float('nan')):.2f} s (target under 5 s).
+
+{opened}"""
     report = f"""## {started:%Y-%m-%d %H:%M} UTC
 
 Working tree at {first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}{' with uncommitted changes' if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "migrations"]).returncode else ''}
@@ -140,16 +155,11 @@ migrations. Machine: {machine(first_line(["wrk", "--version"]).split(" [")[0], "
 
 **Closed loop** (bench/speed's rows, wrk -t1 -c256, 8 s each, sides alternating over {ROUNDS} rounds):
 head's issuance is **{ratio:.2f}** of base's (target at least 0.9); against each side's own constant
-answer {relative:.2f}.
+answer {relative:.2f}.{f" With no endpoint registered (`quiet`: the events written, none delivered) {quiet:.2f} of base's." if quiet else ""}
 
 {closed}
 
-**Open loop** (bench/openloop on one instance, 3 s warm-up + 8 s per step): knee of issuance
-{knees['base'][1] or 'none'}/s at base, {knees['head'][1] or 'none'}/s at head (constant: {knees['base'][0] or 'none'},
-{knees['head'][0] or 'none'}); at head's knee the events' delivery lag (commit to arrival) p99
-{knee_lag.get('lag_p99', float('nan')):.2f} s, max {knee_lag.get('lag_max', float('nan')):.2f} s (target under 5 s).
-
-{opened}
+{open_text}
 
 **A million tickets** (bench/speed/million.py per side): {million_text}
 """

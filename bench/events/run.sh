@@ -7,7 +7,8 @@
 # Writes bench/results/events.md. About 30 minutes.
 #   bench/events/run.sh [BASE]     BASE defaults to 1695b9a
 # EVENTS_ROUNDS (2) alternates the closed-loop sides; EVENTS_RATES the open-loop steps
-# ("500 1000 1500 2000 3000"); EVENTS_OPEN=0 leaves the open loop out, EVENTS_MILLION=0 the million.
+# ("500 1000 1500 2000 3000"); EVENTS_OPEN=0 leaves the open loop out, EVENTS_MILLION=0 the million,
+# EVENTS_QUIET=0 the closed loop's third side (the head with no endpoint registered).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh

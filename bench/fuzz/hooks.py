@@ -15,7 +15,8 @@ Two rules of the API that JSON Schema cannot state are applied to generated requ
 are sent, so that a request schemathesis means as valid is valid:
 
 - a sale window ends after it starts (the document says so in words; a body with ends_at <= starts_at
-  gets 400 invalid_request): the two are swapped, or ends_at dropped when they are equal;
+  gets 400 invalid_request): the two are swapped, or ends_at dropped when they are equal. A change
+  (PATCH) that sets one bound clears the other, which the coupon may hold from an earlier change;
 - a valid quantity near the document's maximum (1,000,000) is not wrong, only slow: the server
   generates that many ticket rows, about ten seconds each, and generators love boundaries. Valid
   quantities above 5,000 are brought down into range; invalid ones are sent as generated. The
@@ -88,6 +89,8 @@ def before_call(context, case, **kwargs):
     if whole and LARGEST_SENT < quantity <= MAXIMUM:
         body["quantity"] = 1 + int(quantity) % LARGEST_SENT
     starts, ends = instant(body.get("starts_at")), instant(body.get("ends_at"))
+    if case.method.upper() == "PATCH" and bool(starts) != bool(ends):
+        body["ends_at" if starts else "starts_at"] = None
     if starts and ends and ends <= starts:
         if ends == starts:
             del body["ends_at"]

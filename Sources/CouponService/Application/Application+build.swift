@@ -9,16 +9,16 @@ public protocol AppArguments: Sendable {
     var host: String { get }
     var port: Int { get }
     var databaseURL: String { get }
-    /// The admin routes' bearer token (at least 32 bytes); nil closes them. Read once, at the build.
-    var adminToken: String? { get throws }
-    /// The checkout's bearer token (at least 32 bytes): with JWT identity on, it may read, redeem and
-    /// restore any user's ticket. Read once, at the build.
-    var checkoutToken: String? { get throws }
+    /// The admin routes' bearer token (at least 32 bytes; a file may hold two); nil closes them.
+    var adminToken: TokenSource? { get throws }
+    /// The checkout's bearer token (at least 32 bytes; a file may hold two): with JWT identity on, it
+    /// may read, redeem and restore any user's ticket.
+    var checkoutToken: TokenSource? { get throws }
     /// JWT identity: the JWKS file of the keys that sign users' tokens, the `iss` and `aud` they must
     /// name, and the claim naming the user. Without a file the user routes trust the body and path.
-    /// The events' reader's bearer token (at least 32 bytes): it may read `GET /v1/events`, as the
-    /// admin may. Read once, at the build.
-    var eventsToken: String? { get throws }
+    /// The events' reader's bearer token (at least 32 bytes; a file may hold two): it may read
+    /// `GET /v1/events`, as the admin may.
+    var eventsToken: TokenSource? { get throws }
     /// Webhook delivery and the outbox's retention.
     var events: EventSettings { get }
     var authJWKS: String? { get }
@@ -48,7 +48,7 @@ public protocol AppArguments: Sendable {
 }
 
 /// This build's version (`coupon-server --version`).
-public let couponServiceVersion = "0.18.0"
+public let couponServiceVersion = "0.19.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///
@@ -70,13 +70,13 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
             "user": "\(databaseURL.username)", "sslmode": "\(databaseURL.sslMode.rawValue)", "pool_size": "\(arguments.poolSize)", "group_size": "\(arguments.groupSize)",
         ])
 
-    let adminToken = try arguments.adminToken
+    let adminToken = try arguments.adminToken.map { try ServiceTokens($0, name: "admin token", logger: logger) }
     if adminToken == nil {
         logger.warning("no admin token configured (COUPON_ADMIN_TOKEN or --admin-token-file): admin routes answer 403")
     }
-    let checkout = try arguments.checkoutToken.map(SharedSecret.init)
+    let checkout = try arguments.checkoutToken.map { try ServiceTokens($0, name: "checkout token", logger: logger) }
     let tokens = try await buildTokenVerifier(arguments, checkout: checkout != nil, logger: logger)
-    let admin = AdminGuard(token: try adminToken.map(SharedSecret.init))
+    let admin = AdminGuard(token: adminToken)
     let access = UserAccess(tokens: tokens, checkout: checkout)
     // A quarter of the pool for admin writes at most: the rest stays the sale's.
     let adminWrites = AdminWriteSlots(limit: max(1, arguments.poolSize / 4))
@@ -104,13 +104,15 @@ public func buildApplication(_ arguments: some AppArguments, drain: ShutdownDrai
     ).addRoutes(to: router)
     CouponController(coupons: coupons, issuer: issuer, catalogue: catalogue, admin: admin, access: access).addRoutes(to: router)
     TicketController(tickets: tickets, admin: admin, access: access).addRoutes(to: router)
-    let reader = try arguments.eventsToken.map(SharedSecret.init)
+    let reader = try arguments.eventsToken.map { try ServiceTokens($0, name: "events token", logger: logger) }
     EventController(feed: feed, outbox: outbox, webhooks: webhooks, admin: admin, reader: reader).addRoutes(to: router)
 
     var services: [any Service] = [primary, listener, gauges]
     services.append(WebhookDelivery(webhooks: webhooks, outbox: outbox, feed: feed, settings: arguments.events, metrics: metrics, logger: logger))
     services.append(OutboxRetention(outbox: outbox, feed: feed, settings: arguments.events, logger: logger))
     if let tokens { services.append(tokens) }
+    // Token files are re-read every second (a rotation needs no restart).
+    services += [adminToken, checkout, reader].compactMap { $0 } as [any Service]
     if let metricsPort = arguments.metricsPort {
         // Its own listener, so the public port does not list open coupons and their remaining tickets,
         // nor the database's host (/readyz in detail).

@@ -22,8 +22,10 @@ final class CouponCatalogue: Sendable {
         /// The refusal, unless this user holds a ticket, and the coupon's holders are being loaded:
         /// `waitForHolders` and ask again, and the answer comes from memory.
         case refusedOnceHoldersLoad(TicketOutcome)
-        /// An id above every coupon this instance has heard of: one read of the coupon tells whether
-        /// it exists (one created a moment ago whose notification is on its way), never a queue.
+        /// An id this instance has not heard of: one read of the coupon tells whether it exists (one
+        /// created a moment ago whose notification is on its way), never a queue; a "no" is remembered.
+        /// Ids are drawn before their creation commits, so one below the highest known may still
+        /// appear: a reload that ran between the two does not know it yet.
         case unheardOf
     }
 
@@ -88,9 +90,6 @@ final class CouponCatalogue: Sendable {
     private struct State {
         var listener = ListenerState.connecting
         var coupons: [Int64: Stored] = [:]
-        /// The highest coupon id heard of since the last reload: ids up to it that are not in `coupons`
-        /// do not exist (ids come from a sequence, and every creation notifies).
-        var highestID: Int64 = 0
         var missing: Set<Int64> = []
         var missingBefore: Set<Int64> = []
         var holdersWanted: Set<Int64> = []
@@ -144,8 +143,8 @@ final class CouponCatalogue: Sendable {
         state.withLock { state in
             guard state.listener == .connected else { return nil }
             guard let stored = state.coupons[couponID] else {
-                let known = couponID <= state.highestID || state.missing.contains(couponID) || state.missingBefore.contains(couponID)
-                return known ? .refused(.couponNotFound) : .unheardOf
+                let missing = state.missing.contains(couponID) || state.missingBefore.contains(couponID)
+                return missing ? .refused(.couponNotFound) : .unheardOf
             }
             let entry = stored.entry
             guard let refusal = entry.refusal(at: clock) else { return nil }
@@ -217,7 +216,6 @@ final class CouponCatalogue: Sendable {
             }
             state.coupons = coupons
             state.holderHashes = holderHashes
-            state.highestID = coupons.keys.max() ?? 0
             state.missing.removeAll()
             state.missingBefore.removeAll()
             state.holdersWanted.removeAll()
@@ -240,7 +238,6 @@ final class CouponCatalogue: Sendable {
             // Whoever waited for the holders asks again (a coupon raised, say, is open again).
             let waiters = state.releaseHolderWaiters(of: couponID)
             guard let entry = entry?.keepingHolders(of: old?.entry) else { return waiters }
-            state.highestID = max(state.highestID, couponID)
             state.holderHashes += entry.holders?.count ?? 0
             let generation = state.tick()
             state.coupons[couponID] = Stored(entry: entry, generation: generation, lastAsked: old?.lastAsked ?? 0)

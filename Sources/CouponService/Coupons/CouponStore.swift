@@ -8,6 +8,8 @@ struct CouponStore: Sendable {
         case changed(Coupon)
         case notFound
         case belowIssued(issued: Int)
+        /// The window would end at or before it starts.
+        case windowOutOfOrder(startsAt: Date, endsAt: Date)
     }
 
     let database: Database
@@ -54,9 +56,14 @@ struct CouponStore: Sendable {
         let logger = logger
         let outcome: Change = try await database.adminTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
-            let current = try await connection.query("SELECT quantity FROM coupons WHERE id = \(id)", logger: logger)
-            guard let currentQuantity = try await current.decode(Int.self).first(where: { _ in true }) else {
+            let current = try await connection.query("SELECT quantity, starts_at, ends_at FROM coupons WHERE id = \(id)", logger: logger)
+            guard let (currentQuantity, startsAt, endsAt) = try await current.decode((Int, Date?, Date?).self).first(where: { _ in true }) else {
                 return .notFound
+            }
+            // The window after the change, as coupons_window_ordered will judge it (every change of
+            // the coupon holds the advisory lock, so it stands until the UPDATE).
+            if let starts = change.startsAt ?? startsAt, let ends = change.endsAt ?? endsAt, starts >= ends {
+                return .windowOutOfOrder(startsAt: starts, endsAt: ends)
             }
             let quantity = change.quantity ?? currentQuantity
             if quantity > currentQuantity {
@@ -82,6 +89,8 @@ struct CouponStore: Sendable {
             let rows = try await connection.query(
                 """
                 UPDATE coupons SET quantity = \(quantity),
+                    starts_at = CASE WHEN \(change.startsAt != nil) THEN \(change.startsAt ?? nil) ELSE starts_at END,
+                    ends_at = CASE WHEN \(change.endsAt != nil) THEN \(change.endsAt ?? nil) ELSE ends_at END,
                     redeem_until = CASE WHEN \(change.redeemUntil != nil) THEN \(change.redeemUntil ?? nil) ELSE redeem_until END
                 WHERE id = \(id)
                 RETURNING \(unescaped: Self.columns)
@@ -91,6 +100,21 @@ struct CouponStore: Sendable {
         }
         if case .changed = outcome { database.eventsCommitted() }
         return outcome
+    }
+
+    /// Ends the sale now on the database's clock (`close_sale`, migrations/functions/close_sale.sql):
+    /// nothing is issued after it commits, on any instance; nil when there is no such coupon. An
+    /// admin write, in turn with the coupon's other changes.
+    func close(id: Int64) async throws -> Coupon? {
+        let logger = logger
+        let coupon: Coupon? = try await database.adminTransaction { connection in
+            try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.resizeLockSpace) # \(id))", logger: logger)
+            // A call of its own, so that on Citus it runs on the coupon's worker (migrations/0007).
+            let rows = try await connection.query("SELECT \(unescaped: Self.columns) FROM close_sale(\(id))", logger: logger)
+            return try await Self.coupons(in: rows).first
+        }
+        if coupon != nil { database.eventsCommitted() }
+        return coupon
     }
 
     /// Resizes lock `resizeLockSpace # couponID`; a collision with another advisory lock only makes
@@ -121,9 +145,12 @@ struct CouponStore: Sendable {
 
 /// What `PATCH /v1/coupons/{id}` changes: the quantity, the redemption deadline (`.some(nil)`
 /// clears it), or both.
+/// What `PATCH /v1/coupons/{id}` changes: nil leaves a field as it is; `.some(nil)` clears an instant.
 struct CouponChange: Sendable, Equatable {
     var quantity: Int?
-    var redeemUntil: Date??
+    var startsAt: Date?? = nil
+    var endsAt: Date?? = nil
+    var redeemUntil: Date?? = nil
 }
 
 enum CouponStoreError: Error {

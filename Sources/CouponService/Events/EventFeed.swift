@@ -30,6 +30,9 @@ final class EventFeed: Sendable {
 
     var bell: EventBell { database.bell }
 
+    /// The settled position as last read: safe to read up to without asking the database again.
+    var settled: Int64 { state.withLock { $0.settled } }
+
     /// True while a position is taken but not yet settled: worth reading again soon.
     var unsettled: Bool { state.withLock { !$0.candidates.isEmpty } }
 

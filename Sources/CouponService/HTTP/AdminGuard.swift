@@ -4,7 +4,7 @@ import Hummingbird
 /// A user's JWT is not an admin token: it gets 401 like any other wrong credential. A few routes also
 /// take one service's token (the events' reader, the checkout).
 struct AdminGuard: Sendable {
-    let token: SharedSecret?
+    let token: ServiceTokens?
 
     func check(_ request: Request) throws(CouponProblem) {
         guard let token else { throw .adminDisabled }
@@ -12,7 +12,7 @@ struct AdminGuard: Sendable {
     }
 
     /// Passes the admin token, or `service`'s (named `name` in the refusal).
-    func check(_ request: Request, or service: SharedSecret?, name: String) throws(CouponProblem) {
+    func check(_ request: Request, or service: ServiceTokens?, name: String) throws(CouponProblem) {
         guard token != nil || service != nil else { throw .adminDisabled }
         guard let credential = request.bearerCredential else { throw .unauthorized(orThe: name) }
         let admin = token?.matches(credential) ?? false

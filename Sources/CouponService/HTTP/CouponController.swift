@@ -17,6 +17,7 @@ struct CouponController<Context: RequestContext>: Sendable {
             $0.on(.get, use: show)
             $0.on(.patch, use: change)
         }
+        router.route("/v1/coupons/:id/close") { $0.on(.post, use: close) }
         router.route("/v1/coupons/:id/issue") { $0.on(.post, use: issue) }
         router.route("/v1/coupons/:id/grants") { $0.on(.post, use: grant) }
     }
@@ -49,11 +50,27 @@ struct CouponController<Context: RequestContext>: Sendable {
         case .changed(let coupon):
             catalogue.record(coupon)
             context.logger.info(
-                "coupon changed", metadata: ["coupon_id": "\(id)", "quantity": "\(coupon.quantity)", "redeem_until": "\(coupon.redeemUntil.map(RFC3339.string) ?? "none")"])
+                "coupon changed",
+                metadata: [
+                    "coupon_id": "\(id)", "quantity": "\(coupon.quantity)", "starts_at": "\(coupon.startsAt.map(RFC3339.string) ?? "none")",
+                    "ends_at": "\(coupon.endsAt.map(RFC3339.string) ?? "none")", "redeem_until": "\(coupon.redeemUntil.map(RFC3339.string) ?? "none")",
+                ])
             return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
         case .notFound: throw CouponProblem.couponNotFound
         case .belowIssued(let issued): throw CouponProblem.quantityBelowIssued(issued: issued)
+        case .windowOutOfOrder(let startsAt, let endsAt): throw CouponProblem.windowOutOfOrder(startsAt: startsAt, endsAt: endsAt)
         }
+    }
+
+    /// Ends the sale now (`CouponStore.close`); every instance's catalogue follows at the coupon's
+    /// notification.
+    @Sendable func close(_ request: Request, context: Context) async throws -> CouponResponse {
+        try admin.check(request)
+        let id = try RequestParser.couponID(context.parameters.get("id"))
+        guard let coupon = try await coupons.close(id: id) else { throw CouponProblem.couponNotFound }
+        catalogue.record(coupon)
+        context.logger.notice("sale closed", metadata: ["coupon_id": "\(id)", "ends_at": "\(coupon.endsAt.map(RFC3339.string) ?? "none")"])
+        return CouponResponse(coupon: coupon, now: catalogue.clock.reading().now)
     }
 
     /// Refusals are answered, not thrown: after a sell-out nearly every request is one, and the

@@ -17,6 +17,7 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
     enum Code: String, CaseIterable {
         case invalidRequest = "invalid_request"
         case quantityBelowIssued = "quantity_below_issued"
+        case windowOutOfOrder = "window_out_of_order"
         case unauthorized
         case invalidToken = "invalid_token"
         case forbidden
@@ -73,6 +74,12 @@ struct CouponProblem: Error, Equatable, HTTPResponseError {
         .init(
             status: .conflict, code: .quantityBelowIssued,
             detail: "The quantity cannot go below the \(issued) tickets already issued.")
+    }
+    /// A change of one bound that would put it past the coupon's other one (the body alone was valid).
+    static func windowOutOfOrder(startsAt: Date, endsAt: Date) -> Self {
+        .init(
+            status: .conflict, code: .windowOutOfOrder,
+            detail: "The sale would end before it starts: starts_at \(RFC3339.string(startsAt)), ends_at \(RFC3339.string(endsAt)); change both, or clear one.")
     }
     static let unauthorized = Self(
         status: .unauthorized, code: .unauthorized, detail: "This route needs 'Authorization: Bearer <admin token>'.")

@@ -9,7 +9,7 @@ struct EventController<Context: RequestContext>: Sendable {
     let webhooks: WebhookStore
     let admin: AdminGuard
     /// The events' reader (`--events-token-file`), besides the admin.
-    let reader: SharedSecret?
+    let reader: ServiceTokens?
 
     func addRoutes(to router: Router<Context>) {
         router.route("/v1/events") { $0.on(.get, use: events) }
@@ -110,4 +110,3 @@ struct WebhooksResponse: ResponseEncodable {
     }
 }
 
-extension EventBatchJSON: ResponseEncodable {}

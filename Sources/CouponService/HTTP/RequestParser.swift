@@ -45,32 +45,47 @@ enum RequestParser {
         return NewCoupon(name: name, quantity: quantity, startsAt: startsAt, endsAt: endsAt, redeemUntil: redeemUntil)
     }
 
-    /// The body of `PATCH /v1/coupons/{id}`: a new quantity, a new `redeem_until` (null clears it), or both.
+    /// The body of `PATCH /v1/coupons/{id}`: a new quantity, window (`starts_at`, `ends_at`) or
+    /// `redeem_until`, any of them; for an instant, null clears it and absent leaves it.
     static func couponChange(from body: Data) throws(CouponProblem) -> CouponChange {
         struct Body: Decodable {
             var quantity: WholeNumber?
             /// Absent: unchanged; null: cleared.
+            var startsAt: String??
+            var endsAt: String??
             var redeemUntil: String??
 
-            enum CodingKeys: String, CodingKey { case quantity, redeem_until }
+            enum CodingKeys: String, CodingKey { case quantity, starts_at, ends_at, redeem_until }
 
             init(from decoder: any Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
-                if container.contains(.quantity) { quantity = try container.decode(WholeNumber.self, forKey: .quantity) }
-                if container.contains(.redeem_until) {
-                    redeemUntil = .some(try container.decodeNil(forKey: .redeem_until) ? nil : container.decode(String.self, forKey: .redeem_until))
+                func instant(_ key: CodingKeys) throws -> String?? {
+                    guard container.contains(key) else { return nil }
+                    return .some(try container.decodeNil(forKey: key) ? nil : container.decode(String.self, forKey: key))
                 }
+                if container.contains(.quantity) { quantity = try container.decode(WholeNumber.self, forKey: .quantity) }
+                startsAt = try instant(.starts_at)
+                endsAt = try instant(.ends_at)
+                redeemUntil = try instant(.redeem_until)
             }
         }
         let parsed = try decode(Body.self, from: body)
-        guard parsed.quantity != nil || parsed.redeemUntil != nil else {
-            throw .invalidRequest("the body must set 'quantity', 'redeem_until' or both")
+        guard parsed.quantity != nil || parsed.startsAt != nil || parsed.endsAt != nil || parsed.redeemUntil != nil else {
+            throw .invalidRequest("the body must set at least one of 'quantity', 'starts_at', 'ends_at' and 'redeem_until'")
+        }
+        func instant(_ text: String??, field: String) throws(CouponProblem) -> Date?? {
+            try text.map { (text) throws(CouponProblem) -> Date? in
+                try text.map { (text) throws(CouponProblem) in try timestamp(text, field: field) }
+            }
         }
         let quantity = try parsed.quantity.map { (value) throws(CouponProblem) in try self.quantity(value.value) }
-        let redeemUntil = try parsed.redeemUntil.map { (text) throws(CouponProblem) -> Date? in
-            try text.map { (text) throws(CouponProblem) in try timestamp(text, field: "redeem_until") }
+        let change = CouponChange(
+            quantity: quantity, startsAt: try instant(parsed.startsAt, field: "starts_at"),
+            endsAt: try instant(parsed.endsAt, field: "ends_at"), redeemUntil: try instant(parsed.redeemUntil, field: "redeem_until"))
+        if case .some(.some(let startsAt)) = change.startsAt, case .some(.some(let endsAt)) = change.endsAt, startsAt >= endsAt {
+            throw .invalidRequest("field 'ends_at' must be after 'starts_at'")
         }
-        return CouponChange(quantity: quantity, redeemUntil: redeemUntil)
+        return change
     }
 
     /// The body of `POST .../redemption`: the order the ticket pays for, 1 to 64 of `[A-Za-z0-9._:@-]`,

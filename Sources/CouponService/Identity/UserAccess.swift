@@ -9,7 +9,7 @@ import Hummingbird
 struct UserAccess: Sendable {
     /// Nil: trusted mode.
     let tokens: TokenVerifier?
-    let checkout: SharedSecret?
+    let checkout: ServiceTokens?
 
     enum Caller: Sendable, Equatable {
         case user(String)

@@ -61,28 +61,45 @@ public struct Migration: Sendable, Equatable {
         formerChecksums[version]?.contains(checksum) ?? false
     }
 
-    /// The `migrations/` folder of the checkout this binary was built in (it lives under
-    /// `.build/<platform>/<configuration>/`), whatever the working directory; else `./migrations`.
-    public static func checkoutFolder(executable: URL? = Bundle.main.executableURL) -> URL {
-        var folder = executable?.resolvingSymlinksInPath().deletingLastPathComponent()
-        while let current = folder, current.path != "/" {
-            let candidate = current.appending(path: "migrations", directoryHint: .isDirectory)
-            if FileManager.default.fileExists(atPath: candidate.appending(path: "0001_coupons.sql").path) { return candidate }
-            folder = current.deletingLastPathComponent()
-        }
-        return URL(filePath: "migrations", directoryHint: .isDirectory)
-    }
+    /// The migrations this binary was built with (migrations/, by the EmbeddedMigrations plugin):
+    /// what `coupon-server migrate` applies unless `--migrations` names a folder.
+    public static func embedded() throws -> [Migration] { try parse(embeddedFiles) }
 
-    /// Loads every `NNNN_name.sql` of a folder, in version order, then every `functions/name.sql`
-    /// (when that folder exists), by name.
+    /// Loads every `NNNN_name.sql` of a folder, then every `functions/name.sql` (when that folder exists).
     public static func load(from directory: URL) throws -> [Migration] {
         let functions = directory.appending(path: functionsFolder, directoryHint: .isDirectory)
-        let repeatable = FileManager.default.fileExists(atPath: functions.path)
-            ? try sqlFiles(in: functions).sorted().map { file in
-                Migration(version: nil, name: String(file.dropLast(4)), sql: try String(contentsOf: functions.appending(path: file), encoding: .utf8))
+        var files: [(path: String, sql: String)] = []
+        for (folder, prefix) in [(directory, ""), (functions, "\(functionsFolder)/")] {
+            if folder == functions, !FileManager.default.fileExists(atPath: functions.path) { continue }
+            for name in try sqlFiles(in: folder) {
+                files.append((prefix + name, try String(contentsOf: folder.appending(path: name), encoding: .utf8)))
             }
-            : []
-        return try versioned(in: directory) + repeatable
+        }
+        return try parse(files)
+    }
+
+    /// The migrations of a folder's files, each named by its path there: the versioned ones in version
+    /// order, then the repeatable ones (`functions/`) by name.
+    static func parse(_ files: [(path: String, sql: String)]) throws -> [Migration] {
+        var migrations: [Migration] = []
+        var repeatable: [Migration] = []
+        for (path, sql) in files {
+            if path.hasPrefix("\(functionsFolder)/") {
+                repeatable.append(Migration(version: nil, name: String(path.dropFirst(functionsFolder.count + 1).dropLast(4)), sql: sql))
+                continue
+            }
+            let stem = path.dropLast(4)
+            guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]), version > 0 else {
+                throw MigrationError.badFileName(path)
+            }
+            migrations.append(Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
+        }
+        repeatable.sort { $0.name < $1.name }
+        migrations.sort { $0.version! < $1.version! }
+        for (a, b) in zip(migrations, migrations.dropFirst()) where a.version == b.version {
+            throw MigrationError.duplicateVersion(a.version!)
+        }
+        return migrations + repeatable
     }
 
     private static func sqlFiles(in directory: URL) throws -> [String] {
@@ -91,23 +108,6 @@ public struct Migration: Sendable, Equatable {
         } catch {
             throw MigrationError.folderUnreadable(directory.path)
         }
-    }
-
-    private static func versioned(in directory: URL) throws -> [Migration] {
-        var migrations: [Migration] = []
-        for file in try sqlFiles(in: directory) {
-            let stem = file.dropLast(4)
-            guard let underscore = stem.firstIndex(of: "_"), let version = Int(stem[..<underscore]), version > 0 else {
-                throw MigrationError.badFileName(file)
-            }
-            let sql = try String(contentsOf: directory.appending(path: file), encoding: .utf8)
-            migrations.append(Migration(version: version, name: String(stem[stem.index(after: underscore)...]), sql: sql))
-        }
-        migrations.sort { $0.version! < $1.version! }
-        for (a, b) in zip(migrations, migrations.dropFirst()) where a.version == b.version {
-            throw MigrationError.duplicateVersion(a.version!)
-        }
-        return migrations
     }
 }
 
