@@ -31,6 +31,8 @@ from http.client import HTTPConnection
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URL = os.environ.get("DATABASE_URL", "")  # every tool that reaches the database sets it
 HOST = "127.0.0.1"
+# Where `serve` puts /metrics when told nothing (the bench's servers are told COUPON_PUBLIC_METRICS=1).
+DEFAULT_METRICS_PORT = 9464
 # The admin token of the servers these tools start (the server refuses one shorter than 32 bytes).
 ADMIN_TOKEN = "bench-admin-token-of-32-bytes-or-more"
 
@@ -202,8 +204,18 @@ class Server:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [binary or os.environ["COUPON_BIN"], "serve", "--port", str(port), "--database-url", url, *args],
-            env=dict(os.environ, LOG_LEVEL=log_level, COUPON_ADMIN_TOKEN=token, **(env or {})),
+            env=dict(os.environ, LOG_LEVEL=log_level, COUPON_ADMIN_TOKEN=token, **self.defaults(args), **(env or {})),
             stdout=output, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+
+    @staticmethod
+    def defaults(args):
+        """What the bench's servers are told in the environment, which a binary from before it knew them
+        ignores: trust the user ids sent (unless JWT identity is on), and serve /metrics on the public
+        port (unless the bench gives a metrics port), as every bench tool reads it there."""
+        env = {} if "--auth-jwks" in args else {"COUPON_TRUST_USER_IDS": "1"}
+        if "--metrics-port" not in args:
+            env["COUPON_PUBLIC_METRICS"] = "1"
+        return env
 
     def wait_ready(self, seconds=30):
         """time.monotonic() when /readyz reported the listener connected; RuntimeError past `seconds`

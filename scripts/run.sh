@@ -36,21 +36,42 @@ bin="$(swift build -c release --show-bin-path)/coupon-server"
 # says what it will listen on.
 host="${COUPON_HOST:-127.0.0.1}"
 port="${COUPON_PORT:-8080}"
+metrics_port="${COUPON_METRICS_PORT:-9464}"
+jwks="${COUPON_AUTH_JWKS:-}"
 previous=""
 for argument in "$@"; do
-    case "$previous" in --host) host="$argument" ;; --port) port="$argument" ;; esac
-    case "$argument" in --host=*) host="${argument#--host=}" ;; --port=*) port="${argument#--port=}" ;; esac
+    case "$previous" in
+        --host) host="$argument" ;; --port) port="$argument" ;; --metrics-port) metrics_port="$argument" ;;
+        --auth-jwks) jwks="$argument" ;;
+    esac
+    case "$argument" in
+        --host=*) host="${argument#--host=}" ;; --port=*) port="${argument#--port=}" ;;
+        --metrics-port=*) metrics_port="${argument#--metrics-port=}" ;; --auth-jwks=*) jwks="${argument#--auth-jwks=}" ;;
+        --public-metrics) metrics_port="public" ;;
+    esac
     previous="$argument"
 done
+[ "$metrics_port" != public ] || metrics_port="$port"
+# Without a JWKS the service refuses to start unless told to trust the user ids it is sent: for the
+# walkthrough on this machine it is told so, and says it here.
+trust=()
+if [ -z "$jwks" ]; then
+    trust=(--trust-user-ids)
+    users="trusted: --trust-user-ids (anyone may act as any user; behind an authenticating gateway only)"
+else
+    users="JWT identity: $jwks"
+fi
 echo "coupon service: http://$host:$port"
 echo "admin token:    $admin_token   (export TOKEN=$admin_token for the README walkthrough)"
+echo "users:          $users"
+echo "metrics:        http://$host:$metrics_port/metrics"
 echo "database:       $url"
 
 # Not exec: the EXIT trap must still stop PostgreSQL. The server runs as a
 # background child and we wait for it. Background children of a script start
 # with SIGINT ignored, so both Ctrl-C and TERM are forwarded as SIGTERM, the
 # signal a server always treats as "shut down gracefully".
-"$bin" serve --database-url "$url" "$@" &
+"$bin" serve --database-url "$url" "${trust[@]}" "$@" &
 server_pid=$!
 trap 'kill -TERM "$server_pid" 2>/dev/null || true' INT TERM
 

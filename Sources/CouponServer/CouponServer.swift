@@ -115,8 +115,18 @@ struct Serve: AsyncParsableCommand, AppArguments {
 
     @Option(
         name: .customLong("auth-jwks"),
-        help: "JWKS file (RFC 7517) of the public keys that sign users' tokens: user routes then need a bearer JWT; re-read when it changes. Without it they trust the body and path (env: COUPON_AUTH_JWKS).")
+        help: "JWKS file (RFC 7517) of the public keys that sign users' tokens: user routes then need a bearer JWT; re-read when it changes. Without it, serve needs --trust-user-ids (env: COUPON_AUTH_JWKS).")
     var givenAuthJWKS: String?
+
+    @Flag(
+        name: .customLong("trust-user-ids"),
+        help: "Without --auth-jwks: trust the user_id of the body and path, as behind a gateway that authenticates the users; serve refuses to start with neither (env: COUPON_TRUST_USER_IDS=1).")
+    var givenTrustUserIDs = false
+
+    @Flag(
+        name: .customLong("public-metrics"),
+        help: "Serve GET /metrics (open coupons, remaining tickets) on the public port rather than on --metrics-port (env: COUPON_PUBLIC_METRICS=1).")
+    var givenPublicMetrics = false
 
     @Option(name: .customLong("auth-issuer"), help: "The 'iss' users' tokens must name; required with --auth-jwks (env: COUPON_AUTH_ISSUER).")
     var givenAuthIssuer: String?
@@ -158,12 +168,15 @@ struct Serve: AsyncParsableCommand, AppArguments {
 
     @Option(
         name: .customLong("metrics-port"),
-        help: "Serve GET /metrics on this port only, not on the public one; 0, the default, serves it on the public port (env: COUPON_METRICS_PORT).")
+        help: "Serve GET /metrics and /readyz in detail on this port, for the internal network; 9464 by default, one per instance of a host (env: COUPON_METRICS_PORT).")
     var givenMetricsPort: Int?
 
+    /// The metrics' own port unless `--public-metrics`.
+    static let defaultMetricsPort = 9464
+    var trustsUserIDs: Bool { givenTrustUserIDs || Environment.flag("COUPON_TRUST_USER_IDS") }
+    var publicMetrics: Bool { givenPublicMetrics || Environment.flag("COUPON_PUBLIC_METRICS") }
     var metricsPort: Int? {
-        let port = givenMetricsPort ?? Environment.value("COUPON_METRICS_PORT", or: 0)
-        return port == 0 ? nil : port
+        publicMetrics ? nil : givenMetricsPort ?? Environment.value("COUPON_METRICS_PORT", or: Self.defaultMetricsPort)
     }
     var databaseURL: String { common.databaseURL }
     var logLevel: Logger.Level { common.logLevel }
@@ -209,6 +222,22 @@ struct Serve: AsyncParsableCommand, AppArguments {
     func validate() throws {
         if authJWKS != nil, authIssuer == nil || authAudience == nil {
             throw ValidationError("--auth-jwks needs --auth-issuer and --auth-audience")
+        }
+        switch (authJWKS != nil, trustsUserIDs) {
+        case (false, false):
+            throw ValidationError(
+                """
+                who are the users? Either verify their JWTs (--auth-jwks FILE --auth-issuer ISS --auth-audience AUD), \
+                or say that a gateway in front authenticates them and the service may trust the user_id of the body \
+                and path (--trust-user-ids, COUPON_TRUST_USER_IDS=1)
+                """)
+        case (true, true):
+            throw ValidationError("--trust-user-ids and --auth-jwks exclude each other: with a JWKS the tokens name the users")
+        default:
+            break
+        }
+        if publicMetrics, givenMetricsPort != nil || Environment.value(nil, or: "COUPON_METRICS_PORT") != nil {
+            throw ValidationError("--public-metrics and --metrics-port exclude each other: /metrics is served on one of them")
         }
         guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0 to 65535") }
         guard databaseTimeout > .zero else { throw ValidationError("--database-timeout must be positive") }

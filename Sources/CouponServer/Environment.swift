@@ -26,6 +26,18 @@ enum Environment {
 }
 
 extension Environment {
+    /// A switch set in the environment: `1`, `true` or `yes` (`0`, `false`, `no` or empty: off). Anything
+    /// else stops the command, as a bad option does.
+    static func flag(_ name: String) -> Bool {
+        switch variables[name]?.lowercased() {
+        case nil, "", "0", "false", "no": return false
+        case "1", "true", "yes": return true
+        case let text?:
+            FileHandle.standardError.write(Data("coupon-server: \(name)='\(text)' is not 1 or 0\n".utf8))
+            exit(64)
+        }
+    }
+
     /// A secret given as itself or in a file (flag first, then variable; the file form keeps it out
     /// of `ps`), at least 32 bytes. A trailing newline of the file is not part of it.
     static func secret(_ given: String?, _ variable: String, file givenFile: String?, _ fileVariable: String, name: String) throws

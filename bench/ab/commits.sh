@@ -49,7 +49,7 @@ for round in $(seq "${ROUNDS:-3}"); do
         coupon=$(DATABASE_URL="$(database_url "$db")" python3 -m bench.lib create-coupon "$quantity" ab)
         psql_local -q -d "$db" -c CHECKPOINT
         # The admin token: /readyz tells the listener's state to it alone.
-        COUPON_ADMIN_TOKEN="$admin_token" LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
+        COUPON_ADMIN_TOKEN="$admin_token" COUPON_TRUST_USER_IDS=1 COUPON_PUBLIC_METRICS=1 LOG_LEVEL=warning "${bin[$side]}" serve --port "$port" --database-url "$(database_url "$db")" >/dev/null 2>&1 &
         pid=$!
         for _ in $(seq 100); do
             curl -sf -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$port/readyz" | grep -q connected && break

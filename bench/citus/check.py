@@ -16,6 +16,7 @@ sale also run on that plain PostgreSQL in the same run, so the rates stand side 
 every wait bounded. Exits non-zero when a check fails.
 """
 import asyncio
+import datetime
 import math
 import os
 import subprocess
@@ -110,6 +111,36 @@ async def every_route(port, url, base):
     wanted = ["coupon.created", "coupon.changed"] + ["ticket.issued"] * 3 + [
         "ticket.redeemed", "ticket.restored", "ticket.returned", "coupon.changed", "coupon.sold_out"]
     check(types == wanted, f"every route: the outbox holds its events in commit order: {types}")
+
+
+async def sale_control(ports, url, base):
+    """A window moved and a sale closed on one instance (close_sale, on the coupon's worker on a
+    cluster): both instances follow, nothing is issued at or after the close, and the audit after."""
+    coupon = create_coupon_over_http(base, TOKEN, "control", 10)
+    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    steps = [
+        (ports[0], "POST", f"/v1/coupons/{coupon}/issue", {"user_id": "c1"}, None, "201"),
+        (ports[0], "PATCH", f"/v1/coupons/{coupon}", {"starts_at": later}, TOKEN, "200"),
+        (ports[1], "POST", f"/v1/coupons/{coupon}/issue", {"user_id": "c2"}, None, "409"),
+        (ports[1], "PATCH", f"/v1/coupons/{coupon}", {"starts_at": None}, TOKEN, "200"),
+        (ports[0], "POST", f"/v1/coupons/{coupon}/issue", {"user_id": "c3"}, None, "201"),
+        (ports[1], "POST", f"/v1/coupons/{coupon}/close", None, TOKEN, "200"),
+        (ports[0], "POST", f"/v1/coupons/{coupon}/issue", {"user_id": "c4"}, None, "409"),
+        (ports[1], "POST", f"/v1/coupons/{coupon}/issue", {"user_id": "c5"}, None, "409"),
+    ]
+    answers = []
+    for port, method, path, body, token, _ in steps:
+        answers.append(await request_async(port, method, path, body, token=token))
+        if token:
+            await asyncio.sleep(0.5)  # the other instance's catalogue follows at the notification
+    got = [status for status, _, _ in answers]
+    check(got == [status for *_, status in steps], f"sale control: {got} (expected {[status for *_, status in steps]})")
+    codes = [(body or {}).get("code") for _, body, _ in answers]
+    check(codes[2] == "not_started" and codes[6] == "ended" and codes[7] == "ended", f"sale control: refusals {codes[2]}, {codes[6]}, {codes[7]}")
+    late = psql(f"SELECT count(*) FROM coupon_tickets t JOIN coupons c ON c.id = t.coupon_id "
+                f"WHERE t.coupon_id = {coupon} AND c.id = {coupon} AND t.issued_at >= c.ends_at", url)
+    check(late == "0", f"sale control: tickets issued at or after the close: {late}")
+    audited("sale control", coupon, url, sold_out=False)
 
 
 async def checkout_by_code(port, url, base, cluster):
@@ -281,6 +312,7 @@ async def run_on(url, ports, label, cluster):
         check(issued == 8 * 500, f"several coupons at once: 8 x 500 tickets, 6000 users: {issued} issued in {seconds:.2f} s")
         rates["several"] = issued / seconds
         await every_route(ports[1], url, base)
+        await sale_control(ports, url, base)
         # The feed: served on one PostgreSQL; on a cluster 501 events_unavailable (docs/events.md).
         status, body, _ = await request_async(ports[0], "GET", "/v1/events?limit=1", token=TOKEN)
         expected = ("501", "events_unavailable") if cluster else ("200", None)
@@ -302,7 +334,9 @@ def main():
     check(any(f.startswith("issue_tickets:0:true") for f in functions),
           f"issue_tickets delegated by its coupon (force_delegation): {functions}")
     delegated = {f.split(":")[0] for f in functions if f.split(":")[1] == "0"}
-    expected = {"add_coupon_tickets", "issue_tickets", "missing_ticket", "redeem_ticket", "restore_ticket", "return_ticket", "ticket_of"}
+    check(any(f.startswith("close_sale:0:true") for f in functions), f"close_sale delegated by its coupon (force_delegation): {functions}")
+    expected = {"add_coupon_tickets", "close_sale", "issue_tickets", "missing_ticket", "redeem_ticket", "restore_ticket", "return_ticket",
+                "ticket_of"}
     check(expected <= delegated, f"every function that takes a coupon runs on its worker: {sorted(delegated)}")
     settings = psql("SELECT nodeid || ':' || coalesce(result, '') FROM run_command_on_all_nodes("
                     "$$SELECT array_to_string(proconfig, ',') FROM pg_proc WHERE proname = 'issue_tickets'$$) ORDER BY nodeid")

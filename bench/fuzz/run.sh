@@ -44,7 +44,7 @@ done
 export DATABASE_URL="$url" FUZZ_SEED="$seed"
 auth_flags="$(python3 -m bench.identity "$identity")"
 mapfile -t auth_args <<<"$auth_flags"
-COUPON_ADMIN_TOKEN="$token" "$bin" serve --port "$port" --database-url "$url" --log-level error --shutdown-drain 0 \
+COUPON_ADMIN_TOKEN="$token" COUPON_PUBLIC_METRICS=1 "$bin" serve --port "$port" --database-url "$url" --log-level error --shutdown-drain 0 \
     "${auth_args[@]}" &
 server_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done

@@ -164,8 +164,34 @@ async def sale(ports):
     return sold_out, on_sale
 
 
+def defaults():
+    """What `serve` does when told nothing: it refuses to start without JWT identity or
+    --trust-user-ids, and with it serves /metrics on port 9464, not on the public port."""
+    binary = os.environ["COUPON_BIN"]
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("COUPON_TRUST_USER_IDS", "COUPON_PUBLIC_METRICS", "COUPON_METRICS_PORT", "COUPON_AUTH_JWKS")}
+    env["COUPON_ADMIN_TOKEN"] = TOKEN
+    command = [binary, "serve", "--port", str(PORTS[0]), "--database-url", lib.URL]
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    message = refused.stderr.strip().splitlines()[0] if refused.stderr.strip() else ""
+    check(refused.returncode != 0 and "--trust-user-ids" in refused.stderr and "--auth-jwks" in refused.stderr,
+          f"serve with neither --auth-jwks nor --trust-user-ids refuses to start (exit {refused.returncode}: {message[:120]})")
+    server = subprocess.Popen([*command, "--trust-user-ids"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lib.wait_ready(f"http://127.0.0.1:{lib.DEFAULT_METRICS_PORT}", alive=lambda: server.poll() is None)
+        public = asyncio.run(request_async(PORTS[0], "GET", "/metrics"))[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{lib.DEFAULT_METRICS_PORT}/metrics", timeout=5) as answer:
+            own = answer.status
+        check(public == "404" and own == 200,
+              f"by default /metrics is on port {lib.DEFAULT_METRICS_PORT} ({own}), not on the public port ({public})")
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
 def main():
     print("monitoring: deploy/prometheus and deploy/grafana against a real Prometheus", flush=True)
+    defaults()
     promtool("check", "rules", RULES)
     promtool("test", "rules", os.path.join(DEPLOY, "prometheus", "rules.test.yml"))
     folder = tempfile.mkdtemp(prefix="coupon-prometheus-")
