@@ -143,8 +143,6 @@ struct CouponStore: Sendable {
     }
 }
 
-/// What `PATCH /v1/coupons/{id}` changes: the quantity, the redemption deadline (`.some(nil)`
-/// clears it), or both.
 /// What `PATCH /v1/coupons/{id}` changes: nil leaves a field as it is; `.some(nil)` clears an instant.
 struct CouponChange: Sendable, Equatable {
     var quantity: Int?
