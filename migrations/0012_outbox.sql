@@ -62,6 +62,3 @@ BEGIN
     END IF;
 END;
 $$;
-
--- GET /v1/orders/{order_id}/tickets: an order's tickets. Only tickets with an order have entries.
-CREATE INDEX coupon_tickets_by_order ON coupon_tickets (order_id) WHERE order_id IS NOT NULL;

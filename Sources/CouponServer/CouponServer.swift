@@ -269,10 +269,17 @@ struct Migrate: AsyncParsableCommand {
     struct Source: ParsableArguments {
         @Option(help: "Folder of NNNN_name.sql files (and functions/name.sql); by default the migrations built into this binary (env: COUPON_MIGRATIONS).")
         var migrations: String?
+        @Option(help: "Seconds a statement waits for a table's lock before the migration fails, to be run again (default 5).")
+        var lockTimeout: Double = 5
 
         func runner(logger: Logger) throws -> MigrationRunner {
             let folder = Environment.value(migrations, or: "COUPON_MIGRATIONS").map { URL(filePath: $0, directoryHint: .isDirectory) }
-            return MigrationRunner(migrations: try folder.map(Migration.load) ?? Migration.embedded(), logger: logger)
+            return MigrationRunner(
+                migrations: try folder.map(Migration.load) ?? Migration.embedded(), lockTimeout: .milliseconds(Int(lockTimeout * 1000)), logger: logger)
+        }
+
+        func validate() throws {
+            guard lockTimeout > 0, lockTimeout <= 3600 else { throw ValidationError("--lock-timeout must be above 0 and at most 3600 seconds") }
         }
     }
 

@@ -103,6 +103,71 @@ import Testing
         }
     }
 
+    /// A `-- migrate: no-transaction` file runs each statement on its own (CREATE INDEX CONCURRENTLY
+    /// refuses a transaction block); one that fails stays pending, and the invalid index its failed
+    /// build left is dropped and built again on the next run, instead of `IF NOT EXISTS` keeping it.
+    @Test func aConcurrentIndexBuildsOutsideATransactionAndAgainAfterItFailed() async throws {
+        try await TestDatabase.withScratchDatabase { url in
+            let folder = try scratchFolder([
+                "0001_table.sql": "CREATE TABLE codes (code int); INSERT INTO codes VALUES (1), (1), (2);",
+                "0002_index.sql": """
+                    -- migrate: no-transaction
+                    CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS codes_once ON codes (code);
+                    """,
+            ])
+            #expect(try runner(folder).migrations.map(\.runsInTransaction) == [true, false])
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                func indexIsValid() async throws -> Bool? {
+                    let rows = try await client.query("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('codes_once')")
+                    for try await valid in rows.decode(Bool.self) { return valid }
+                    return nil
+                }
+                let error = await #expect(throws: MigrationError.self) { try await runner(folder).apply(on: client) }
+                guard case .statementFailed(let file, _, _, _, let sqlState, _)? = error else {
+                    Issue.record("not a failed statement: \(String(describing: error))")
+                    return
+                }
+                #expect(file == "0002_index.sql" && sqlState == "23505")
+                #expect(try await runner(folder).status(on: client).map(\.state) == [.applied, .pending])
+                #expect(try await indexIsValid() == false, "a failed concurrent build leaves its index, invalid")
+
+                try await client.query("DELETE FROM codes WHERE ctid = (SELECT max(ctid) FROM codes WHERE code = 1)")
+                #expect(try await runner(folder).apply(on: client).map(\.label) == ["0002 index"])
+                #expect(try await indexIsValid() == true, "built again, not kept invalid by IF NOT EXISTS")
+            }
+        }
+    }
+
+    /// A migration behind a long transaction on the same table fails after the lock timeout, and can run
+    /// again, instead of waiting with every write to the table queued behind it.
+    @Test func aMigrationBehindALongTransactionGivesUpInsteadOfQueueingIssuance() async throws {
+        let project = try runner(TestDatabase.migrationsFolder)
+        var runner = project
+        runner.migrations.insert(Migration(version: 99, name: "late_column", sql: "ALTER TABLE coupon_tickets ADD COLUMN late int;"),
+                                 at: project.migrations.firstIndex { $0.version == nil }!)
+        runner.lockTimeout = .milliseconds(300)
+        try await TestDatabase.withScratchDatabase(migrated: true) { url in
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                let coupon = try await TestDatabase.makeCoupon(quantity: 3, on: client)
+                try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { reader in
+                    try await reader.withConnection { long in
+                        try await long.query("BEGIN", logger: TestDatabase.logger)
+                        try await long.query("SELECT count(*) FROM coupon_tickets", logger: TestDatabase.logger)
+                        let error = await #expect(throws: MigrationError.self) { try await runner.apply(on: client) }
+                        guard case .statementFailed(let file, _, _, _, let sqlState, _)? = error else {
+                            Issue.record("not a failed statement: \(String(describing: error))")
+                            return
+                        }
+                        #expect(file == "0099_late_column.sql" && sqlState == "55P03", "lock_timeout")
+                        try await long.query("ROLLBACK", logger: TestDatabase.logger)
+                    }
+                }
+                try await client.query("SELECT * FROM issue_tickets(\(coupon), ARRAY['ann'])")
+                #expect(try await runner.apply(on: client).map(\.label) == ["0099 late_column"], "run again once the way is free")
+            }
+        }
+    }
+
     @Test func badFileNamesAreRefused() throws {
         let folder = try scratchFolder(["first.sql": "SELECT 1;"])
         #expect(throws: MigrationError.badFileName("first.sql")) { try Migration.load(from: folder) }

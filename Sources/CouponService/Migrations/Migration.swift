@@ -20,6 +20,23 @@ public struct Migration: Sendable, Equatable {
         return String(format: "%04d", version) + "_\(name).sql"
     }
 
+    /// False for a file whose leading comments hold the line `-- migrate: no-transaction`: its
+    /// statements each commit on their own (`CREATE INDEX CONCURRENTLY` refuses a transaction), and the
+    /// file is written to be run again if it stops halfway (`IF NOT EXISTS`). docs/operations.md.
+    public var runsInTransaction: Bool {
+        !sql.split(separator: "\n").prefix { $0.hasPrefix("--") }.contains { $0.trimmingCharacters(in: .whitespaces) == Self.noTransaction }
+    }
+
+    static let noTransaction = "-- migrate: no-transaction"
+
+    /// The indexes the file builds with `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name`: one a
+    /// failed build left invalid is dropped before the file runs again, or `IF NOT EXISTS` would keep it.
+    var concurrentIndexes: [String] {
+        SQLScript.statements(in: sql).compactMap { statement in
+            statement.firstMatch(of: #/(?im)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)/#).map { String($0.1) }
+        }
+    }
+
     /// `0001 coupons`, or `functions/issue_tickets`, as the command prints it.
     public var label: String { Self.label(version: version, name: name) }
 
@@ -43,6 +60,8 @@ public struct Migration: Sendable, Equatable {
     /// - 1 to 9: before their functions moved to `functions/` (2026-12-04); 2, 4, 5, 8 and 9 held
     ///   only functions and are gone.
     /// - 10: its five changes in one `ALTER TABLE`, which Citus refuses (2026-12-07); the same schema.
+    /// - 12: with the index of 0013 built in its transaction, holding coupon_tickets' write lock for the
+    ///   build (2026-12-07); the same schema.
     static let formerChecksums: [Int: Set<String>] = [
         1: ["0f628e7422f645080044549d8456dfe42e716853d2536fcd83fe5d2e2125cab7"],
         2: ["63a8fd3d37b5c70d218689c409419fecb338c2f1411ccb5eda101aba682e62de"],
@@ -54,6 +73,7 @@ public struct Migration: Sendable, Equatable {
         8: ["a260d0b17deb1ae186c107d5982ca587c4f27d43b5f003f3e905a9eaf79a6f93"],
         9: ["31c681873fa7e50092546932e306c0960e57dd451d65c6271e4ebfce80c51349"],
         10: ["e2141a502d8c9e4eed77da8c21baacbe8655baead8dd2953c88ec39bebd87983"],
+        12: ["0594d4cf2465c939d3ba8bd8b30ae9aa76b0f5a8df664ba35a40654b1c0f4e6d"],
     ]
 
     /// Whether a checksum recorded for `version` is one its file had before it was rewritten.

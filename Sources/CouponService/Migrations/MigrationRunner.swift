@@ -2,10 +2,13 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Applies migrations, each in its own transaction: the pending versioned ones in order, recorded in
-/// `schema_migrations`, then the repeatable ones whose text changed, recorded in `schema_functions`.
+/// Applies migrations, each in its own transaction (unless the file says `-- migrate: no-transaction`):
+/// the pending versioned ones in order, recorded in `schema_migrations`, then the repeatable ones whose
+/// text changed, recorded in `schema_functions`.
 ///
 /// A session advisory lock serializes runners, so instances starting together apply each file once.
+/// Every statement waits at most `lockTimeout` for a table's lock: a migration behind a long
+/// transaction fails, and can be run again, instead of queueing a sale's issuance behind its wait.
 public struct MigrationRunner: Sendable {
     public enum State: String, Sendable { case applied, pending, missingFile = "applied, file missing" }
 
@@ -25,9 +28,12 @@ public struct MigrationRunner: Sendable {
     /// Versioned migrations in version order, then repeatable ones, as `Migration.load` gives them.
     public var migrations: [Migration]
     public var logger: Logger
+    /// PostgreSQL's `lock_timeout` for the migrations' statements.
+    public var lockTimeout: Duration
 
-    public init(migrations: [Migration], logger: Logger) {
+    public init(migrations: [Migration], lockTimeout: Duration = .seconds(5), logger: Logger) {
         self.migrations = migrations
+        self.lockTimeout = lockTimeout
         self.logger = logger
     }
 
@@ -63,33 +69,60 @@ public struct MigrationRunner: Sendable {
     }
 
     private func apply(_ migration: Migration, on connection: PostgresConnection) async throws {
+        guard migration.runsInTransaction else {
+            // Each statement commits on its own, the record last: a file that stops halfway stays
+            // pending and runs again whole, which its IF NOT EXISTS allow.
+            try await dropInvalidIndexes(migration.concurrentIndexes, on: connection)
+            try await run(migration, on: connection)
+            return try await record(migration, on: connection)
+        }
         try await connection.withTransaction(logger: logger) { connection in
-            let statements = SQLScript.statements(in: migration.sql)
-            for (index, statement) in statements.enumerated() {
-                do {
-                    try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
-                } catch let error as PSQLError {
-                    // The database's words first, then where: postgres-nio's own description
-                    // starts by echoing the whole statement.
-                    throw MigrationError.statementFailed(
-                        file: migration.fileName, statement: index + 1, of: statements.count,
-                        message: error.serverInfo?[.message] ?? String(describing: error.code),
-                        sqlState: error.serverInfo?[.sqlState], sql: statement)
-                }
+            try await run(migration, on: connection)
+            try await record(migration, on: connection)
+        }
+    }
+
+    private func run(_ migration: Migration, on connection: PostgresConnection) async throws {
+        let statements = SQLScript.statements(in: migration.sql)
+        for (index, statement) in statements.enumerated() {
+            do {
+                try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
+            } catch let error as PSQLError {
+                // The database's words first, then where: postgres-nio's own description
+                // starts by echoing the whole statement.
+                throw MigrationError.statementFailed(
+                    file: migration.fileName, statement: index + 1, of: statements.count,
+                    message: error.serverInfo?[.message] ?? String(describing: error.code),
+                    sqlState: error.serverInfo?[.sqlState], sql: statement)
             }
-            if let version = migration.version {
-                try await connection.execute(
-                    """
-                    INSERT INTO schema_migrations (version, name, checksum)
-                    VALUES (\(version), \(migration.name), \(migration.checksum))
-                    """, logger: logger)
-            } else {
-                try await connection.execute(
-                    """
-                    INSERT INTO schema_functions (name, checksum) VALUES (\(migration.name), \(migration.checksum))
-                    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()
-                    """, logger: logger)
-            }
+        }
+    }
+
+    private func record(_ migration: Migration, on connection: PostgresConnection) async throws {
+        if let version = migration.version {
+            try await connection.execute(
+                """
+                INSERT INTO schema_migrations (version, name, checksum)
+                VALUES (\(version), \(migration.name), \(migration.checksum))
+                """, logger: logger)
+        } else {
+            try await connection.execute(
+                """
+                INSERT INTO schema_functions (name, checksum) VALUES (\(migration.name), \(migration.checksum))
+                ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now()
+                """, logger: logger)
+        }
+    }
+
+    /// A failed `CREATE INDEX CONCURRENTLY` leaves its index behind, invalid (never used by a plan, still
+    /// written by every change): dropped, so the file's next run builds it.
+    private func dropInvalidIndexes(_ names: [String], on connection: PostgresConnection) async throws {
+        for name in names {
+            let rows = try await connection.query(
+                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(\(name)) AND NOT indisvalid", logger: logger)
+            guard try await rows.collect().isEmpty == false else { continue }
+            logger.warning("dropping an index a failed concurrent build left invalid", metadata: ["index": "\(name)"])
+            try await connection.execute(PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \"\(name)\""), logger: logger)
         }
     }
 
@@ -139,8 +172,16 @@ public struct MigrationRunner: Sendable {
         on client: PostgresClient, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         try await client.withConnection { connection in
-            try await connection.execute("SELECT pg_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+            // Tried, not waited for: a session waiting in pg_advisory_lock is a transaction that
+            // another runner's CREATE INDEX CONCURRENTLY would wait for in turn (a deadlock).
+            while try await !connection.query("SELECT pg_try_advisory_lock(\(Self.advisoryLockKey))", logger: logger)
+                .decode(Bool.self).reduce(false, { $0 || $1 }) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             do {
+                // After the advisory lock, for which a runner waits as long as another runs.
+                let milliseconds = lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000
+                try await connection.execute(PostgresQuery(unsafeSQL: "SET lock_timeout = \(milliseconds)"), logger: logger)
                 try await connection.execute(
                     """
                     CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -159,9 +200,11 @@ public struct MigrationRunner: Sendable {
                     )
                     """, logger: logger)
                 let result = try await body(connection)
+                try await connection.execute("RESET lock_timeout", logger: logger)
                 try await connection.execute("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 return result
             } catch {
+                try? await connection.execute("RESET lock_timeout", logger: logger)
                 try? await connection.execute("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))", logger: logger)
                 throw error
             }
