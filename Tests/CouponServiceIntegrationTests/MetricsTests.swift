@@ -26,6 +26,7 @@ import Testing
             #expect(metrics[#"coupon_requests_refused_total{reason="coupon_not_found"}"#] == 1)
             #expect(metrics[#"coupon_requests_refused_total{reason="unavailable"}"#] == 0)
             #expect(metrics["coupon_issue_repeats_total"] == 1)
+            #expect(metrics[#"coupon_sale_requests_total{coupon_id="\#(couponID)"}"#] == 6, "every request in the window, not the unknown coupon's")
             let sources = ["cache", "lookup", "database"]
             let answers = sources.map { metrics[#"coupon_issue_answers_total{source="\#($0)"}"#] ?? 0 }.reduce(0, +)
             #expect(answers == 7)
@@ -40,6 +41,21 @@ import Testing
             #expect(metrics["coupon_pool_wait_seconds_count"] == fromDatabase)
             #expect(metrics["coupon_listener_connected"] == 1)
             #expect(metrics["coupon_listener_connects_total"] == 1)
+            #expect(metrics["coupon_database_synchronous_standbys"] == nil, "no writer asked for, no replication watched")
+        }
+    }
+
+    /// With a URL that asks for a writer, the primary's synchronous standbys are read into a gauge: here
+    /// none (one server), what the alert CouponReplicationNotSynchronous fires on. (With a standby: the
+    /// fault scenario `failover`, 1 before the primary's host is lost and 0 on the promoted node alone.)
+    @Test func theSynchronousStandbysAreReadWhenTheURLAsksForAWriter() async throws {
+        let url = TestDatabase.url + (TestDatabase.url.contains("?") ? "&" : "?") + "target_session_attrs=read-write"
+        try await buildApplication(TestArguments(databaseURL: url)).test(.router) { client in
+            let read = try await waitUntil(.seconds(20), every: .milliseconds(100)) {
+                let response = try await client.send(.get, "/metrics")
+                return Exposition(String(buffer: response.body))["coupon_database_synchronous_standbys"] == 0
+            }
+            #expect(read)
         }
     }
 }

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 
 from bench import lib
-from bench.faults import ha, webhooks
+from bench.faults import backup, ha, webhooks
 from bench.lib import ROOT, Server, create_coupon_over_http, issue_async as issue, metric, psql
 
 TOKEN = lib.ADMIN_TOKEN
@@ -352,8 +352,22 @@ async def failover_sale(cluster, ports, receiver=None):
             if status != "201":
                 await asyncio.sleep(0.05)
 
+    async def standbys_everywhere(wanted, seconds):
+        """Whether every instance reads `wanted` synchronous standbys within `seconds` (polled every 2 s)."""
+        by = time.monotonic() + seconds
+        while any(metric(port, "coupon_database_synchronous_standbys") != wanted for port in ports):
+            if time.monotonic() > by:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
     shoppers = [asyncio.create_task(shopper(n)) for n in range(16)]
     await asyncio.sleep(2)
+    # The URL asks for a writer: each instance reads the primary's synchronous standbys (1 now, and 0
+    # once the promoted node is alone: the alert CouponReplicationNotSynchronous).
+    if not await standbys_everywhere(1, 10):
+        failures.append(f"failover: coupon_database_synchronous_standbys before the loss: "
+                        f"{[metric(port, 'coupon_database_synchronous_standbys') for port in ports]}, not 1")
     old = await asyncio.to_thread(cluster.primary)
     survivor = next(name for name in ha.NODES if name != old)
     lost_at = time.monotonic()
@@ -390,6 +404,11 @@ async def failover_sale(cluster, ports, receiver=None):
           + f"; longest wait {max(during):.2f} s; answers {dict(sorted(statuses.items()))}", flush=True)
     if len(first) < len(ports):
         failures.append(f"failover: instances {sorted(set(ports) - set(first))} issued nothing after the promotion")
+    alone = await standbys_everywhere(0, 20)
+    print(f"  synchronous standbys read by the instances after the promotion: "
+          f"{[metric(port, 'coupon_database_synchronous_standbys') for port in ports]} (1 before the loss)", flush=True)
+    if not alone:
+        failures.append("failover: the promoted node alone, and the instances do not read 0 synchronous standbys")
     primary_url = cluster.node_url(survivor)
     audit("after the failover (on the promoted node)", coupon, [(u, s, b) for u, s, b, *_ in answers], url=primary_url)
 
@@ -754,7 +773,7 @@ async def holds_and_sigkill():
 def main():
     lib.raise_file_limit()
     chosen = sys.argv[1:] or ["instances", "sigkill", "postgres", "sigterm", "slow", "cap", "clock", "aftersale", "holds",
-                              "webhooks", "failover", "soak"]
+                              "webhooks", "failover", "backup", "soak"]
     seed = int(os.environ.get("FAULTS_SEED", random.randrange(2**31)))
     rounds = int(os.environ.get("FAULTS_ROUNDS", "20"))
     scenarios = {
@@ -762,6 +781,7 @@ def main():
         "sigterm": sigterm_under_load, "slow": slow_clients, "cap": connection_cap, "clock": skewed_clocks,
         "aftersale": after_the_sale, "holds": holds_and_sigkill, "failover": failover,
         "webhooks": lambda: webhooks.webhooks(running, sale, send, audit, failures),
+        "backup": lambda: backup.backup(running, audit, failures),
         "soak": lambda: soak(rounds, seed),
     }
     failed = 0

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fault scenarios against real server processes: several instances, SIGKILL, a PostgreSQL crash,
 # SIGTERM under load, slow clients, a cap on connections, clocks skewed against the database, returns and redemptions racing
-# issuance, checkout holds by code with an instance SIGKILLed, the primary's host lost under pg_auto_failover, a
-# randomized soak. Each ends with the database audit. Arguments pick scenarios (instances
-# sigkill postgres sigterm slow cap clock aftersale holds failover soak); FAULTS_SEED replays a soak, FAULTS_ROUNDS sets
-# its rounds (20).
+# issuance, checkout holds by code with an instance SIGKILLed, webhooks through faults, the primary's host lost under
+# pg_auto_failover, a base backup restored to a point in time mid-sale on a fresh cluster, a randomized soak. Each ends
+# with the database audit. Arguments pick scenarios (instances sigkill postgres sigterm slow cap clock aftersale holds
+# webhooks failover backup soak); FAULTS_SEED replays a soak, FAULTS_ROUNDS sets its rounds (20).
+# backup: a primary and its restored copy of its own (bench/faults/backup.py), run as `postgres` on 25200 and 25201.
 # clock: instances 3 s behind and 3 s ahead (libfaketime, Debian's faketime, installed here if
 # missing) must open and close a 5 s sale when the database does.
 set -euo pipefail

@@ -64,6 +64,17 @@ struct Database: Sendable {
         return try await adminWrite { try await client.withTransaction(logger: logger) { try await body($0) } }
     }
 
+    /// The standbys that confirm the primary's commits (in `pg_stat_replication`, `sync` or `quorum`):
+    /// nil unless the URL asks for a writer (`target_session_attrs`), the sign of a replicated setup.
+    /// 0 there means an acknowledged ticket is on one host only. The role needs `pg_monitor` to see
+    /// the standbys' rows.
+    func synchronousStandbys() async throws -> Int? {
+        guard primary.url.targetSessionAttrs != .any else { return nil }
+        return try await rows("SELECT count(*)::int FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')") {
+            try $0.decode(Int.self)
+        }.first
+    }
+
     func ping() async throws {
         let client = client
         try await withDeadline(timeout) {

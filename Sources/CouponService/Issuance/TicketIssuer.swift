@@ -29,7 +29,7 @@ struct TicketIssuer: Sendable {
         switch known {
         case .refused(let refusal):
             let answer = TicketAnswer(outcome: refusal)
-            metrics.record(.success(answer), from: .cache, after: .now - start)
+            metrics.record(.success(answer), couponID: couponID, from: .cache, after: .now - start)
             return answer
         case .refusedUnlessHolder(let refusal), .refusedOnceHoldersLoad(let refusal): question = .holder(unless: refusal)
         case .unheardOf: question = .coupon
@@ -38,10 +38,10 @@ struct TicketIssuer: Sendable {
         let source: CouponMetrics.Source = question == .issuance ? .database : .lookup
         do {
             let answer = try await ask(question, couponID: couponID, userID: userID)
-            metrics.record(.success(answer), from: source, after: .now - start)
+            metrics.record(.success(answer), couponID: couponID, from: source, after: .now - start)
             return answer
         } catch {
-            metrics.record(.failure(error), from: source, after: .now - start)
+            metrics.record(.failure(error), couponID: couponID, from: source, after: .now - start)
             throw error
         }
     }

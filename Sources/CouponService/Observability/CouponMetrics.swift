@@ -101,6 +101,12 @@ struct CouponMetrics: Sendable {
         self.factory = factory
     }
 
+    /// The standbys confirming the primary's commits, as last read: made at the first read, so an
+    /// instance whose URL asks for no writer (no replication watched) has no such series.
+    func synchronousStandbys() -> Metrics.Gauge {
+        Metrics.Gauge(label: "coupon_database_synchronous_standbys", factory: factory)
+    }
+
     /// The age of the oldest event an endpoint has not acknowledged, on the instance delivering to it
     /// (0 elsewhere and when it has them all).
     func webhookLag(_ id: Int64) -> Metrics.Gauge {
@@ -108,9 +114,13 @@ struct CouponMetrics: Sendable {
     }
 
     /// One issue request answered.
-    func record(_ result: Result<TicketAnswer, any Error>, from source: Source, after duration: Duration) {
+    func record(_ result: Result<TicketAnswer, any Error>, couponID: Int64, from source: Source, after duration: Duration) {
         answers[source]?.increment()
         issueDuration[source]?.recordNanoseconds(duration.nanoseconds)
+        switch result.map(\.outcome) {
+        case .success(.notStarted), .success(.ended), .success(.couponNotFound): break
+        default: sales.requested(couponID: couponID)
+        }
         switch result.map(\.outcome) {
         case .success(.issued): break  // counted at COMMIT (`ticketsIssued`)
         case .success(.alreadyIssued): repeats.increment()
@@ -132,10 +142,11 @@ extension Duration {
     }
 }
 
-/// The series kept per coupon, for the dashboards: the tickets this instance issued of each coupon
-/// (`coupon_sale_tickets_issued_total{coupon_id}`) and the tickets each coupon has left
-/// (`coupon_sale_remaining_tickets{coupon_id}`, read from the database by `CouponGauges`). The exact
-/// total over all coupons stays `coupon_tickets_issued_total`.
+/// The series kept per coupon, for the dashboards and the sale's alerts: the tickets this instance
+/// issued of each coupon (`coupon_sale_tickets_issued_total{coupon_id}`), the issue requests it took
+/// while the coupon's window was open (`coupon_sale_requests_total{coupon_id}`), and the tickets each
+/// coupon has left (`coupon_sale_remaining_tickets{coupon_id}`, read from the database by
+/// `CouponGauges`). The exact total over all coupons stays `coupon_tickets_issued_total`.
 ///
 /// The label set is bounded: a coupon has series while it is open or has issued on this instance within
 /// `activeFor`, and never more than `maxCoupons` at once; series of other coupons are removed, so a
@@ -144,6 +155,7 @@ extension Duration {
 final class CouponSeries: Sendable {
     private struct Series {
         var issued: Metrics.Counter
+        var requests: Metrics.Counter
         var remaining: Metrics.Gauge
         var lastIssued: ContinuousClock.Instant?
     }
@@ -173,6 +185,12 @@ final class CouponSeries: Sendable {
         counter?.increment(by: count)
     }
 
+    /// An issue request for the coupon within its window (not refused as not started or ended): counted
+    /// while the coupon has series (open, or issuing here), so requests that issue nothing show.
+    func requested(couponID: Int64) {
+        series.withLock { $0[couponID]?.requests }?.increment()
+    }
+
     /// The coupons whose remaining tickets are wanted: those that issued here within `activeFor`, then
     /// `open` ones, at most `maxCoupons` in all.
     func coupons(open: [Int64], at now: ContinuousClock.Instant = .now) -> [Int64] {
@@ -198,6 +216,7 @@ final class CouponSeries: Sendable {
         }
         for old in removed {
             old.issued.destroy()
+            old.requests.destroy()
             old.remaining.destroy()
         }
         for (gauge, left) in gauges { gauge.record(left) }
@@ -214,6 +233,7 @@ final class CouponSeries: Sendable {
         let label = [("coupon_id", String(couponID))]
         return Series(
             issued: Metrics.Counter(label: "coupon_sale_tickets_issued_total", dimensions: label, factory: factory),
+            requests: Metrics.Counter(label: "coupon_sale_requests_total", dimensions: label, factory: factory),
             remaining: Metrics.Gauge(label: "coupon_sale_remaining_tickets", dimensions: label, factory: factory),
             lastIssued: nil)
     }
