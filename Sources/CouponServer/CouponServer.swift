@@ -118,6 +118,11 @@ struct Serve: AsyncParsableCommand, AppArguments {
         help: "JWKS file (RFC 7517) of the public keys that sign users' tokens: user routes then need a bearer JWT; re-read when it changes. Without it, serve needs --trust-user-ids (env: COUPON_AUTH_JWKS).")
     var givenAuthJWKS: String?
 
+    @Option(
+        name: .customLong("auth-jwks-url"),
+        help: "The identity provider's JWKS URL (https; http only to a loopback host), instead of --auth-jwks: fetched at start, every 5 minutes, and at once for a token whose 'kid' is unknown (at most every 5 s); the last good keys kept while it is down (env: COUPON_AUTH_JWKS_URL).")
+    var givenAuthJWKSURL: String?
+
     @Flag(
         name: .customLong("trust-user-ids"),
         help: "Without --auth-jwks: trust the user_id of the body and path, as behind a gateway that authenticates the users; serve refuses to start with neither (env: COUPON_TRUST_USER_IDS=1).")
@@ -203,7 +208,10 @@ struct Serve: AsyncParsableCommand, AppArguments {
     var events: EventSettings {
         EventSettings(webhookBatch: webhookBatch, webhookTimeout: webhookTimeout, webhookGiveUp: webhookGiveUp, retention: eventsRetention)
     }
-    var authJWKS: String? { Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") }
+    var authJWKS: JWKSSource? {
+        if let url = Environment.value(givenAuthJWKSURL, or: "COUPON_AUTH_JWKS_URL") { return try? JWKSSource.url(url) }
+        return Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS").map(JWKSSource.file)
+    }
     var authIssuer: String? { Environment.value(givenAuthIssuer, or: "COUPON_AUTH_ISSUER") }
     var authAudience: String? { Environment.value(givenAuthAudience, or: "COUPON_AUTH_AUDIENCE") }
 
@@ -220,19 +228,27 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
 
     func validate() throws {
+        let url = Environment.value(givenAuthJWKSURL, or: "COUPON_AUTH_JWKS_URL")
+        if let url {
+            guard Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") == nil else {
+                throw ValidationError("--auth-jwks and --auth-jwks-url exclude each other: the keys come from one place")
+            }
+            do { _ = try JWKSSource.url(url) } catch { throw ValidationError("\(error)") }
+        }
         if authJWKS != nil, authIssuer == nil || authAudience == nil {
-            throw ValidationError("--auth-jwks needs --auth-issuer and --auth-audience")
+            throw ValidationError("--auth-jwks and --auth-jwks-url need --auth-issuer and --auth-audience")
         }
         switch (authJWKS != nil, trustsUserIDs) {
         case (false, false):
             throw ValidationError(
                 """
-                who are the users? Either verify their JWTs (--auth-jwks FILE --auth-issuer ISS --auth-audience AUD), \
+                who are the users? Either verify their JWTs (--auth-jwks FILE or --auth-jwks-url URL, with --auth-issuer ISS \
+                --auth-audience AUD), \
                 or say that a gateway in front authenticates them and the service may trust the user_id of the body \
                 and path (--trust-user-ids, COUPON_TRUST_USER_IDS=1)
                 """)
         case (true, true):
-            throw ValidationError("--trust-user-ids and --auth-jwks exclude each other: with a JWKS the tokens name the users")
+            throw ValidationError("--trust-user-ids and --auth-jwks(-url) exclude each other: with a JWKS the tokens name the users")
         default:
             break
         }

@@ -335,7 +335,6 @@ final class WebhookReceiver: Sendable {
 
     /// Runs `body` with a receiver listening, and stops it after.
     static func run(failFirst: Int = 0, _ body: (WebhookReceiver) async throws -> Void) async throws {
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let receiverBox = Mutex<WebhookReceiver?>(nil)
         let router = Router()
         router.post("/hooks") { request, _ -> HTTPResponse.Status in
@@ -346,16 +345,11 @@ final class WebhookReceiver: Sendable {
                 deliveryID: request.headers[HTTPField.Name("Coupon-Delivery")!] ?? "")
             return accepted ? .noContent : .internalServerError
         }
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) })
-        let server = Task { try await app.runService(gracefulShutdownSignals: []) }
-        defer { server.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        let port = try #require(await iterator.next())
-        let receiver = WebhookReceiver(failFirst: failFirst, port: port)
-        receiverBox.withLock { $0 = receiver }
-        try await body(receiver)
+        try await withLoopbackServer(router) { port in
+            let receiver = WebhookReceiver(failFirst: failFirst, port: port)
+            receiverBox.withLock { $0 = receiver }
+            try await body(receiver)
+        }
     }
 }
 

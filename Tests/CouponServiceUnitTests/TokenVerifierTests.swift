@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Hummingbird
 import Logging
 import Synchronization
 import Testing
@@ -24,7 +25,7 @@ final class TestWallClock: Sendable {
         let clock = self.clock
         return try await TokenVerifier(
             .init(
-                jwksFile: identity.jwksFile.path, issuer: TestIdentity.issuer, audience: TestIdentity.audience, userClaim: userClaim,
+                keys: .file(identity.jwksFile.path), issuer: TestIdentity.issuer, audience: TestIdentity.audience, userClaim: userClaim,
                 maxLifetime: maxLifetime),
             logger: Logger(label: "test"), now: { clock.withLock { $0 } })
     }
@@ -37,18 +38,18 @@ final class TestWallClock: Sendable {
         let now = clock.withLock { $0 }
         let seconds = now.timeIntervalSince1970
         let claims = TestIdentity.claims(for: "ann", now: now)
-        func judged(_ changes: [String: any Sendable], by verifier: TokenVerifier) throws -> String {
-            judge(verifier, try identity.es256.token(claims.merging(changes) { $1 }))
+        func judged(_ changes: [String: any Sendable], by verifier: TokenVerifier) async throws -> String {
+            await judge(verifier, try identity.es256.token(claims.merging(changes) { $1 }))
         }
-        #expect(try judged(["iat": seconds + 61], by: verifier) == "The token's 'iat' is in the future.")
-        #expect(try judged(["iat": seconds + 59], by: verifier) == "ok: ann")
+        #expect(try await judged(["iat": seconds + 61], by: verifier) == "The token's 'iat' is in the future.")
+        #expect(try await judged(["iat": seconds + 59], by: verifier) == "ok: ann")
         let tooLong = "The token's 'exp' is further ahead than this service accepts (86400 s)."
-        #expect(try judged(["exp": 1e308], by: verifier) == tooLong)
-        #expect(try judged(["exp": seconds + 24 * 3600 + 61], by: verifier) == tooLong)
-        #expect(try judged(["exp": seconds + 24 * 3600], by: verifier) == "ok: ann")
+        #expect(try await judged(["exp": 1e308], by: verifier) == tooLong)
+        #expect(try await judged(["exp": seconds + 24 * 3600 + 61], by: verifier) == tooLong)
+        #expect(try await judged(["exp": seconds + 24 * 3600], by: verifier) == "ok: ann")
         let shorter = try await self.verifier(maxLifetime: 600)
-        #expect(try judged([:], by: shorter) == "The token's 'exp' is further ahead than this service accepts (600 s).")
-        #expect(try judged(["exp": seconds + 600], by: shorter) == "ok: ann")
+        #expect(try await judged([:], by: shorter) == "The token's 'exp' is further ahead than this service accepts (600 s).")
+        #expect(try await judged(["exp": seconds + 600], by: shorter) == "ok: ann")
     }
 
     /// An ECDSA signature (r, s) has a twin (r, n - s) that verifies as well: accepted as the same
@@ -71,16 +72,16 @@ final class TestWallClock: Sendable {
         }
         #expect(twin != Array(signature[32...]))
         let input = parts[0] + "." + parts[1] + "."
-        #expect(judge(verifier, input + Data(signature[..<32] + twin).base64URL) == "ok: ann")
+        #expect(await judge(verifier, input + Data(signature[..<32] + twin).base64URL) == "ok: ann")
         var otherR = signature
         otherR[0] ^= 1
-        #expect(judge(verifier, input + Data(otherR[..<32] + twin).base64URL) == "The token's signature does not verify.")
+        #expect(await judge(verifier, input + Data(otherR[..<32] + twin).base64URL) == "The token's signature does not verify.")
     }
 
     /// The detail of the 401, or "ok: USER" when the token holds.
-    func judge(_ verifier: TokenVerifier, _ token: String) -> String {
+    func judge(_ verifier: TokenVerifier, _ token: String) async -> String {
         do {
-            return "ok: " + (try verifier.user(of: Substring(token)))
+            return "ok: " + (try await verifier.user(of: Substring(token)))
         } catch {
             #expect(error.status == .unauthorized && error.code == "invalid_token")
             return error.detail
@@ -91,7 +92,7 @@ final class TestWallClock: Sendable {
     func eachAlgorithmsKeyVerifiesItsTokens(_ algorithm: TestSigner.Algorithm) async throws {
         let verifier = try await verifier()
         let signer = [identity.es256, identity.rs256, identity.eddsa].first { $0.algorithm == algorithm }!
-        #expect(judge(verifier, try signer.token(TestIdentity.claims(for: "ann"))) == "ok: ann")
+        #expect(await judge(verifier, try signer.token(TestIdentity.claims(for: "ann"))) == "ok: ann")
     }
 
     @Test func brokenAndForgedTokensAreRefused() async throws {
@@ -151,7 +152,7 @@ final class TestWallClock: Sendable {
             ("over 8 KiB", try identity.es256.token(claims.merging(["pad": String(repeating: "x", count: 8 * 1024)]) { $1 }), "The token is longer than 8 KiB."),
         ]
         for (name, token, expected) in cases {
-            let verdict = judge(verifier, token)
+            let verdict = await judge(verifier, token)
             #expect(verdict.hasPrefix(expected), "\(name): \(verdict)")
         }
     }
@@ -159,43 +160,106 @@ final class TestWallClock: Sendable {
     @Test func theLeewayIsSixtySeconds() async throws {
         let verifier = try await verifier()
         let claims = TestIdentity.claims(for: "ann", now: clock.withLock { $0 })
-        #expect(judge(verifier, try identity.es256.token(claims.merging(["exp": now - 59]) { $1 })) == "ok: ann")
-        #expect(judge(verifier, try identity.es256.token(claims.merging(["nbf": now + 59]) { $1 })) == "ok: ann")
-        #expect(judge(verifier, try identity.es256.token(claims.merging(["aud": ["x", TestIdentity.audience]]) { $1 })) == "ok: ann")
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["exp": now - 59]) { $1 })) == "ok: ann")
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["nbf": now + 59]) { $1 })) == "ok: ann")
+        #expect(await judge(verifier, try identity.es256.token(claims.merging(["aud": ["x", TestIdentity.audience]]) { $1 })) == "ok: ann")
     }
 
     @Test func anotherClaimCanNameTheUser() async throws {
         let verifier = try await verifier(userClaim: "customer_id")
         let claims = TestIdentity.claims(for: "ann").merging(["customer_id": "c-42"]) { $1 }
-        #expect(judge(verifier, try identity.eddsa.token(claims)) == "ok: c-42")
+        #expect(await judge(verifier, try identity.eddsa.token(claims)) == "ok: c-42")
     }
 
     @Test func aVerifiedTokenIsRememberedUntilItsEndOnly() async throws {
         let verifier = try await verifier()
         let token = try identity.rs256.token(TestIdentity.claims(for: "ann", now: clock.withLock { $0 }))
-        #expect(judge(verifier, token) == "ok: ann")
-        #expect(judge(verifier, token) == "ok: ann", "from the cache")
+        #expect(await judge(verifier, token) == "ok: ann")
+        #expect(await judge(verifier, token) == "ok: ann", "from the cache")
         clock.withLock { $0 += 3600 + 61 }
-        #expect(judge(verifier, token) == "The token has expired.", "the cache keeps a token until its exp only")
+        #expect(await judge(verifier, token) == "The token has expired.", "the cache keeps a token until its exp only")
+    }
+
+    /// Keys at the provider's URL (`--auth-jwks-url`), against a local provider that rotates them: a
+    /// token under a `kid` just published verifies at its first try (one fetch, which the tokens
+    /// arriving meanwhile share); an unknown `kid` fetches at most every `refetchAfter`; a provider
+    /// that is down keeps the last good keys; a key taken out revokes its tokens at the next fetch.
+    @Test func keysAtTheProvidersURLRotateWithoutARestart() async throws {
+        let provider = Mutex((fetches: 0, down: false))
+        let router = Router()
+        let jwksFile = identity.jwksFile
+        router.get("jwks.json") { _, _ -> Response in
+            guard !provider.withLock({ state in state.fetches += 1; return state.down }) else {
+                return Response(status: .serviceUnavailable)
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: try Data(contentsOf: jwksFile))))
+        }
+        let next = try TestSigner(.es256, kid: "es-2")
+        try identity.publish([identity.es256])
+        try await withLoopbackServer(router) { port in
+            let verifier = try await TokenVerifier(
+                .init(
+                    keys: try JWKSSource.url("http://127.0.0.1:\(port)/jwks.json"), issuer: TestIdentity.issuer,
+                    audience: TestIdentity.audience, refetchAfter: .milliseconds(500)),
+                logger: Logger(label: "test"))
+            func fetches() -> Int { provider.withLock { $0.fetches } }
+            let old = try identity.es256.token(TestIdentity.claims(for: "ann"))
+            let new = try next.token(TestIdentity.claims(for: "bob"))
+            #expect(await judge(verifier, old) == "ok: ann")
+            #expect(fetches() == 1, "fetched once, at the start")
+
+            try identity.publish([identity.es256, next])
+            async let first = judge(verifier, new)
+            async let second = judge(verifier, new)
+            #expect(await [first, second] == ["ok: bob", "ok: bob"], "the new kid works from its first token")
+            #expect(fetches() == 2, "one fetch for both")
+
+            let stranger = try TestSigner(.es256, kid: "nobody").token(TestIdentity.claims(for: "eve"))
+            #expect(await judge(verifier, stranger) == "No key of this service has the token's 'kid'.")
+            #expect(fetches() == 2, "not fetched again within refetchAfter")
+
+            provider.withLock { $0.down = true }
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(await judge(verifier, stranger) == "No key of this service has the token's 'kid'.")
+            #expect(fetches() == 3, "fetched again after refetchAfter")
+            #expect(await judge(verifier, new) == "ok: bob", "the provider down: the last good keys kept")
+
+            provider.withLock { $0.down = false }
+            try identity.publish([next])
+            #expect(await verifier.reloadIfChanged(), "the periodic fetch")
+            #expect(await judge(verifier, old) == "No key of this service has the token's 'kid'.", "the key taken out revokes its tokens")
+        }
+    }
+
+    /// `--auth-jwks-url`: https, or http only to a loopback host; no credentials.
+    @Test func aJWKSURLIsHTTPSOrLoopback() throws {
+        for good in ["https://id.example/.well-known/jwks.json", "http://127.0.0.1:8080/jwks", "http://localhost/jwks", "http://[::1]:9/k"] {
+            #expect((try? JWKSSource.url(good)) != nil, "\(good)")
+        }
+        for bad in ["http://id.example/jwks.json", "ftp://id.example/jwks", "file:///etc/jwks.json", "https://u:p@id.example/jwks", "jwks.json", ""] {
+            #expect((try? JWKSSource.url(bad)) == nil, "\(bad)")
+        }
     }
 
     @Test func keysRotateWithoutARestart() async throws {
         let verifier = try await verifier()
         let old = try identity.es256.token(TestIdentity.claims(for: "ann"))
-        #expect(judge(verifier, old) == "ok: ann")
+        #expect(await judge(verifier, old) == "ok: ann")
         let next = try TestSigner(.es256, kid: "es-2")
         let new = try next.token(TestIdentity.claims(for: "ann"))
-        #expect(judge(verifier, new) != "ok: ann", "not published yet")
+        #expect(await judge(verifier, new) != "ok: ann", "not published yet")
 
         try identity.publish([next, identity.rs256])
         #expect(await verifier.reloadIfChanged())
-        #expect(judge(verifier, new) == "ok: ann", "the new key is used")
-        #expect(judge(verifier, old) != "ok: ann", "the key taken out revokes its tokens, cached or not")
+        #expect(await judge(verifier, new) == "ok: ann", "the new key is used")
+        #expect(await judge(verifier, old) != "ok: ann", "the key taken out revokes its tokens, cached or not")
         #expect(await verifier.reloadIfChanged() == false, "nothing changed")
 
         try Data("{not a jwks".utf8).write(to: identity.jwksFile)
         #expect(await verifier.reloadIfChanged() == false)
-        #expect(judge(verifier, new) == "ok: ann", "a broken file keeps the keys before it")
+        #expect(await judge(verifier, new) == "ok: ann", "a broken file keeps the keys before it")
     }
 
     @Test func aFileThatCannotBeTrustedStopsTheStart() async throws {

@@ -30,7 +30,7 @@ package struct TestArguments: AppArguments {
     package var checkoutToken: TokenSource? = nil
     package var eventsToken: TokenSource? = nil
     package var events = EventSettings()
-    package var authJWKS: String? = nil
+    package var authJWKS: JWKSSource? = nil
     package var authIssuer: String? = nil
     package var authAudience: String? = nil
     package var authUserClaim = "sub"

@@ -110,7 +110,7 @@ package struct TestIdentity: Sendable {
     /// The test application's settings with JWT identity on and the checkout token set.
     package func arguments(_ base: TestArguments = TestArguments()) -> TestArguments {
         var arguments = base
-        arguments.authJWKS = jwksFile.path
+        arguments.authJWKS = .file(jwksFile.path)
         arguments.authIssuer = Self.issuer
         arguments.authAudience = Self.audience
         arguments.checkoutToken = .given(TestArguments.checkoutToken)

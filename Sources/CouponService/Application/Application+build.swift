@@ -14,14 +14,15 @@ public protocol AppArguments: Sendable {
     /// The checkout's bearer token (at least 32 bytes; a file may hold two): with JWT identity on, it
     /// may read, redeem and restore any user's ticket.
     var checkoutToken: TokenSource? { get throws }
-    /// JWT identity: the JWKS file of the keys that sign users' tokens, the `iss` and `aud` they must
-    /// name, and the claim naming the user. Without a file the user routes trust the body and path.
     /// The events' reader's bearer token (at least 32 bytes; a file may hold two): it may read
     /// `GET /v1/events`, as the admin may.
     var eventsToken: TokenSource? { get throws }
     /// Webhook delivery and the outbox's retention.
     var events: EventSettings { get }
-    var authJWKS: String? { get }
+    /// JWT identity: the JWKS (a file, or the provider's URL) of the keys that sign users' tokens, the
+    /// `iss` and `aud` they must name, and the claim naming the user. Without one the user routes
+    /// trust the body and path.
+    var authJWKS: JWKSSource? { get }
     var authIssuer: String? { get }
     var authAudience: String? { get }
     var authUserClaim: String { get }
@@ -155,9 +156,9 @@ func buildRouter() -> Router<CouponRequestContext> {
 
 /// JWT identity when a JWKS file is given, else nil (trusted mode), said at start either way.
 private func buildTokenVerifier(_ arguments: some AppArguments, checkout: Bool, logger: Logger) async throws -> TokenVerifier? {
-    guard let file = arguments.authJWKS else {
+    guard let keys = arguments.authJWKS else {
         logger.warning(
-            "no JWKS (--auth-jwks): user routes trust the user_id of the body and path; run behind a gateway that authenticates users")
+            "no JWKS (--auth-jwks, --auth-jwks-url): user routes trust the user_id of the body and path; run behind a gateway that authenticates users")
         return nil
     }
     guard let issuer = arguments.authIssuer, let audience = arguments.authAudience else {
@@ -165,12 +166,12 @@ private func buildTokenVerifier(_ arguments: some AppArguments, checkout: Bool, 
     }
     let tokens = try await TokenVerifier(
         .init(
-            jwksFile: file, issuer: issuer, audience: audience, userClaim: arguments.authUserClaim,
+            keys: keys, issuer: issuer, audience: audience, userClaim: arguments.authUserClaim,
             maxLifetime: Double(arguments.authMaxTokenLifetime.components.seconds)),
         logger: logger)
     logger.info(
         "user routes need a bearer JWT", metadata: [
-            "jwks": "\(file)", "kids": "\(tokens.keyIDs)", "issuer": "\(issuer)", "audience": "\(audience)",
+            "jwks": "\(keys)", "kids": "\(tokens.keyIDs)", "issuer": "\(issuer)", "audience": "\(audience)",
             "user_claim": "\(arguments.authUserClaim)", "max_token_lifetime": "\(arguments.authMaxTokenLifetime)", "checkout_token": "\(checkout)",
         ])
     return tokens

@@ -76,7 +76,7 @@ struct CouponController<Context: RequestContext>: Sendable {
     /// Refusals are answered, not thrown: after a sell-out nearly every request is one, and the
     /// problem's bytes are ready (`CouponProblem`).
     @Sendable func issue(_ request: Request, context: Context) async throws -> Response {
-        let caller = try access.caller(of: request)
+        let caller = try await access.caller(of: request)
         let id = try RequestParser.couponID(context.parameters.get("id"))
         let userID = try caller.issuingUser(named: RequestParser.issueUser(from: try await request.jsonBody()))
         let answer = try await issuer.issue(couponID: id, userID: userID)

@@ -68,7 +68,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func userTickets(_ request: Request, context: Context) async throws -> UserTicketsResponse {
-        let caller = try access.caller(of: request)
+        let caller = try await access.caller(of: request)
         let userID = try RequestParser.pathUserID(context.parameters.get("user_id"))
         try caller.check(actsFor: userID)
         let query = request.uri.queryParameters
@@ -100,7 +100,7 @@ struct TicketController<Context: RequestContext>: Sendable {
     /// The ticket a path names, once the caller may act for its holder: a coupon and a user, or a code
     /// (`TicketStore.key(of:holder:)`). Not a code, or a bare code no ticket has: 404.
     func key(_ request: Request, _ context: Context) async throws -> TicketKey {
-        let caller = try access.caller(of: request)
+        let caller = try await access.caller(of: request)
         guard let code = context.parameters.get("code") else {
             let (id, userID) = try Self.couponAndUser(context)
             try caller.check(actsFor: userID)

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import JWTKit
@@ -7,17 +8,20 @@ import Synchronization
 
 /// The user a bearer JWT names, once its signature, issuer, audience and lifetime check out.
 ///
-/// The keys come from a JWKS file (RFC 7517) of public keys. Each key must carry its `kid` and its
-/// `alg`: the key decides how a token is checked, never the token's header (which must name the
-/// same `alg`). A token must name the `kid` of one of them. The file is read again every second and
-/// its new keys used from then on, so keys rotate without a restart; a file that no longer reads
-/// keeps the keys before it, with an error logged.
+/// The keys come from a JWKS (RFC 7517) of public keys, in a file or at the identity provider's URL.
+/// Each key must carry its `kid` and its `alg`: the key decides how a token is checked, never the
+/// token's header (which must name the same `alg`). A token must name the `kid` of one of them. A
+/// file is read again every second; a URL is fetched again every 5 minutes, and at once (at most every
+/// `refetchAfter`) when a token names a `kid` the keys lack, the token waiting for that fetch: a
+/// provider's new key works from its first token. New keys are used from then on, so keys rotate
+/// without a restart; a JWKS that no longer reads (a provider down) keeps the keys before it, with an
+/// error logged.
 ///
 /// A token verified once is remembered until its `exp` (a bounded cache, emptied when the keys
 /// change), so a retry does not pay the signature check again.
 final class TokenVerifier: Service, Sendable {
     struct Settings: Sendable {
-        var jwksFile: String
+        var keys: JWKSSource
         var issuer: String
         var audience: String
         /// The claim that holds the user id.
@@ -25,6 +29,10 @@ final class TokenVerifier: Service, Sendable {
         /// A token whose `exp` is further ahead than this is refused, so none is trusted (or
         /// remembered) longer.
         var maxLifetime: TimeInterval = 24 * 3600
+        /// A URL's keys are fetched again at most this often for an unknown `kid`.
+        var refetchAfter: Duration = .seconds(5)
+        /// And at least this often.
+        var refreshEvery: Duration = .seconds(300)
     }
 
     /// A longer bearer is refused before it is read.
@@ -46,14 +54,17 @@ final class TokenVerifier: Service, Sendable {
     private let now: @Sendable () -> Date
     private let keySet: Mutex<KeySet>
     private let verified = Mutex(VerifiedTokens(capacity: 50_000))
+    /// The fetch of a URL's keys for an unknown `kid` under way (every such token waits for the one),
+    /// and when the last one began.
+    private let refetch = Mutex<(running: Task<Void, Never>?, began: ContinuousClock.Instant?)>((nil, nil))
 
-    /// Reads the file once; a file that does not read is a configuration error.
+    /// Reads the keys once; a JWKS that does not read is a configuration error.
     init(_ settings: Settings, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) async throws {
         self.settings = settings
         self.logger = logger
         self.now = now
-        let text = try Self.read(settings.jwksFile)
-        keySet = Mutex(KeySet(text: text, keys: try await Self.keys(from: text, file: settings.jwksFile)))
+        let text = try await Self.read(settings.keys)
+        keySet = Mutex(KeySet(text: text, keys: try await Self.keys(from: text, source: settings.keys)))
     }
 
     var keyIDs: [String] { keySet.withLock { $0.keys.keys.sorted() } }
@@ -62,7 +73,7 @@ final class TokenVerifier: Service, Sendable {
     ///
     /// The JWS is taken apart here (RFC 7515 compact form: header, payload, signature), and each part
     /// decoded once; jwt-kit's key checks the signature over the first two as sent.
-    func user(of token: Substring) throws(CouponProblem) -> String {
+    func user(of token: Substring) async throws(CouponProblem) -> String {
         guard token.utf8.count <= Self.maximumTokenBytes else { throw .invalidToken("The token is longer than 8 KiB.") }
         let digest = SHA256.hash(data: Array(token.utf8))
         let at = now()
@@ -76,7 +87,7 @@ final class TokenVerifier: Service, Sendable {
         guard let payload = Data(base64URL: parts[1]) else { throw malformed }
         let claimMembers = try Self.members(of: payload, part: "payload")
         let header = try TokenHeader(json: headerJSON)
-        guard let key = keySet.withLock({ $0.keys[header.keyID] }) else {
+        guard let key = await key(header.keyID) else {
             throw .invalidToken("No key of this service has the token's 'kid'.")
         }
         guard header.algorithm == key.name else {
@@ -136,46 +147,83 @@ final class TokenVerifier: Service, Sendable {
 
     // MARK: Keys
 
-    /// Re-reads the file every second until the service stops.
+    /// The key of `kid`; for keys at a URL, fetched again first when unknown (unless fetched within
+    /// `refetchAfter`).
+    private func key(_ kid: String) async -> (any JWTAlgorithm)? {
+        if let key = keySet.withLock({ $0.keys[kid] }) { return key }
+        guard case .url = settings.keys else { return nil }
+        let fetch: Task<Void, Never>? = refetch.withLock { refetch in
+            if let running = refetch.running { return running }
+            let now = ContinuousClock.now
+            if let began = refetch.began, now - began < settings.refetchAfter { return nil }
+            let task = Task {
+                await self.reloadIfChanged()
+                self.refetch.withLock { $0.running = nil }
+            }
+            refetch = (task, now)
+            return task
+        }
+        guard let fetch else { return nil }
+        await fetch.value
+        return keySet.withLock { $0.keys[kid] }
+    }
+
+    /// Reads a file again every second, a URL every `refreshEvery`, until the service stops.
     func run() async throws {
+        let every: Duration = if case .url = settings.keys { settings.refreshEvery } else { .seconds(1) }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: every)
                 await self.reloadIfChanged()
             }
         }
     }
 
-    /// Reads the file; when its text changed, its keys replace the old ones and the verified tokens
+    /// Reads the keys; when their text changed, they replace the old ones and the verified tokens
     /// are forgotten (a key taken out revokes its tokens). True when the keys changed.
     @discardableResult
     func reloadIfChanged() async -> Bool {
         do {
-            let text = try Self.read(settings.jwksFile)
+            let text = try await Self.read(settings.keys)
             guard keySet.withLock({ $0.text != text }) else { return false }
-            let keys = try await Self.keys(from: text, file: settings.jwksFile)
+            let keys = try await Self.keys(from: text, source: settings.keys)
             keySet.withLock { $0 = KeySet(text: text, keys: keys) }
             verified.withLock { $0.removeAll() }
-            logger.info("JWKS reloaded", metadata: ["file": "\(settings.jwksFile)", "kids": "\(keys.keys.sorted())"])
+            logger.info("JWKS reloaded", metadata: ["jwks": "\(settings.keys)", "kids": "\(keys.keys.sorted())"])
             return true
         } catch {
-            logger.error(
-                "JWKS file does not read; keeping the keys before it", metadata: ["file": "\(settings.jwksFile)", "error": "\(error)"])
+            logger.error("JWKS does not read; keeping the keys before it", metadata: ["jwks": "\(settings.keys)", "error": "\(error)"])
             return false
         }
     }
 
-    private static func read(_ file: String) throws -> Data {
-        do {
-            return try Data(contentsOf: URL(filePath: file))
-        } catch {
-            throw ConfigurationError("cannot read the JWKS file \(file): \(error.localizedDescription)")
+    /// A JWKS larger than this is refused.
+    static let maximumJWKSBytes = 1 << 20
+
+    private static func read(_ source: JWKSSource) async throws -> Data {
+        switch source {
+        case .file(let file):
+            do {
+                return try Data(contentsOf: URL(filePath: file))
+            } catch {
+                throw ConfigurationError("cannot read the JWKS file \(file): \(error.localizedDescription)")
+            }
+        case .url(let url):
+            do {
+                let request = HTTPClientRequest(url: url.absoluteString)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+                guard response.status == .ok else { throw ConfigurationError("answered \(response.status)") }
+                return Data(buffer: try await response.body.collect(upTo: maximumJWKSBytes))
+            } catch {
+                throw ConfigurationError("cannot fetch the JWKS at \(url): \(error)")
+            }
         }
     }
 
     /// Every key of the file, checked: public, with a `kid` of its own and an `alg` this service
     /// accepts that fits its `kty` and curve.
-    static func keys(from text: Data, file: String) async throws -> [String: any JWTAlgorithm] {
+    static func keys(from text: Data, source: JWKSSource) async throws -> [String: any JWTAlgorithm] {
+        let file = "\(source)"
         let jwks: JWKS
         do {
             jwks = try JSONDecoder().decode(JWKS.self, from: text)
@@ -338,5 +386,32 @@ extension Data {
         }
         guard bits < 6, pending == 0 else { return nil }
         self.init(bytes)
+    }
+}
+
+/// Where the keys that sign users' tokens are published: a JWKS file, or the identity provider's
+/// JWKS URL (`https`, or `http` on a loopback host: a sidecar, a test).
+public enum JWKSSource: Sendable, Equatable, CustomStringConvertible {
+    case file(String)
+    case url(URL)
+
+    /// A JWKS URL, checked: https, or http to 127.0.0.1, ::1 or localhost; no credentials in it.
+    public static func url(_ text: String) throws -> JWKSSource {
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), let host = url.host(), !host.isEmpty else {
+            throw ConfigurationError("--auth-jwks-url must be an http(s) URL: \(text)")
+        }
+        guard url.user() == nil, url.password() == nil else { throw ConfigurationError("--auth-jwks-url must not hold credentials") }
+        let loopback = ["127.0.0.1", "::1", "[::1]", "localhost"].contains(host.lowercased())
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw ConfigurationError("--auth-jwks-url must be https (http only to a loopback host): \(text)")
+        }
+        return .url(url)
+    }
+
+    public var description: String {
+        switch self {
+        case .file(let file): file
+        case .url(let url): url.absoluteString
+        }
     }
 }

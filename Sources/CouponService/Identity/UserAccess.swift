@@ -2,7 +2,7 @@ import Hummingbird
 
 /// Who may act for a user: the one place the user routes ask.
 ///
-/// With a JWKS (`--auth-jwks`), a caller is the user its verified bearer JWT names, or the
+/// With a JWKS (`--auth-jwks` or `--auth-jwks-url`), a caller is the user its verified bearer JWT names, or the
 /// checkout, whose service token (`--checkout-token`) may touch any user's ticket but issues none.
 /// Without one, the service trusts the user named in the body or the path, as a deployment behind
 /// an authenticating gateway does.
@@ -18,13 +18,13 @@ struct UserAccess: Sendable {
         case anyone
     }
 
-    func caller(of request: Request) throws(CouponProblem) -> Caller {
+    func caller(of request: Request) async throws(CouponProblem) -> Caller {
         guard let tokens else { return .anyone }
         guard let credential = request.bearerCredential else {
             throw .invalidToken("This route needs 'Authorization: Bearer <token>'.")
         }
         if let checkout, checkout.matches(credential) { return .checkout }
-        return .user(try tokens.user(of: credential))
+        return .user(try await tokens.user(of: credential))
     }
 }
 
