@@ -168,6 +168,28 @@ import Testing
         }
     }
 
+    /// An older release's `migrate` on a database a newer one migrated applies nothing (it would put
+    /// its older function texts back during a rolling upgrade) and says which release to run.
+    @Test func anOlderReleaseDoesNotMigrateANewerDatabase() async throws {
+        try await TestDatabase.withScratchDatabase { url in
+            let newer = try scratchFolder(["0001_first.sql": "CREATE TABLE first (x int);", "0002_second.sql": "CREATE TABLE second (x int);"])
+            try FileManager.default.createDirectory(at: newer.appending(path: "functions"), withIntermediateDirectories: true)
+            try "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 2';"
+                .write(to: newer.appending(path: "functions/answer.sql"), atomically: true, encoding: .utf8)
+            let older = try scratchFolder(["0001_first.sql": "CREATE TABLE first (x int);"])
+            try FileManager.default.createDirectory(at: older.appending(path: "functions"), withIntermediateDirectories: true)
+            try "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+                .write(to: older.appending(path: "functions/answer.sql"), atomically: true, encoding: .utf8)
+            try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { client in
+                try await runner(newer).apply(on: client)
+                await #expect(throws: MigrationError.databaseIsNewer("0002 second", known: 1)) { try await runner(older).apply(on: client) }
+                for try await answer in try await client.query("SELECT answer()").decode(Int.self) {
+                    #expect(answer == 2, "the newer function stays")
+                }
+            }
+        }
+    }
+
     @Test func badFileNamesAreRefused() throws {
         let folder = try scratchFolder(["first.sql": "SELECT 1;"])
         #expect(throws: MigrationError.badFileName("first.sql")) { try Migration.load(from: folder) }

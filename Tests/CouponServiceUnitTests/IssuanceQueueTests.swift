@@ -172,6 +172,53 @@ import Testing
         #expect(answers.results.withLock { $0.allSatisfy { if case .failure(let error) = $0 { error is DeadlineExceeded } else { false } } })
     }
 
+    /// A database whose transactions never end (until cancelled): what a lock held elsewhere does.
+    final class StuckDatabase: IssuanceDatabase {
+        struct Connection: Sendable {}
+        let clock: TestClock
+        let groups = Mutex<[[String]]>([])
+        init(clock: TestClock) { self.clock = clock }
+
+        func withConnection<T: Sendable>(_ body: @Sendable (Connection) async throws -> T) async throws -> T {
+            try await body(Connection())
+        }
+
+        func issue(couponID: Int64, userIDs: [String], on connection: Connection) async throws -> [String: TicketAnswer] {
+            groups.withLock { $0.append(userIDs) }
+            try await clock.sleep(until: clock.now.advanced(by: .seconds(3600)), tolerance: nil)
+            return [:]
+        }
+    }
+
+    /// Time queued counts: a request that queued behind a stuck transaction, then was taken by the
+    /// next one, gets its 503 at its own deadline, not a whole deadline after the next one began (the
+    /// bench of a migration under a sale saw waits of twice the deadline).
+    @Test func aRequestsDeadlineCountsItsTimeQueued() async {
+        let clock = TestClock()
+        let database = StuckDatabase(clock: clock)
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .milliseconds(100), clock: clock)
+        final class Answers: Sendable { let byUser = Mutex<[String: Result<TicketAnswer, any Error>]>([:]) }
+        let answers = Answers()
+        func send(_ user: String) {
+            Task {
+                let result = await attempt { try await groups.issue(couponID: 1, userID: user) }
+                answers.byUser.withLock { $0[user] = result }
+            }
+        }
+        send("a")
+        #expect(await waitUntil { database.groups.withLock { $0.count } == 1 && clock.sleepers == 2 }, "a's transaction is stuck")
+        clock.advance(by: .milliseconds(50))
+        send("b")
+        #expect(await waitUntil { groups.waitingCount(couponID: 1) == 1 }, "b queued behind it")
+        clock.advance(by: .milliseconds(50))
+        #expect(await waitUntil { answers.byUser.withLock { $0["a"] != nil } }, "a answered at its deadline")
+        #expect(await waitUntil { database.groups.withLock { $0.count } == 2 && clock.sleepers == 2 }, "b's transaction is stuck too")
+        clock.advance(by: .milliseconds(50))
+        #expect(await waitUntil(.seconds(2)) { answers.byUser.withLock { $0["b"] != nil } }, "b answered 100 ms after it arrived, not 150")
+        let b = answers.byUser.withLock { $0["b"] }
+        #expect(b.map { if case .failure(let error) = $0 { error is DeadlineExceeded } else { false } } == true)
+    }
+
     @Test func requestsThatWaitedPastTheDeadlineAreAnsweredWithoutTrying() async {
         let database = FakeDatabase()
         let clock = TestClock()

@@ -20,7 +20,9 @@ protocol IssuanceDatabase: Sendable {
 /// takes a connection, then its group (everyone who arrived until that moment), then issues to it.
 /// Nothing waits on purpose: an idle coupon starts a transaction at once. Each request gets its own
 /// answer only after its group's COMMIT, or 503 (`DeadlineExceeded`) once it has waited `timeout`,
-/// whichever comes first. Time is read from `clock`, so the tests move it by hand.
+/// whichever comes first: a transaction's deadline is what is left of its oldest request's, so time
+/// spent queued counts (a younger request of its group may get its 503 early, never late). Time is
+/// read from `clock`, so the tests move it by hand.
 final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration>>: Sendable {
     private struct Waiter: Sendable {
         var userID: String
@@ -58,7 +60,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     /// statements sent, while the current one commits, so the lock is never idle for a round trip.
     /// Without groups, as many as there are requests (the pool bounds them).
     let maxTransactions: Int
-    /// A request that waited this long before its group started is answered 503 without trying.
+    /// The longest a request waits for its answer, queued and in its transaction: then 503.
     let timeout: Duration
     private let database: Database
     private let clock: QueueClock
@@ -112,7 +114,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     private func runTransaction(couponID: Int64) async {
         let group = TakenGroup()
         do {
-            let answers = try await withDeadline(timeout, clock: clock) { [self] () -> [String: TicketAnswer] in
+            let answers = try await withDeadline(timeLeft(couponID: couponID), clock: clock) { [self] () -> [String: TicketAnswer] in
                 try await database.withConnection { connection -> [String: TicketAnswer] in
                     let userIDs = group.take { takeGroup(couponID: couponID) }
                     guard !userIDs.isEmpty else { return [:] }
@@ -122,10 +124,35 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
             answer(group.handBack(), with: answers)
         } catch {
             var failed = group.handBack()
-            // It failed before it took its group (database down, pool exhausted): the group it would
-            // have taken fails with it, or those requests would wait for a connection nobody can get.
-            if failed.isEmpty { failed = takeGroup(couponID: couponID) }
+            // It failed before it took its group: with the database down, the group it would have
+            // taken fails with it, or those requests would wait for a connection nobody can get; at
+            // its deadline (the pool exhausted), those whose own deadline has passed, the others
+            // left to the next transaction.
+            if failed.isEmpty {
+                failed = error is DeadlineExceeded ? takeExpired(couponID: couponID) : takeGroup(couponID: couponID)
+            }
             for waiter in failed { waiter.continuation.resume(throwing: error) }
+        }
+    }
+
+    /// What is left of the deadline of the oldest request still within it: the one a transaction
+    /// starting now takes first (the queue is in arrival order).
+    private func timeLeft(couponID: Int64) -> Duration {
+        let now = clock.now
+        let oldest = queues.withLock { queues in
+            queues[couponID]?.waiting.first { $0.arrived.duration(to: now) < timeout }?.arrived
+        }
+        return oldest.map { timeout - $0.duration(to: now) } ?? timeout
+    }
+
+    /// Removes the requests whose deadline has passed (the first ones: the queue is in arrival order).
+    private func takeExpired(couponID: Int64) -> [Waiter] {
+        let now = clock.now
+        return queues.withLock { queues in
+            guard let waiting = queues[couponID]?.waiting else { return [] }
+            let expired = waiting.prefix { $0.arrived.duration(to: now) >= timeout }
+            queues[couponID]?.waiting.removeFirst(expired.count)
+            return Array(expired)
         }
     }
 

@@ -137,12 +137,18 @@ public enum MigrationError: Error, CustomStringConvertible, Equatable {
     case duplicateVersion(Int)
     case checksumChanged(version: Int, name: String, applied: String, file: String)
     case statementFailed(file: String, statement: Int, of: Int, message: String, sqlState: String?, sql: String)
+    case databaseIsNewer(String, known: Int)
 
     public var description: String {
         switch self {
         case .statementFailed(let file, let statement, let count, let message, let sqlState, let sql):
             "\(file), statement \(statement) of \(count): \(message)\(sqlState.map { " (SQLSTATE \($0))" } ?? "")\n"
                 + sql.split(separator: "\n").prefix(3).map { "    " + $0 }.joined(separator: "\n")
+        case .databaseIsNewer(let label, let known):
+            """
+            the database has migration \(label), newer than this release's (up to \(String(format: "%04d", known))): \
+            run migrate with the release that has it (an older one would put its older functions back)
+            """
         case .folderUnreadable(let path):
             "cannot read the migrations folder '\(path)' (set --migrations)"
         case .badFileName(let file):

@@ -46,7 +46,13 @@ public struct MigrationRunner: Sendable {
     @discardableResult
     public func apply(on client: PostgresClient, dryRun: Bool = false) async throws -> [Migration] {
         try await withLock(on: client) { connection in
-            let pending = try await entries(on: connection).filter { $0.state == .pending }
+            let entries = try await entries(on: connection)
+            // An older release during a rolling upgrade would put its older function texts back.
+            let known = migrations.compactMap(\.version).max() ?? 0
+            if let newer = entries.first(where: { $0.state == .missingFile && ($0.version ?? 0) > known }) {
+                throw MigrationError.databaseIsNewer(newer.label, known: known)
+            }
+            let pending = entries.filter { $0.state == .pending }
                 .compactMap { entry in migrations.first { $0.version == entry.version && $0.name == entry.name } }
             if dryRun { return pending }
             for migration in pending {

@@ -1,0 +1,1 @@
+"""python3 -m bench.upgrade.check: the rolling-upgrade check (bench/upgrade/check.sh)."""
