@@ -136,7 +136,7 @@ import Testing
             #expect(abs(offset + skew) < 0.1, "measured \(offset) s for a clock \(skew) s off")
 
             // Far enough ahead that a loaded machine still learns of the coupon before it opens.
-            let startsAt = Date().addingTimeInterval(4)
+            let startsAt = Date().addingTimeInterval(8)
             let endsAt = startsAt.addingTimeInterval(1.5)
             let couponID = try await CouponStore(database: .running(client))
                 .create(name: "skew", quantity: 5, startsAt: startsAt, endsAt: endsAt).id

@@ -11,14 +11,16 @@ Against the coordinator (DATABASE_URL), with two coupon-server instances:
   6. every other route, and checkout by code: a lookup on one shard, a hold, a confirmation, a restore,
      a lapse cleared by a read, a return to the pool; tickets issued before an upgrade (--from) found
      by their codes.
-Each ends with the database audit. With PLAIN_URL (BASELINE_URL here), the burst and the several-coupon
-sale also run on that plain PostgreSQL in the same run, so the rates stand side by side. Loopback only;
-every wait bounded. Exits non-zero when a check fails.
+Each ends with the database audit; before them, every index of coupons, coupon_tickets and outbox
+is valid, on the coordinator and on every shard. With PLAIN_URL (BASELINE_URL here), the burst and the
+several-coupon sale also run on that plain PostgreSQL in the same run, so the rates stand side by side.
+Loopback only; every wait bounded. Exits non-zero when a check fails.
 """
 import asyncio
 import datetime
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -209,12 +211,17 @@ async def tickets_of_before(port, url, cluster):
 
 
 def pgbench(url, script, clients, transactions, **variables):
-    """transactions/s of one pgbench script (bench/citus: bench/sql's, with arguments Citus delegates) against `url`."""
+    """(transactions/s, transactions failed) of one pgbench script (bench/citus: bench/sql's, with
+    arguments Citus delegates) against `url`. pgbench counts a transaction that ended in a deadlock or
+    serialization error as failed and goes on (exit 0): Citus' distributed deadlock detector cancelled
+    one in a run of 2026-12-07, seen only in the coordinator's log."""
     args = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-t", str(transactions),
             "-f", os.path.join(ROOT, "bench", "citus", script)]
     for name, value in variables.items():
         args += ["-D", f"{name}={value}"]
-    return pgbench_tps(subprocess.run(args + [url], check=True, capture_output=True, text=True).stdout)
+    out = subprocess.run(args + [url], check=True, capture_output=True, text=True).stdout
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    return pgbench_tps(out), int(failed.group(1)) if failed else 0
 
 
 def sql_rates(url, base):
@@ -226,11 +233,40 @@ def sql_rates(url, base):
     for name, script, group, coupons, quantity in runs:
         ids = [create_coupon_over_http(base, TOKEN, name, quantity) for _ in range(coupons)]
         transactions = math.ceil(coupons * quantity * 1.1 / group / 16)
-        tps = pgbench(url, script, 16, transactions, coupon=ids[0], first=ids[0], coupons=coupons, group=group)
+        tps, failed = pgbench(url, script, 16, transactions, coupon=ids[0], first=ids[0], coupons=coupons, group=group)
         held = sum(audited(f"{name}: coupon {coupon}", coupon, url, sold_out=coupons == 1).held for coupon in ids)
         rates[name] = held / (transactions * 16 / tps)
-        check(held > 0, f"{name}: {held} issued, {rates[name]:,.0f} issued/s")
+        check(held > 0, f"{name}: {held} issued, {rates[name]:,.0f} issued/s"
+              + (f"; {failed} of {transactions * 16} transactions failed (pgbench; the error is in the database's log)" if failed else ""))
     return rates
+
+
+TABLES = ("coupons", "coupon_tickets", "outbox")
+
+
+def indexes_valid(url, cluster):
+    """Every index of the sale's tables valid (pg_index.indisvalid) in the database and, on a cluster, on
+    every shard, each shard with as many indexes as its table on the coordinator. `migrate status` does
+    not show an invalid index: a CREATE INDEX CONCURRENTLY that failed leaves one, and so, on Citus, does
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS of an index that exists (the coordinator's copy only;
+    citusdata/citus#8338), as 0013 does on a database that ran 0012 as it was before 3477a7e."""
+    listed = ", ".join(f"'{table}'::regclass" for table in TABLES)
+    rows = psql(f"SELECT format('%s:%s:%s', indrelid::regclass, indexrelid::regclass, indisvalid::text) FROM pg_index "
+                f"WHERE indrelid IN ({listed}) ORDER BY 1", url).splitlines()
+    invalid = [row.rsplit(":", 1)[0] for row in rows if not row.endswith(":true")]
+    check(rows and not invalid, f"indexes: {len(rows)} on {', '.join(TABLES)}, invalid: {invalid or 'none'}")
+    if not cluster:
+        return
+    shards = {}
+    for table in TABLES:
+        expected = sum(1 for row in rows if row.split(":")[0] == table)
+        counted = psql(f"SELECT count(*) || ' ' || count(*) FILTER (WHERE success AND result = '{expected} 0') "
+                       f"FROM run_command_on_shards('{table}', $$SELECT count(*) || ' ' || count(*) FILTER (WHERE NOT indisvalid) "
+                       f"FROM pg_index WHERE indrelid = '%s'::regclass$$)", url)
+        total, good = map(int, counted.split())
+        shards[table] = f"{good}/{total}"
+    check(all(s.split("/")[0] == s.split("/")[1] != "0" for s in shards.values()),
+          f"indexes on the shards: shards with every index of their table, all valid: {shards}")
 
 
 FUNCTION = os.path.join(ROOT, "migrations", "functions", "issue_tickets.sql")
@@ -268,6 +304,7 @@ async def run_on(url, ports, label, cluster):
     with Server(ports[0], url=url, token=TOKEN), Server(ports[1], url=url, token=TOKEN):
         base = f"http://127.0.0.1:{ports[0]}"
         print(f"{label}:", flush=True)
+        indexes_valid(url, cluster)
         # 2. The burst.
         coupon = create_coupon_over_http(base, TOKEN, "burst", 2000)
         results, seconds = await burst(ports, coupon, 3000, "burst-")

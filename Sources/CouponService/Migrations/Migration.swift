@@ -29,12 +29,11 @@ public struct Migration: Sendable, Equatable {
 
     static let noTransaction = "-- migrate: no-transaction"
 
-    /// The indexes the file builds with `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name`: one a
-    /// failed build left invalid is dropped before the file runs again, or `IF NOT EXISTS` would keep it.
-    var concurrentIndexes: [String] {
-        SQLScript.statements(in: sql).compactMap { statement in
-            statement.firstMatch(of: #/(?im)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)/#).map { String($0.1) }
-        }
+    /// The index a statement builds with `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS name`, if it
+    /// is one: the runner skips it when the index is there and valid, and drops it first when a failed
+    /// build left it invalid (`IF NOT EXISTS` would keep it).
+    static func concurrentIndex(builtBy statement: String) -> String? {
+        statement.firstMatch(of: #/(?im)^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)/#).map { String($0.1) }
     }
 
     /// `0001 coupons`, or `functions/issue_tickets`, as the command prints it.

@@ -78,8 +78,7 @@ public struct MigrationRunner: Sendable {
         guard migration.runsInTransaction else {
             // Each statement commits on its own, the record last: a file that stops halfway stays
             // pending and runs again whole, which its IF NOT EXISTS allow.
-            try await dropInvalidIndexes(migration.concurrentIndexes, on: connection)
-            try await run(migration, on: connection)
+            try await run(migration, on: connection, buildingIndexesConcurrently: true)
             return try await record(migration, on: connection)
         }
         try await connection.withTransaction(logger: logger) { connection in
@@ -88,9 +87,15 @@ public struct MigrationRunner: Sendable {
         }
     }
 
-    private func run(_ migration: Migration, on connection: PostgresConnection) async throws {
+    private func run(_ migration: Migration, on connection: PostgresConnection, buildingIndexesConcurrently: Bool = false) async throws {
         let statements = SQLScript.statements(in: migration.sql)
         for (index, statement) in statements.enumerated() {
+            if buildingIndexesConcurrently, let name = Migration.concurrentIndex(builtBy: statement),
+               try await indexIsBuilt(name, on: connection) {
+                // There already: not built again. (Citus marks an existing index invalid on the coordinator
+                // for `CREATE INDEX CONCURRENTLY IF NOT EXISTS` all the same, citusdata/citus#8338.)
+                continue
+            }
             do {
                 try await connection.execute(PostgresQuery(unsafeSQL: statement), logger: logger)
             } catch let error as PSQLError {
@@ -120,16 +125,17 @@ public struct MigrationRunner: Sendable {
         }
     }
 
-    /// A failed `CREATE INDEX CONCURRENTLY` leaves its index behind, invalid (never used by a plan, still
-    /// written by every change): dropped, so the file's next run builds it.
-    private func dropInvalidIndexes(_ names: [String], on connection: PostgresConnection) async throws {
-        for name in names {
-            let rows = try await connection.query(
-                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(\(name)) AND NOT indisvalid", logger: logger)
-            guard try await rows.collect().isEmpty == false else { continue }
-            logger.warning("dropping an index a failed concurrent build left invalid", metadata: ["index": "\(name)"])
-            try await connection.execute(PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \"\(name)\""), logger: logger)
-        }
+    /// Whether the index is there and valid. A failed `CREATE INDEX CONCURRENTLY` leaves its index
+    /// behind, invalid (never used by a plan, still written by every change): dropped, so the
+    /// statement builds it again.
+    private func indexIsBuilt(_ name: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(\(name))", logger: logger)
+        var valid: Bool?
+        for try await found in rows.decode(Bool.self) { valid = found }
+        guard valid == false else { return valid == true }
+        logger.warning("dropping an index a failed concurrent build left invalid", metadata: ["index": "\(name)"])
+        try await connection.execute(PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \"\(name)\""), logger: logger)
+        return false
     }
 
     private func entries(on connection: PostgresConnection) async throws -> [Entry] {
