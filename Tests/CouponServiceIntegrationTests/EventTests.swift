@@ -208,14 +208,19 @@ import Testing
                 // In feed order, every event at least once (the refused batches again, once acknowledged).
                 let acknowledged = deliveries.filter(\.acknowledged).flatMap(\.events).filter { $0.coupon_id == couponID }
                 #expect(acknowledged.map(\.type) == (try await storedTypes(couponID)))
-                let listed = try await client.send(.get, "/v1/webhooks", admin: true)
-                #expect(!String(buffer: listed.body).contains(webhook.secret))
                 struct Listing: Decodable {
                     struct Item: Decodable { var id: Int64; var pending: Int; var last_delivered_at: String?; var failing_since: String? }
                     var webhooks: [Item]
                 }
-                let item = try #require(try listed.decode(Listing.self).webhooks.first { $0.id == webhook.id })
-                #expect(item.pending == 0 && item.last_delivered_at != nil && item.failing_since == nil)
+                // The instance records an acknowledgement after the receiver has answered it: a moment later.
+                var item: Listing.Item?
+                let settled = try await waitUntil(.seconds(10)) {
+                    let listed = try await client.send(.get, "/v1/webhooks", admin: true)
+                    #expect(!String(buffer: listed.body).contains(webhook.secret))
+                    item = try listed.decode(Listing.self).webhooks.first { $0.id == webhook.id }
+                    return item?.pending == 0
+                }
+                #expect(settled && item?.last_delivered_at != nil && item?.failing_since == nil, "\(String(describing: item))")
                 #expect(try await client.send(.delete, "/v1/webhooks/\(webhook.id)", admin: true).status == .noContent)
                 #expect(try await client.send(.delete, "/v1/webhooks/\(webhook.id)", admin: true).status == .notFound)
             }
