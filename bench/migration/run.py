@@ -337,8 +337,9 @@ def render(started, machine_line, load, fill_line, results):
                    f"{blocking['figures']['during']['count']:,} arrivals {blocking['figures']['during']['over_1s']:,} waited 1 s or more "
                    f"and {blocking['figures']['during']['over_3s']:,} more than the server's 3 s database deadline; answers but 201: "
                    f"{others_text(blocking['figures']['during']['others'])})."
-                   + (" A request waits for its transaction in the server's queue for less than the deadline (503 past it), "
-                      "then its transaction has the deadline again: a wait can reach twice the deadline."
+                   + (" The deadline counts from a request's arrival, its time queued included (since d1aab5f; before, a "
+                      "transaction had the whole deadline again and a wait could reach twice it): past it the answer is 503, "
+                      "and its transaction, still waiting on the lock, commits once the lock is free."
                       if blocking['figures']['during']['over_3s'] else "") + "\n")
     return f"""## {started:%Y-%m-%d %H:%M} UTC
 
