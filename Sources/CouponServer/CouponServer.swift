@@ -208,9 +208,17 @@ struct Serve: AsyncParsableCommand, AppArguments {
     var events: EventSettings {
         EventSettings(webhookBatch: webhookBatch, webhookTimeout: webhookTimeout, webhookGiveUp: webhookGiveUp, retention: eventsRetention)
     }
-    var authJWKS: JWKSSource? {
-        if let url = Environment.value(givenAuthJWKSURL, or: "COUPON_AUTH_JWKS_URL") { return try? JWKSSource.url(url) }
-        return Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS").map(JWKSSource.file)
+    /// `validate()` has refused what `jwksSource()` cannot read.
+    var authJWKS: JWKSSource? { try? jwksSource() }
+
+    /// The JWKS the flags name: the provider's URL (checked) or a file; both is a mistake.
+    func jwksSource() throws -> JWKSSource? {
+        let file = Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS")
+        guard let url = Environment.value(givenAuthJWKSURL, or: "COUPON_AUTH_JWKS_URL") else { return file.map(JWKSSource.file) }
+        guard file == nil else {
+            throw ValidationError("--auth-jwks and --auth-jwks-url exclude each other: the keys come from one place")
+        }
+        do { return try JWKSSource.url(url) } catch { throw ValidationError("\(error)") }
     }
     var authIssuer: String? { Environment.value(givenAuthIssuer, or: "COUPON_AUTH_ISSUER") }
     var authAudience: String? { Environment.value(givenAuthAudience, or: "COUPON_AUTH_AUDIENCE") }
@@ -228,17 +236,11 @@ struct Serve: AsyncParsableCommand, AppArguments {
     }
 
     func validate() throws {
-        let url = Environment.value(givenAuthJWKSURL, or: "COUPON_AUTH_JWKS_URL")
-        if let url {
-            guard Environment.value(givenAuthJWKS, or: "COUPON_AUTH_JWKS") == nil else {
-                throw ValidationError("--auth-jwks and --auth-jwks-url exclude each other: the keys come from one place")
-            }
-            do { _ = try JWKSSource.url(url) } catch { throw ValidationError("\(error)") }
-        }
-        if authJWKS != nil, authIssuer == nil || authAudience == nil {
+        let keys = try jwksSource()
+        if keys != nil, authIssuer == nil || authAudience == nil {
             throw ValidationError("--auth-jwks and --auth-jwks-url need --auth-issuer and --auth-audience")
         }
-        switch (authJWKS != nil, trustsUserIDs) {
+        switch (keys != nil, trustsUserIDs) {
         case (false, false):
             throw ValidationError(
                 """

@@ -28,6 +28,8 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         var userID: String
         var arrived: QueueClock.Instant
         var continuation: CheckedContinuation<TicketAnswer, any Error>
+
+        func hasWaited(_ timeout: Duration, by now: QueueClock.Instant) -> Bool { arrived.duration(to: now) >= timeout }
     }
 
     private struct Queue {
@@ -140,7 +142,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     private func timeLeft(couponID: Int64) -> Duration {
         let now = clock.now
         let oldest = queues.withLock { queues in
-            queues[couponID]?.waiting.first { $0.arrived.duration(to: now) < timeout }?.arrived
+            queues[couponID]?.waiting.first { !$0.hasWaited(timeout, by: now) }?.arrived
         }
         return oldest.map { timeout - $0.duration(to: now) } ?? timeout
     }
@@ -150,7 +152,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         let now = clock.now
         return queues.withLock { queues in
             guard let waiting = queues[couponID]?.waiting else { return [] }
-            let expired = waiting.prefix { $0.arrived.duration(to: now) >= timeout }
+            let expired = waiting.prefix { $0.hasWaited(timeout, by: now) }
             queues[couponID]?.waiting.removeFirst(expired.count)
             return Array(expired)
         }
@@ -163,7 +165,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         var current: [Waiter] = []
         current.reserveCapacity(taken.count)
         for waiter in taken {
-            if waiter.arrived.duration(to: now) >= timeout {
+            if waiter.hasWaited(timeout, by: now) {
                 waiter.continuation.resume(throwing: DeadlineExceeded())
             } else {
                 current.append(waiter)
