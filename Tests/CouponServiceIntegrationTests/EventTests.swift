@@ -43,6 +43,23 @@ import Testing
         }
     }
 
+    /// The endpoints' delivery state and the last events, for a failure's message.
+    func deliveryState() async throws -> String {
+        var lines: [String] = []
+        for try await line in try await TestDatabase.client.query(
+            """
+            SELECT format('webhook %s: through %s, holder %s until %s, attempts %s, failing since %s, gave up %s',
+                          id, delivered_through, lease_holder, lease_until, attempts, failing_since, gave_up_at) FROM webhooks
+            UNION ALL
+            (SELECT format('event %s: %s of coupon %s', position, type, coupon_id) FROM outbox ORDER BY position DESC LIMIT 6)
+            UNION ALL
+            SELECT format('now %s, xids running %s', now(), (SELECT count(*) FROM pg_stat_activity
+                                                           WHERE datname = current_database() AND backend_xid IS NOT NULL))
+            """
+        ).decode(String.self) { lines.append(line) }
+        return lines.joined(separator: "\n")
+    }
+
     /// The events of one coupon in the outbox, in position order.
     func storedTypes(_ couponID: Int64) async throws -> [String] {
         var types: [String] = []
@@ -235,8 +252,41 @@ import Testing
                 try #require(registered.status == .created)
                 let couponID = try await client.createCoupon(quantity: 2)
                 for user in ["a", "b", "c"] { _ = try await client.issue(couponID, user) }
-                #expect(await waitUntil(.seconds(30)) { receiver.deliveries.flatMap(\.events).contains { $0.coupon_id == couponID } })
+                let delivered = await waitUntil(.seconds(30)) { receiver.deliveries.flatMap(\.events).contains { $0.coupon_id == couponID } }
+                let state = delivered ? "" : try await deliveryState()
+                #expect(delivered, "\(state)")
                 #expect(receiver.deliveries.flatMap(\.events).filter { $0.coupon_id == couponID }.map(\.type) == ["coupon.sold_out"])
+                struct Registered: Decodable { var id: Int64 }
+                let id = try registered.decode(Registered.self).id
+                #expect(try await client.send(.delete, "/v1/webhooks/\(id)", admin: true).status == .noContent)
+            }
+        }
+    }
+
+    /// An instance whose endpoint's record moved on under its delivery (another instance delivered the
+    /// batch while this one's lease had lapsed, then the lease came back) goes on delivering: the task
+    /// that found its acknowledgement refused ends, and the lease loop starts another from the record.
+    @Test func aDeliveryOvertakenUnderItsLeaseGoesOn() async throws {
+        final class Once: Sendable { let done = Mutex(false) }
+        let overtaken = Once()
+        try await WebhookReceiver.run(beforeAnswer: { delivery in
+            guard overtaken.done.withLock({ done in defer { done = true }; return !done }) else { return }
+            // `Coupon-Delivery: <webhook>-<first position>-<last position>`: this batch recorded as delivered.
+            let parts = delivery.deliveryID.split(separator: "-").compactMap { Int64($0) }
+            try #require(parts.count == 3)
+            try await TestDatabase.client.query("UPDATE webhooks SET delivered_through = \(parts[2]) WHERE id = \(parts[0])")
+        }) { receiver in
+            try await buildApplication(TestArguments()).test(.router) { client in
+                let registered = try await client.send(.post, "/v1/webhooks", json: #"{"url":"\#(receiver.url)"}"#, admin: true)
+                try #require(registered.status == .created)
+                let couponID = try await client.createCoupon(quantity: 2)
+                #expect(await waitUntil(.seconds(10)) { overtaken.done.withLock { $0 } })
+                _ = try await client.issue(couponID, "ona")
+                let delivered = await waitUntil(.seconds(15)) {
+                    receiver.deliveries.flatMap(\.events).contains { $0.coupon_id == couponID && $0.type == "ticket.issued" }
+                }
+                let state = delivered ? "" : try await deliveryState()
+                #expect(delivered, "\(state)")
                 struct Registered: Decodable { var id: Int64 }
                 let id = try registered.decode(Registered.self).id
                 #expect(try await client.send(.delete, "/v1/webhooks/\(id)", admin: true).status == .noContent)
@@ -338,17 +388,22 @@ final class WebhookReceiver: Sendable {
         }
     }
 
-    /// Runs `body` with a receiver listening, and stops it after.
-    static func run(failFirst: Int = 0, _ body: (WebhookReceiver) async throws -> Void) async throws {
+    /// Runs `body` with a receiver listening, and stops it after; `beforeAnswer` runs on each delivery
+    /// before it is answered.
+    static func run(
+        failFirst: Int = 0, beforeAnswer: @escaping @Sendable (Delivery) async throws -> Void = { _ in },
+        _ body: (WebhookReceiver) async throws -> Void
+    ) async throws {
         let receiverBox = Mutex<WebhookReceiver?>(nil)
         let router = Router()
         router.post("/hooks") { request, _ -> HTTPResponse.Status in
             let bytes = try await request.body.collect(upTo: 1 << 20)
             guard let receiver = receiverBox.withLock({ $0 }) else { return .serviceUnavailable }
-            let accepted = receiver.receive(
-                Data(bytes.readableBytesView), signature: request.headers[HTTPField.Name("Coupon-Signature")!] ?? "",
-                deliveryID: request.headers[HTTPField.Name("Coupon-Delivery")!] ?? "")
-            return accepted ? .noContent : .internalServerError
+            let delivery = Delivery(
+                body: Data(bytes.readableBytesView), signature: request.headers[HTTPField.Name("Coupon-Signature")!] ?? "",
+                deliveryID: request.headers[HTTPField.Name("Coupon-Delivery")!] ?? "", acknowledged: false)
+            try await beforeAnswer(delivery)
+            return receiver.receive(delivery.body, signature: delivery.signature, deliveryID: delivery.deliveryID) ? .noContent : .internalServerError
         }
         try await withLoopbackServer(router) { port in
             let receiver = WebhookReceiver(failFirst: failFirst, port: port)

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Synchronization
 
 /// Delivers the feed to every endpoint this instance holds the lease of, in feed order, at least
 /// once, signed (docs/events.md).
@@ -45,6 +46,9 @@ struct WebhookDelivery: Service {
     /// instance through NOTIFY), at most every `renewEvery`, and every minute.
     private func leaseLoop(_ http: HTTPClient) async {
         var running: [Int64: Task<Void, Never>] = [:]
+        // Endpoints whose task ended on its own (its lease lost under it, or given up): started again
+        // while this instance holds the lease, or an endpoint whose lease came back would go undelivered.
+        let ended = EndedDeliveries()
         defer { for task in running.values { task.cancel() } }
         while !Task.isCancelled {
             let wakeUps = feed.bell.wakeUps
@@ -58,11 +62,15 @@ struct WebhookDelivery: Service {
                 for (id, task) in running where !held.contains(id) {
                     task.cancel()
                     running[id] = nil
+                    _ = ended.take(id)
                     metrics.webhookLag(id).record(0)
                 }
-                for lease in leases.held where running[lease.id] == nil {
+                for lease in leases.held where running[lease.id] == nil || ended.take(lease.id) {
                     logger.info("delivering events", metadata: ["webhook_id": "\(lease.id)", "from_position": "\(lease.deliveredThrough)"])
-                    running[lease.id] = Task { await deliver(lease, http) }
+                    running[lease.id] = Task {
+                        await deliver(lease, http)
+                        if !Task.isCancelled { ended.insert(lease.id) }
+                    }
                 }
             } catch {
                 guard !Task.isCancelled else { break }
@@ -121,6 +129,14 @@ struct WebhookDelivery: Service {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// The endpoints whose delivery task has ended on its own.
+    private final class EndedDeliveries: Sendable {
+        private let ids = Mutex<Set<Int64>>([])
+        func insert(_ id: Int64) { ids.withLock { _ = $0.insert(id) } }
+        /// Whether `id` had ended, forgetting it.
+        func take(_ id: Int64) -> Bool { ids.withLock { $0.remove(id) != nil } }
     }
 
     /// How a delivery ended.
