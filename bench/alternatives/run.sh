@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Redis gate of the popular FCFS coupon designs (bench/alternatives/gate.lua, redis-benchmark)
+# beside PostgreSQL's issue_tickets (pgbench, groups of users per call), at the datastore level, in
+# one run; adds a section to bench/results/alternatives.md (bench/alternatives/run.py).
+# ALT_SECONDS (10) sets the length of each row, ALT_CLIENTS (64) redis-benchmark's connections,
+# ALT_PG_CLIENTS (2, as one server instance has per coupon) pgbench's, ALT_GROUPS (1,16,64) the
+# PostgreSQL groups, ALT_PG_CEILING (60000) the tickets a second each PostgreSQL coupon is made for;
+# ALT_REDIS_PORT (6390) and ALT_REDIS_DIR (/tmp/coupon-alt-redis) where the private redis-server
+# instances listen and keep their files. COUPON_BIN, COUPON_PG_PORT, COUPON_PG_DIR as for every bench.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/postgres.sh"
+
+ensure_command_from_apt redis-server redis-server
+ensure_command_from_apt redis-benchmark redis-tools
+export ALT_REDIS_DIR="${ALT_REDIS_DIR:-/tmp/coupon-alt-redis}"
+
+# run.py stops its redis-server itself; this is for a run.py killed outright.
+stop_redis() {
+    if [ -f "$ALT_REDIS_DIR/redis.pid" ]; then kill "$(cat "$ALT_REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
+    rm -rf "$ALT_REDIS_DIR"
+}
+
+start_bench coupon_alternatives
+at_exit stop_redis
+POSTMASTER_PID="$(head -n 1 "$COUPON_PG_DATA/postmaster.pid")" DATABASE_URL="$COUPON_DATABASE_URL" \
+    python3 -m bench.alternatives.run
