@@ -137,7 +137,7 @@ import Testing
 
                 // An index already there and valid is not built again: the statement is skipped, not
                 // sent (it would wait for the table's lock; on Citus it marks the index invalid).
-                try await FileManager.default.copyItem(at: folder.appending(path: "0002_index.sql"), to: folder.appending(path: "0003_again.sql"))
+                try FileManager.default.copyItem(at: folder.appending(path: "0002_index.sql"), to: folder.appending(path: "0003_again.sql"))
                 var again = try runner(folder)
                 again.lockTimeout = .milliseconds(300)
                 try await withPostgresClient(databaseURL: url, logger: TestDatabase.logger) { other in
