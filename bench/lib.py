@@ -471,6 +471,11 @@ def run_tool(main, result_name):
 
 # For shell scripts --------------------------------------------------------------------------------
 
+def occurred_at(event):
+    """An event's `occurred_at` (the database's clock, RFC 3339) as a Unix time."""
+    return datetime.datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
+
+
 class WebhookReceiver:
     """A webhook endpoint on 127.0.0.1:`port` for the service's deliveries, as a context manager.
     `mode`: "ok" answers 204, "down" 503, "slow" 204 after `slow_seconds`. Keeps every delivery as
@@ -486,7 +491,7 @@ class WebhookReceiver:
         # Without the events kept (a million of them), only their count and the largest lag.
         self.keep_events = keep_events
         self.count = 0
-        self.max_lag = 0.0
+        self._max_lag = 0.0
         self.url = f"http://{HOST}:{port}/hooks"
         self.mode = "ok"
         self.slow_seconds = slow_seconds
@@ -530,11 +535,16 @@ class WebhookReceiver:
             for at, delivery, body, acknowledged, signature in arrived:
                 events = json.loads(body)["events"]
                 if acknowledged:
-                    occurred = datetime.datetime.fromisoformat(events[0]["occurred_at"].replace("Z", "+00:00")).timestamp()
-                    self.max_lag = max(self.max_lag, at - occurred)
+                    self._max_lag = max(self._max_lag, at - occurred_at(events[0]))
                 self._deliveries.append((at, delivery, events if self.keep_events else [], acknowledged,
                                          self.signed(signature, body)))
             return list(self._deliveries)
+
+    @property
+    def max_lag(self):
+        """The largest lag of a delivery's first event, from its `occurred_at` to the delivery's arrival."""
+        self.deliveries  # parses what arrived since
+        return self._max_lag
 
     def signed(self, header, body):
         if self.secret is None:
@@ -554,8 +564,7 @@ class WebhookReceiver:
         for arrived, _, events, acknowledged, _ in self.deliveries:
             for event in events:
                 if acknowledged and event["coupon_id"] == coupon and event["id"] not in first:
-                    occurred = datetime.datetime.fromisoformat(event["occurred_at"].replace("Z", "+00:00")).timestamp()
-                    first[event["id"]] = arrived - occurred
+                    first[event["id"]] = arrived - occurred_at(event)
         return list(first.values())
 
     def __enter__(self):

@@ -379,12 +379,14 @@ final class WebhookReceiver: Sendable {
     var deliveries: [Delivery] { state.withLock { $0.deliveries } }
     var refused: Int { state.withLock { $0.refused } }
 
-    func receive(_ body: Data, signature: String, deliveryID: String) -> Bool {
+    /// Records a delivery, acknowledged unless it is one of the first `failFirst`.
+    func receive(_ delivery: Delivery) -> Bool {
         state.withLock { state in
-            let acknowledged = state.refused >= failFirst
-            if !acknowledged { state.refused += 1 }
-            state.deliveries.append(Delivery(body: body, signature: signature, deliveryID: deliveryID, acknowledged: acknowledged))
-            return acknowledged
+            var delivery = delivery
+            delivery.acknowledged = state.refused >= failFirst
+            if !delivery.acknowledged { state.refused += 1 }
+            state.deliveries.append(delivery)
+            return delivery.acknowledged
         }
     }
 
@@ -403,7 +405,7 @@ final class WebhookReceiver: Sendable {
                 body: Data(bytes.readableBytesView), signature: request.headers[HTTPField.Name("Coupon-Signature")!] ?? "",
                 deliveryID: request.headers[HTTPField.Name("Coupon-Delivery")!] ?? "", acknowledged: false)
             try await beforeAnswer(delivery)
-            return receiver.receive(delivery.body, signature: delivery.signature, deliveryID: delivery.deliveryID) ? .noContent : .internalServerError
+            return receiver.receive(delivery) ? .noContent : .internalServerError
         }
         try await withLoopbackServer(router) { port in
             let receiver = WebhookReceiver(failFirst: failFirst, port: port)

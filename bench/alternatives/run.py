@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from bench.cpu import cluster_cpu, stat
+from bench.cpu import after_client_exit, cluster_cpu, stat
 from bench.lib import (HOST, ROOT, audit, checkpoint, create_coupon, first_line, machine, pgbench_tps, prepend_result, psql,
                        run_tool)
 
@@ -81,9 +81,7 @@ def measured(command, datastore_cpu, seconds=None):
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode not in ((0, -signal.SIGINT) if timer else (0,)):
         raise subprocess.CalledProcessError(process.returncode, command, out, process.stderr.read())
-    # pgbench's backends exit after it: read at once, a backend gone from /proc but not yet reaped into
-    # the postmaster's children time is counted nowhere (groups of 1 once read 9 µs a ticket for ~500).
-    time.sleep(1)
+    after_client_exit()
     return out, elapsed, {"datastore": datastore_cpu() - before, "load": usage.ru_utime + usage.ru_stime}
 
 

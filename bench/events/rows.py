@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from bench.cpu import cluster_cpu
+from bench.cpu import after_client_exit, cluster_cpu
 from bench.lib import ROOT, URL, checkpoint, create_coupon, machine, prepend_result, psql, run_tool
 
 FUNCTION = os.path.join(ROOT, "migrations", "functions", "issue_tickets.sql")
@@ -87,7 +87,7 @@ def measure(name):
                     os.path.join(ROOT, "bench", "sql", "group.sql"), "-D", f"coupon={coupon}", "-D", f"group={GROUP}", URL],
                    check=True, capture_output=True)
     elapsed = time.monotonic() - started
-    time.sleep(1)  # pgbench's backends exit after it; reaped, their CPU is in the postmaster's children time
+    after_client_exit()
     cpu = cluster_cpu(POSTMASTER_PID) - before
     issued = int(psql(f"SELECT issued_count FROM coupons WHERE id = {coupon}"))
     wal = int(psql(f"SELECT pg_current_wal_lsn() - '{lsn}'"))
