@@ -220,27 +220,31 @@ BEGIN
             FROM (SELECT count(*) AS claimed, max(number) AS highest FROM claimed) AS n
             WHERE c.id = p_coupon_id AND n.claimed > 0
         ), told AS (
-            -- The group's events in one INSERT (migrations/0012): a ticket.issued per ticket in number
-            -- order, then coupon.sold_out when the group took the last ticket, the coupon as it is now.
-            -- Written here, not by a trigger of the counter's UPDATE: on Citus that trigger fires
+            -- The group's events in one INSERT of at most two rows (migrations/0014): its ticket.issued
+            -- events in one row of arrays in number order, then coupon.sold_out when the group took the
+            -- last ticket, the coupon as it is now; outbox_events reads the first row as an event per
+            -- ticket. Written here, not by a trigger of the counter's UPDATE: on Citus that trigger fires
             -- before this INSERT, and the sell-out would come before the tickets that made it.
-            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at, name, quantity, issued_count,
-                                starts_at, ends_at, redeem_until, created_at)
-            SELECT p_coupon_id, e.type, v_now, e.number, e.code, e.user_id, e.issued_at, e.name, e.quantity, e.issued_count,
-                   e.starts_at, e.ends_at, e.redeem_until, e.created_at
+            INSERT INTO outbox (coupon_id, type, occurred_at, issued_at, name, quantity, issued_count, starts_at, ends_at,
+                                redeem_until, created_at, numbers, codes, user_ids)
+            SELECT p_coupon_id, e.type, v_now, e.issued_at, e.name, e.quantity, e.issued_count, e.starts_at, e.ends_at,
+                   e.redeem_until, e.created_at, e.numbers, e.codes, e.user_ids
             FROM (
-                SELECT 'ticket.issued' AS type, c.number, c.code, c.user_id, c.issued_at, NULL::text AS name,
-                       NULL::int AS quantity, NULL::int AS issued_count, NULL::timestamptz AS starts_at,
-                       NULL::timestamptz AS ends_at, NULL::timestamptz AS redeem_until, NULL::timestamptz AS created_at,
-                       c.number AS place
+                SELECT 'ticket.issued' AS type, v_now AS issued_at, NULL::text AS name, NULL::int AS quantity,
+                       NULL::int AS issued_count, NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at,
+                       NULL::timestamptz AS redeem_until, NULL::timestamptz AS created_at,
+                       array_agg(c.number ORDER BY c.number) AS numbers,
+                       array_agg(c.code ORDER BY c.number) AS codes, array_agg(c.user_id ORDER BY c.number) AS user_ids,
+                       1 AS place
                 FROM claimed AS c
+                HAVING count(*) > 0
                 UNION ALL
-                SELECT 'coupon.sold_out', NULL, NULL, NULL, NULL, v_coupon.name, v_coupon.quantity, v_coupon.quantity,
-                       v_coupon.starts_at, v_coupon.ends_at, v_coupon.redeem_until, v_coupon.created_at, NULL
+                SELECT 'coupon.sold_out', NULL, v_coupon.name, v_coupon.quantity, v_coupon.quantity, v_coupon.starts_at,
+                       v_coupon.ends_at, v_coupon.redeem_until, v_coupon.created_at, NULL, NULL, NULL, 2
                 FROM (SELECT count(*) AS claimed FROM claimed) AS n
                 WHERE n.claimed > 0 AND v_coupon.issued_count + n.claimed >= v_coupon.quantity
             ) AS e
-            ORDER BY e.place NULLS LAST
+            ORDER BY e.place
         )
         SELECT 'already_issued', p_coupon_id, h.number, h.code, h.user_id, h.issued_at, NULL::timestamptz, NULL::text,
                NULL::timestamptz, false
@@ -583,8 +587,45 @@ CREATE TABLE public.outbox (
     starts_at timestamp with time zone,
     ends_at timestamp with time zone,
     redeem_until timestamp with time zone,
-    created_at timestamp with time zone
-);
+    created_at timestamp with time zone,
+    numbers integer[],
+    codes text[],
+    user_ids text[]
+)
+WITH (toast_tuple_target='8160');
+
+
+--
+-- Name: outbox_events; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.outbox_events AS
+ SELECT o."position",
+    (COALESCE(e.within, (1)::bigint))::integer AS within,
+    COALESCE(cardinality(o.numbers), 1) AS row_events,
+        CASE
+            WHEN (e.within IS NULL) THEN o.id
+            ELSE (md5((((o.id)::text || '.'::text) || e.within)))::uuid
+        END AS id,
+    o.type,
+    o.occurred_at,
+    o.coupon_id,
+    COALESCE(e.user_id, o.user_id) AS user_id,
+    COALESCE(e.number, o.number) AS number,
+    COALESCE(e.code, o.code) AS code,
+    o.issued_at,
+    o.redeemed_at,
+    o.order_id,
+    o.hold_until,
+    o.name,
+    o.quantity,
+    o.issued_count,
+    o.starts_at,
+    o.ends_at,
+    o.redeem_until,
+    o.created_at
+   FROM (public.outbox o
+     LEFT JOIN LATERAL UNNEST(o.numbers, o.codes, o.user_ids) WITH ORDINALITY e(number, code, user_id, within) ON (true));
 
 
 --
@@ -641,7 +682,8 @@ CREATE TABLE public.webhooks (
     next_attempt_at timestamp with time zone,
     gave_up_at timestamp with time zone,
     lease_holder text,
-    lease_until timestamp with time zone
+    lease_until timestamp with time zone,
+    delivered_within integer
 );
 
 

@@ -48,10 +48,12 @@ import Testing
         var lines: [String] = []
         for try await line in try await TestDatabase.client.query(
             """
-            SELECT format('webhook %s: through %s, holder %s until %s, attempts %s, failing since %s, gave up %s',
-                          id, delivered_through, lease_holder, lease_until, attempts, failing_since, gave_up_at) FROM webhooks
+            SELECT format('webhook %s: through %s.%s, holder %s until %s, attempts %s, failing since %s, gave up %s',
+                          id, delivered_through, delivered_within, lease_holder, lease_until, attempts, failing_since, gave_up_at)
+            FROM webhooks
             UNION ALL
-            (SELECT format('event %s: %s of coupon %s', position, type, coupon_id) FROM outbox ORDER BY position DESC LIMIT 6)
+            (SELECT format('event %s.%s: %s of coupon %s', position, within, type, coupon_id) FROM outbox_events
+             ORDER BY position DESC, within DESC LIMIT 6)
             UNION ALL
             SELECT format('now %s, xids running %s', now(), (SELECT count(*) FROM pg_stat_activity
                                                            WHERE datname = current_database() AND backend_xid IS NOT NULL))
@@ -60,11 +62,11 @@ import Testing
         return lines.joined(separator: "\n")
     }
 
-    /// The events of one coupon in the outbox, in position order.
+    /// The events of one coupon in the outbox, in feed order.
     func storedTypes(_ couponID: Int64) async throws -> [String] {
         var types: [String] = []
         for try await type in try await TestDatabase.client.query(
-            "SELECT type FROM outbox WHERE coupon_id = \(couponID) ORDER BY position"
+            "SELECT type FROM outbox_events WHERE coupon_id = \(couponID) ORDER BY position, within"
         ).decode(String.self) { types.append(type) }
         return types
     }
@@ -158,6 +160,112 @@ import Testing
             #expect(events.map(\.type) == ["ticket.issued"])
             // Woken, not timed out: the wait was 30 s.
             #expect(ContinuousClock.now - started < .seconds(29))
+        }
+    }
+
+    /// Issues a group of tickets of a coupon in one call of issue_tickets, as the queue does: one
+    /// outbox row of the group's ticket.issued events (migrations/0014).
+    func issueGroup(_ couponID: Int64, _ users: [String]) async throws {
+        for try await issued in try await TestDatabase.client.query(
+            "SELECT count(*) FROM issue_tickets(\(couponID), \(users)) WHERE outcome = 'issued'"
+        ).decode(Int.self) { try #require(issued == users.count) }
+        for try await rows in try await TestDatabase.client.query(
+            "SELECT count(*) FROM outbox WHERE coupon_id = \(couponID) AND type = 'ticket.issued'"
+        ).decode(Int.self) { try #require(rows == 1, "a group's tickets in one row") }
+    }
+
+    /// A group's row is read as an event per ticket, in number order, each the ticket as its route
+    /// answers it; a page may end inside the row (`next` "P.K") and the next page goes on from there;
+    /// a cursor of the whole row ("P") passes all of it.
+    @Test func aGroupsRowIsAnEventPerTicketAndAPageMayEndInsideIt() async throws {
+        try await buildApplication(TestArguments()).test(.router) { client in
+            let couponID = try await client.createCoupon(quantity: 5)
+            let start = try await cursorNow(client)
+            let users = ["g1", "g2", "g3", "g4", "g5"]
+            try await issueGroup(couponID, users)
+            var events: [Page.Event] = []
+            var cursors: [String] = []
+            var next = start
+            while true {
+                let more = try await page(client, "?after=\(next)&limit=2")
+                if more.events.isEmpty { break }
+                events += more.events
+                next = more.next
+                cursors.append(next)
+            }
+            #expect(events.map(\.type) == Array(repeating: "ticket.issued", count: 5) + ["coupon.sold_out"])
+            #expect(Set(events.map(\.id)).count == 6)
+            // The ids the view gives a consumer of the table (a script, Debezium's reader) are the feed's.
+            var stored: [String] = []
+            for try await id in try await TestDatabase.client.query(
+                "SELECT id FROM outbox_events WHERE coupon_id = \(couponID) AND type <> 'coupon.created' ORDER BY position, within"
+            ).decode(UUID.self) { stored.append(id.uuidString.lowercased()) }
+            #expect(events.map(\.id) == stored)
+            let tickets = events.prefix(5).map { event -> (user: String?, number: Double?, code: String?) in
+                guard case .object(let data) = event.data, case .string(let user) = data["user_id"],
+                    case .object(let ticket) = data["ticket"], case .number(let number) = ticket["number"],
+                    case .string(let code) = ticket["code"]
+                else { return (nil, nil, nil) }
+                return (user, number, code)
+            }
+            #expect(Set(tickets.compactMap(\.user)) == Set(users))
+            #expect(tickets.compactMap(\.number) == tickets.compactMap(\.number).sorted() && tickets.compactMap(\.number).count == 5)
+            let lookup = try await client.send(.get, "/v1/tickets/\(tickets[2].code ?? "")")
+            #expect(events[2].data == (try lookup.decode(JSONValue.self)))
+            // Pages of 2 end inside the row of 5, then after it.
+            let row = try #require(cursors.first?.split(separator: ".").first)
+            #expect(cursors.prefix(2) == ["\(row).2", "\(row).4"])
+            #expect(!cursors[2].contains("."))
+            #expect(try await page(client, "?after=\(row).4").events.map(\.type) == ["ticket.issued", "coupon.sold_out"])
+            #expect(try await page(client, "?after=\(row)").events.map(\.type) == ["coupon.sold_out"])
+        }
+    }
+
+    /// A webhook's batches of 2 over a group of 5: every event once acknowledged, in order, the
+    /// endpoint's record inside the row between them; retention keeps a row an endpoint has only part of.
+    @Test func aWebhookTakesAGroupsRowInBatchesAndRetentionKeepsAPartOfIt() async throws {
+        var arguments = TestArguments()
+        arguments.events.webhookBatch = 2
+        try await WebhookReceiver.run { receiver in
+            try await buildApplication(arguments).test(.router) { client in
+                let registered = try await client.send(.post, "/v1/webhooks", json: #"{"url":"\#(receiver.url)"}"#, admin: true)
+                try #require(registered.status == .created)
+                struct Registered: Decodable { var id: Int64 }
+                let webhookID = try registered.decode(Registered.self).id
+                let couponID = try await client.createCoupon(quantity: 5)
+                try await issueGroup(couponID, ["w1", "w2", "w3", "w4", "w5"])
+                let wanted = try await storedTypes(couponID)
+                let arrived = await waitUntil(.seconds(30)) {
+                    receiver.deliveries.filter(\.acknowledged).flatMap(\.events).filter { $0.coupon_id == couponID }.count >= wanted.count
+                }
+                let state = arrived ? "" : try await deliveryState()
+                #expect(arrived, "\(state)")
+                let acknowledged = receiver.deliveries.filter(\.acknowledged).flatMap(\.events).filter { $0.coupon_id == couponID }
+                #expect(acknowledged.map(\.type) == wanted)
+                #expect(Set(acknowledged.map(\.id)).count == wanted.count)
+                #expect(receiver.deliveries.contains { $0.deliveryID.contains(".") }, "no delivery ended inside the row")
+                #expect(try await client.send(.delete, "/v1/webhooks/\(webhookID)", admin: true).status == .noContent)
+                // Retention: an endpoint with the first 2 events of the row holds the row.
+                var row: Int64 = 0
+                let heldID = try await client.createCoupon(quantity: 4)
+                try await issueGroup(heldID, ["r1", "r2", "r3"])
+                for try await position in try await TestDatabase.client.query(
+                    "SELECT position FROM outbox WHERE coupon_id = \(heldID) AND type = 'ticket.issued'").decode(Int64.self) { row = position }
+                try await TestDatabase.client.query("UPDATE outbox SET occurred_at = occurred_at - interval '8 days' WHERE coupon_id = \(heldID)")
+                let holding = try await TestDatabase.client.query(
+                    "INSERT INTO webhooks (url, secret, delivered_through, delivered_within) VALUES ('http://127.0.0.1:9/', 's', \(row), 2) RETURNING id")
+                var holderID: Int64 = 0
+                for try await id in holding.decode(Int64.self) { holderID = id }
+                let database = Database.running(TestDatabase.client)
+                let outbox = Outbox(database: database)
+                let feed = EventFeed(database: database, metrics: CouponMetrics())
+                _ = try await outbox.deleteDelivered(olderThan: .seconds(7 * 24 * 3600), settled: try await feed.advance())
+                #expect(try await storedTypes(heldID) == ["ticket.issued", "ticket.issued", "ticket.issued"])
+                try await TestDatabase.client.query("UPDATE webhooks SET delivered_within = NULL WHERE id = \(holderID)")
+                _ = try await outbox.deleteDelivered(olderThan: .seconds(7 * 24 * 3600), settled: try await feed.advance())
+                #expect(try await storedTypes(heldID).isEmpty)
+                try await TestDatabase.client.query("DELETE FROM webhooks WHERE id = \(holderID)")
+            }
         }
     }
 
@@ -271,10 +379,12 @@ import Testing
         let overtaken = Once()
         try await WebhookReceiver.run(beforeAnswer: { delivery in
             guard overtaken.done.withLock({ done in defer { done = true }; return !done }) else { return }
-            // `Coupon-Delivery: <webhook>-<first position>-<last position>`: this batch recorded as delivered.
-            let parts = delivery.deliveryID.split(separator: "-").compactMap { Int64($0) }
+            // `Coupon-Delivery: <webhook>-<first cursor>-<last cursor>`: this batch recorded as delivered.
+            let parts = delivery.deliveryID.split(separator: "-")
             try #require(parts.count == 3)
-            try await TestDatabase.client.query("UPDATE webhooks SET delivered_through = \(parts[2]) WHERE id = \(parts[0])")
+            let (id, last) = (try #require(Int64(parts[0])), try #require(EventCursor(parts[2])))
+            try await TestDatabase.client.query(
+                "UPDATE webhooks SET delivered_through = \(last.position), delivered_within = \(last.within) WHERE id = \(id)")
         }) { receiver in
             try await buildApplication(TestArguments()).test(.router) { client in
                 let registered = try await client.send(.post, "/v1/webhooks", json: #"{"url":"\#(receiver.url)"}"#, admin: true)

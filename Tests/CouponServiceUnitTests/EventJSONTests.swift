@@ -36,7 +36,7 @@ import Testing
     static func ticket(_ type: EventType, user: String, redemption: Redemption? = nil, hold: OrderHold? = nil) -> CouponEvent {
         let ticket = IssuedTicket(couponID: 9_007_199_254_740_993, userID: user, number: 1_000_000, code: "9-0123456789abcdef", issuedAt: at)
         return CouponEvent(
-            position: 7, id: UUID(), type: type, couponID: ticket.couponID, occurredAt: at,
+            cursor: EventCursor(position: 7, within: 2), id: UUID(), type: type, couponID: ticket.couponID, occurredAt: at,
             subject: .ticket(TicketRecord(ticket: ticket, redemption: redemption, hold: hold)))
     }
 
@@ -45,15 +45,15 @@ import Testing
         ticket(.ticketHeld, user: "a.b_c:d@e-f", hold: OrderHold(orderID: "order \"7\"\n", until: at.addingTimeInterval(600))),
         ticket(.ticketRedeemed, user: "quote\"back\\slash\u{01}é", redemption: Redemption(orderID: "order-8", redeemedAt: Date(timeIntervalSince1970: 0))),
         CouponEvent(
-            position: 8, id: UUID(), type: .couponChanged, couponID: 3, occurredAt: at,
+            cursor: EventCursor(position: 8), id: UUID(), type: .couponChanged, couponID: 3, occurredAt: at,
             subject: .coupon(Coupon(
                 id: 3, name: "Black \"Friday\"", quantity: 10, issued: 10, startsAt: at.addingTimeInterval(-60), endsAt: nil,
                 redeemUntil: Date(timeIntervalSince1970: 253_402_300_799.999), createdAt: at))),
     ]
 
-    @Test(arguments: [(events, Int64?(8)), (events, nil), ([], Int64?(0))])
-    func matchesTheEncoder(events: [CouponEvent], next: Int64?) throws {
-        let expected = try JSONEncoder.coupon.encode(Encoded(events: events.map(Encoded.Event.init), next: next.map(String.init)))
+    @Test(arguments: [(events, EventCursor?(EventCursor(position: 8))), (events, nil), ([], EventCursor?(EventCursor(position: 7, within: 40)))])
+    func matchesTheEncoder(events: [CouponEvent], next: EventCursor?) throws {
+        let expected = try JSONEncoder.coupon.encode(Encoded(events: events.map(Encoded.Event.init), next: next.map(\.description)))
         let written = try EventBatchJSON(events: events, next: next).body()
         #expect(String(buffer: written) == String(decoding: expected, as: UTF8.self))
     }

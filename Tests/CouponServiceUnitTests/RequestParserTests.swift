@@ -170,14 +170,22 @@ import Testing
 
 /// The feed's query and a webhook's body: what is refused, and what passes.
 @Suite struct EventRequestTests {
-    @Test(arguments: ["", "-1", "+1", "1.0", "x", "0x10", String(repeating: "9", count: 19), " 1"])
+    @Test(arguments: [
+        "", "-1", "+1", "1.0", "x", "0x10", String(repeating: "9", count: 19), " 1", "1.", ".1", "1.1.1", "1.-1", "1.x", "1. 1",
+        "1.+1", "1." + String(repeating: "9", count: 10),
+    ])
     func aCursorThatIsNoPositionIsRefused(_ text: String) {
         #expect(throws: CouponProblem.self) { try RequestParser.eventCursor(text) }
     }
 
     @Test func cursorsAndWaits() throws {
-        #expect(try RequestParser.eventCursor(nil) == 0)
-        #expect(try RequestParser.eventCursor("42") == 42)
+        #expect(try RequestParser.eventCursor(nil) == EventCursor(position: 0))
+        #expect(try RequestParser.eventCursor("42") == EventCursor(position: 42))
+        #expect(try RequestParser.eventCursor("42.7") == EventCursor(position: 42, within: 7))
+        #expect(try RequestParser.eventCursor("42.7").description == "42.7")
+        // The whole row comes after any part of it.
+        #expect(EventCursor(position: 42, within: 7) < EventCursor(position: 42))
+        #expect(EventCursor(position: 41) < EventCursor(position: 42, within: 1))
         #expect(try RequestParser.eventWait(nil) == .zero)
         #expect(try RequestParser.eventWait("30") == .seconds(30))
         for bad in ["31", "-1", "1.5", "", "x"] { #expect(throws: CouponProblem.self) { try RequestParser.eventWait(bad) } }

@@ -109,7 +109,7 @@ async def every_route(port, url, base):
     check(got == expected, f"every route: {got} (expected {expected})")
     audited("every route", coupon, url, sold_out=False)
     # Each change wrote its event in its transaction, on the coupon's worker on a cluster.
-    types = psql(f"SELECT string_agg(type, ',' ORDER BY position) FROM outbox WHERE coupon_id = {coupon}", url).split(",")
+    types = psql(f"SELECT string_agg(type, ',' ORDER BY position, within) FROM outbox_events WHERE coupon_id = {coupon}", url).split(",")
     wanted = ["coupon.created", "coupon.changed"] + ["ticket.issued"] * 3 + [
         "ticket.redeemed", "ticket.restored", "ticket.returned", "coupon.changed", "coupon.sold_out"]
     check(types == wanted, f"every route: the outbox holds its events in commit order: {types}")

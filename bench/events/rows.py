@@ -1,13 +1,13 @@
-"""What the outbox costs PostgreSQL per ticket, and what one row per group would: `python3 -m
-bench.events.rows`, run by bench/events/rows.sh.
+"""What the outbox costs PostgreSQL per ticket: one row per group (migrations/0014, the committed
+text) against one row per ticket (before it): `python3 -m bench.events.rows`, run by
+bench/events/rows.sh.
 
 pgbench on issue_tickets for groups of EVENTS_ROWS_GROUP (75, the closed loop's) on 2 connections, as
 three texts of the function, sides alternating for EVENTS_ROWS_ROUNDS rounds (3), each on a new coupon
-after CHECKPOINT: `none`, the committed text without its events; `per ticket`, the committed text (a
-row per ticket.issued); `per group`, a prototype writing the group's tickets into one row of arrays
-(outbox columns the bench adds for the run: ids, numbers, codes, user_ids). Issued/s, PostgreSQL's CPU
-and WAL bytes per ticket. The committed function is put back at the end. Adds a section to
-bench/results/outbox-rows.md.
+after CHECKPOINT: `none`, the committed text without its events; `per ticket`, the text before 0014
+(a row per ticket.issued, each with a random id); `per group`, the committed text (the group's
+tickets in one row of arrays). Issued/s, PostgreSQL's CPU and WAL bytes per ticket. The committed
+function is put back at the end. Adds a section to bench/results/outbox-rows.md.
 """
 import os
 import subprocess
@@ -26,41 +26,42 @@ HEADER = """# The outbox's rows: per ticket against per group, inside PostgreSQL
 
 Written by `bench/events/rows.sh`, newest first.
 
-What one row per group would change, beyond `issue_tickets` (not built; issue 32's closed-loop target
-is at its threshold without it, events.md): the outbox gains `ids uuid[], numbers int[], codes text[],
-user_ids text[]` (the prototype's columns; nullable, so the migration is live-safe); the feed reads a
-row as its events with `LEFT JOIN LATERAL unnest(...) WITH ORDINALITY` and keeps each event's `id`;
-a cursor becomes a position and an index within its row (`123` still means the whole row 123, so
-cursors given out before stay valid; `123.40` the first 40 events of it), because a delivery holds at
-most `--webhook-batch` events and a group can hold up to `--group-size` (512); `webhooks` gains the
-index beside `delivered_through`, and retention and the pending count read it; the Debezium mapping
-becomes a message per group (docs/events.md); the bench and fault scripts that count `ticket.issued`
-rows count the events in them. Delivery would then decode one row of arrays per group instead of a
-row of 21 columns per event.
+Built on 2026-12-07 (migrations/0014): `issue_tickets` writes a group's `ticket.issued` events as
+one row of arrays (`numbers`, `codes`, `user_ids`); the view `outbox_events` reads each row as its
+events, a group's each with an id derived from its row's (no random id drawn per ticket, which
+Citus refuses in the statement); a cursor names a position and, inside a group's row, how many of
+its events were passed (`123.40`; `123` still means the whole row, so cursors given out before stay
+valid), because a delivery holds at most `--webhook-batch` events and a group up to `--group-size`
+(512); `webhooks.delivered_within` records it beside `delivered_through`, and retention and the
+pending count read it; Debezium gets a message per group (docs/events.md). Sections before that
+date measured a prototype of it (with a random id per ticket) against the committed row per ticket.
 
 """
 # The committed text's events: from its `told` CTE to the end of that CTE.
-TOLD_START, TOLD_END = "        ), told AS (\n", "            ORDER BY e.place NULLS LAST\n        )\n"
-PER_GROUP = """        ), told AS (
-            INSERT INTO outbox (coupon_id, type, occurred_at, issued_at, name, quantity, issued_count, starts_at, ends_at,
-                                redeem_until, created_at, ids, numbers, codes, user_ids)
-            SELECT p_coupon_id, e.type, v_now, e.issued_at, e.name, e.quantity, e.issued_count, e.starts_at, e.ends_at,
-                   e.redeem_until, e.created_at, e.ids, e.numbers, e.codes, e.user_ids
+TOLD_START, TOLD_END = "        ), told AS (\n", "            ORDER BY e.place\n        )\n"
+# The text of issue_tickets before migrations/0014: a row per ticket.issued, each with a random id.
+PER_TICKET = """        ), told AS (
+            -- The group's events in one INSERT (migrations/0012): a ticket.issued per ticket in number
+            -- order, then coupon.sold_out when the group took the last ticket, the coupon as it is now.
+            -- Written here, not by a trigger of the counter's UPDATE: on Citus that trigger fires
+            -- before this INSERT, and the sell-out would come before the tickets that made it.
+            INSERT INTO outbox (coupon_id, type, occurred_at, number, code, user_id, issued_at, name, quantity, issued_count,
+                                starts_at, ends_at, redeem_until, created_at)
+            SELECT p_coupon_id, e.type, v_now, e.number, e.code, e.user_id, e.issued_at, e.name, e.quantity, e.issued_count,
+                   e.starts_at, e.ends_at, e.redeem_until, e.created_at
             FROM (
-                SELECT 'ticket.issued' AS type, v_now AS issued_at, NULL::text AS name, NULL::int AS quantity,
-                       NULL::int AS issued_count, NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at,
-                       NULL::timestamptz AS redeem_until, NULL::timestamptz AS created_at,
-                       array_agg(gen_random_uuid() ORDER BY c.number) AS ids, array_agg(c.number ORDER BY c.number) AS numbers,
-                       array_agg(c.code ORDER BY c.number) AS codes, array_agg(c.user_id ORDER BY c.number) AS user_ids, 1 AS place
+                SELECT 'ticket.issued' AS type, c.number, c.code, c.user_id, c.issued_at, NULL::text AS name,
+                       NULL::int AS quantity, NULL::int AS issued_count, NULL::timestamptz AS starts_at,
+                       NULL::timestamptz AS ends_at, NULL::timestamptz AS redeem_until, NULL::timestamptz AS created_at,
+                       c.number AS place
                 FROM claimed AS c
-                HAVING count(*) > 0
                 UNION ALL
-                SELECT 'coupon.sold_out', NULL, v_coupon.name, v_coupon.quantity, v_coupon.quantity, v_coupon.starts_at,
-                       v_coupon.ends_at, v_coupon.redeem_until, v_coupon.created_at, NULL, NULL, NULL, NULL, 2
+                SELECT 'coupon.sold_out', NULL, NULL, NULL, NULL, v_coupon.name, v_coupon.quantity, v_coupon.quantity,
+                       v_coupon.starts_at, v_coupon.ends_at, v_coupon.redeem_until, v_coupon.created_at, NULL
                 FROM (SELECT count(*) AS claimed FROM claimed) AS n
                 WHERE n.claimed > 0 AND v_coupon.issued_count + n.claimed >= v_coupon.quantity
             ) AS e
-            ORDER BY e.place
+            ORDER BY e.place NULLS LAST
         )
 """
 
@@ -69,8 +70,8 @@ def texts():
     committed = open(FUNCTION).read()
     start = committed.index(TOLD_START)
     end = committed.index(TOLD_END, start) + len(TOLD_END)
-    return {"none": committed[:start] + "        )\n" + committed[end:], "per ticket": committed,
-            "per group": committed[:start] + PER_GROUP + committed[end:]}
+    return {"none": committed[:start] + "        )\n" + committed[end:],
+            "per ticket": committed[:start] + PER_TICKET + committed[end:], "per group": committed}
 
 
 def apply(text):
@@ -96,8 +97,6 @@ def measure(name):
 
 def main():
     variants = texts()
-    psql("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS ids uuid[], ADD COLUMN IF NOT EXISTS numbers int[], "
-         "ADD COLUMN IF NOT EXISTS codes text[], ADD COLUMN IF NOT EXISTS user_ids text[]")
     results = {name: [] for name in variants}
     try:
         for round_ in range(ROUNDS):
@@ -107,9 +106,7 @@ def main():
                 rate, cpu, wal = results[name][-1]
                 print(f"round {round_ + 1}, {name}: {rate:,.0f} issued/s, {cpu:.1f} µs, {wal:,.0f} B of WAL a ticket", flush=True)
     finally:
-        apply(variants["per ticket"])
-        psql("ALTER TABLE outbox DROP COLUMN IF EXISTS ids, DROP COLUMN IF EXISTS numbers, DROP COLUMN IF EXISTS codes, "
-             "DROP COLUMN IF EXISTS user_ids")
+        apply(variants["per group"])
     mean = {name: [sum(column) / ROUNDS for column in zip(*runs)] for name, runs in results.items()}
     lines = ["| events | issued/s (each round) | of none's | PostgreSQL µs per ticket | WAL bytes per ticket |",
              "|---|---:|---:|---:|---:|"]

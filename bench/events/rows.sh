@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# What the outbox costs PostgreSQL per ticket, and what one row per group would (bench/events/rows.py):
-# issue_tickets without events, with a row per ticket (committed) and with a row per group (a
-# prototype), in pgbench, sides alternating; adds a section to bench/results/outbox-rows.md. About 2
-# minutes. EVENTS_ROWS_GROUP, EVENTS_ROWS_ROUNDS and EVENTS_ROWS_SECONDS change the group, the rounds
+# What the outbox costs PostgreSQL per ticket (bench/events/rows.py): issue_tickets without events,
+# with a row per ticket (before migrations/0014) and with a row per group (committed), in pgbench,
+# sides alternating; adds a section to bench/results/outbox-rows.md. About 2 minutes. EVENTS_ROWS_GROUP, EVENTS_ROWS_ROUNDS and EVENTS_ROWS_SECONDS change the group, the rounds
 # and the length of a row.
 set -euo pipefail
 

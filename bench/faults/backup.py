@@ -308,7 +308,7 @@ def check_restore(coupon, answers, point, asked, answered, at_point, final, ackn
     in_flight = sum(1 for _, _, _, sent, received in answers if sent < asked < received)
     invented = [user for user, code in codes.items() if final_codes.get(user) != code]
     late = sorted(set(codes) & sent_after)
-    issued_events = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon} AND type = 'ticket.issued'", restored))
+    issued_events = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon} AND type = 'ticket.issued'", restored))
     print(f"  tickets: {final} at the end of the sale ({acknowledged} answered 201); the point asked with {in_flight} "
           f"requests in flight (its answer back {(answered - asked) * 1000:.0f} ms later); {len(before)} users "
           f"answered 201 before it was asked (the last issued {margin:.0f} ms before the point), {at_point} tickets held in "

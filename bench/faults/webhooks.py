@@ -21,7 +21,7 @@ SLOW_SECONDS = float(os.environ.get("FAULTS_WEBHOOK_SLOW", "5"))
 
 def outbox(coupon, url=None):
     """The coupon's events as the outbox holds them: ids in position order."""
-    return psql(f"SELECT id FROM outbox WHERE coupon_id = {coupon} ORDER BY position", url or lib.URL).split()
+    return psql(f"SELECT id FROM outbox_events WHERE coupon_id = {coupon} ORDER BY position, within", url or lib.URL).split()
 
 
 async def delivered(receiver, coupon, seconds=60, url=None):

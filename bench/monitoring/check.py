@@ -287,14 +287,14 @@ def main():
             check(by_coupon == 20, f"coupon_sale_tickets_issued_total of coupon {coupons[1]} summed = {by_coupon} (20 issued)")
             left = value(f'max(coupon_sale_remaining_tickets{{coupon_id="{coupons[1]}"}})')
             check(left == 80, f"coupon_sale_remaining_tickets of coupon {coupons[1]} = {left} (80 left)")
-            # Every event of the sale delivered: the outbox's rows of its coupons, each at least once.
+            # Every event of the sale delivered: the outbox's events of its coupons, each at least once.
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 got = {(e["coupon_id"], e["id"]) for e in receiver.acknowledged() if e["coupon_id"] in coupons}
-                if len(got) >= int(lib.psql(f"SELECT count(*) FROM outbox WHERE coupon_id IN ({coupons[0]}, {coupons[1]})")):
+                if len(got) >= int(lib.psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id IN ({coupons[0]}, {coupons[1]})")):
                     break
                 time.sleep(0.5)
-            written = int(lib.psql(f"SELECT count(*) FROM outbox WHERE coupon_id IN ({coupons[0]}, {coupons[1]})"))
+            written = int(lib.psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id IN ({coupons[0]}, {coupons[1]})"))
             check(len(got) == written, f"events delivered to the webhook: {len(got)} of the {written} the sale wrote")
             check(all(signed for *_, signed in receiver.deliveries), "every delivery's signature holds")
             time.sleep(2)  # one more evaluation of the recording rules

@@ -215,7 +215,7 @@ def delivery(receiver, coupon, bound=60):
     """Once the step's events are all acknowledged (bounded): the largest and the 99th percentile lag
     of its events, from occurred_at to arrival, and how long after the step the last one came."""
     ended = time.time()
-    wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon}"))
+    wanted = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon}"))
     lags = receiver.lags(coupon)
     while len(lags) < wanted and time.time() - ended < bound:
         time.sleep(0.1)

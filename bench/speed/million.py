@@ -58,7 +58,7 @@ def main():
         delivered = None
         if receiver:
             # Every event of the sale: each ticket, its sell-out (the coupon was created before the endpoint).
-            wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon} AND type <> 'coupon.created'"))
+            wanted = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon} AND type <> 'coupon.created'"))
             while receiver.count < wanted and time.monotonic() - start - sold_out < 120:
                 time.sleep(0.1)
             delivered = {"events": wanted, "acknowledged": receiver.count, "after_sold_out": time.monotonic() - start - sold_out,

@@ -119,7 +119,7 @@ def delivery_row(side, receiver, coupon, seconds, bound=120):
     """How long after the issuance row the receiver had acknowledged every ticket.issued of its coupon
     (bounded; the coupon was created before the endpoint, so its coupon.created is not the endpoint's)."""
     ended = time.monotonic()
-    wanted = int(psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon} AND type = 'ticket.issued'"))
+    wanted = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon} AND type = 'ticket.issued'"))
     got = 0
     while time.monotonic() - ended < bound:
         got = len({event["id"] for event in receiver.acknowledged() if event["coupon_id"] == coupon

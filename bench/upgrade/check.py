@@ -188,7 +188,7 @@ async def side_by_side(name, url):
             check(status == "200" and body and body.get("status") == "sold_out" and body.get("issued") == TICKETS,
                   f"{name}, side by side: the {label} instance reads the coupon sold out ({status}, "
                   f"{body and body.get('status')}, issued {body and body.get('issued')})")
-        events = psql(f"SELECT count(*) FROM outbox WHERE coupon_id = {coupon} AND type = 'ticket.issued'", url)
+        events = psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon} AND type = 'ticket.issued'", url)
         check(events == str(TICKETS), f"{name}, side by side: one ticket.issued event per ticket ({events})")
         audited(f"{name}, side by side", coupon, url, answers)
         # A ticket issued by the previous instance held at the current one, confirmed at the previous.

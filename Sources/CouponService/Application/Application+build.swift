@@ -49,7 +49,7 @@ public protocol AppArguments: Sendable {
 }
 
 /// This build's version (`coupon-server --version`).
-public let couponServiceVersion = "0.19.0"
+public let couponServiceVersion = "0.20.0"
 
 /// Builds the whole service: database pool, catalogue listener, stores, issuer, routes. The one place it is put together.
 ///

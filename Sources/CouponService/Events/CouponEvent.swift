@@ -22,7 +22,7 @@ enum EventType: String, Sendable, CaseIterable, Codable {
 /// where it stands in the feed.
 struct CouponEvent: Sendable, Equatable {
     /// Its place in the feed (the cursor a consumer continues from).
-    var position: Int64
+    var cursor: EventCursor
     /// What a consumer deduplicates on.
     var id: UUID
     var type: EventType
@@ -37,27 +37,62 @@ struct CouponEvent: Sendable, Equatable {
         case coupon(Coupon)
     }
 
-    /// The columns of `outbox` every read selects, in the order `decode` reads them: the event's, then
-    /// a ticket's as `TicketRecord.decode` reads them, then a coupon's as `CouponStore.coupon` does.
+    /// The columns of `outbox_events` every read selects, in the order `decode` reads them: the
+    /// event's, then a ticket's as `TicketRecord.decode` reads them, then a coupon's as
+    /// `CouponStore.coupon` does.
     static let columns = """
-        position, id, type, occurred_at, \
+        position, within, row_events, id, type, occurred_at, \
         coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, false, \
         coupon_id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at
         """
 
     static func decode(_ row: PostgresRow) throws -> CouponEvent {
         let columns = row.makeRandomAccess()
-        let name = try columns[2].decode(String.self)
+        let name = try columns[4].decode(String.self)
         guard let type = EventType(rawValue: name) else { throw CouponEventError.unknownType(name) }
         let subject: Subject
-        if let record = try TicketRecord.decode(columns, from: 4).record {
+        if let record = try TicketRecord.decode(columns, from: 6).record {
             subject = .ticket(record)
         } else {
-            subject = .coupon(try CouponStore.coupon(columns, from: 13))
+            subject = .coupon(try CouponStore.coupon(columns, from: 15))
         }
+        let (position, within, rowEvents) = (try columns[0].decode(Int64.self), try columns[1].decode(Int.self), try columns[2].decode(Int.self))
         return CouponEvent(
-            position: try columns[0].decode(Int64.self), id: try columns[1].decode(UUID.self), type: type,
-            couponID: try columns[4].decode(Int64.self), occurredAt: try columns[3].decode(Date.self), subject: subject)
+            cursor: EventCursor(position: position, within: within < rowEvents ? within : nil),
+            id: try columns[3].decode(UUID.self), type: type, couponID: try columns[6].decode(Int64.self),
+            occurredAt: try columns[5].decode(Date.self), subject: subject)
+    }
+}
+
+/// A place in the feed: after the row at `position` (every event up to it), or after the first
+/// `within` events of that row (a group's ticket.issued row, migrations/0014, holds one event per
+/// ticket, and a page or a delivery may end inside it). As text, `next` and `after`: "P" or "P.K".
+struct EventCursor: Sendable, Hashable, Comparable, CustomStringConvertible {
+    var position: Int64
+    /// Events of the row at `position` already passed; nil: all of them.
+    var within: Int?
+
+    init(position: Int64, within: Int? = nil) {
+        self.position = position
+        self.within = within
+    }
+
+    /// "P" or "P.K" with K at least 1; nil for anything else.
+    init?(_ text: Substring) {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let position = String(parts[0]).plainInteger(maxDigits: 18) else { return nil }
+        guard parts.count == 2 else {
+            self.init(position: position)
+            return
+        }
+        guard let within = String(parts[1]).plainInteger(maxDigits: 9), within >= 1 else { return nil }
+        self.init(position: position, within: Int(within))
+    }
+
+    var description: String { within.map { "\(position).\($0)" } ?? String(position) }
+
+    static func < (lhs: EventCursor, rhs: EventCursor) -> Bool {
+        (lhs.position, lhs.within ?? .max) < (rhs.position, rhs.within ?? .max)
     }
 }
 
@@ -75,7 +110,7 @@ enum CouponEventError: Error {
 /// `CouponResponse`.
 struct EventBatchJSON: ResponseGenerator {
     var events: [CouponEvent]
-    var next: Int64?
+    var next: EventCursor?
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
         Response(status: .ok, headers: Self.headers, body: .init(byteBuffer: try body()))
@@ -107,7 +142,7 @@ struct EventBatchJSON: ResponseGenerator {
         body.writeStaticString("]")
         if let next {
             body.writeStaticString(#","next":""#)
-            body.writeString(String(next))
+            body.writeString(next.description)
             body.writeStaticString(#"""#)
         }
         body.writeStaticString("}")

@@ -34,22 +34,37 @@ public struct EventSettings: Sendable {
 struct Outbox: Sendable {
     let database: Database
 
-    /// Events after `position` and up to `through` (the feed's settled position), in feed order, at
-    /// most `limit`; only of `types` when given.
-    func events(after position: Int64, through: Int64, limit: Int, types: [EventType]? = nil) async throws -> [CouponEvent] {
-        guard through > position else { return [] }
+    /// Events after `cursor` and up to the row at `through` (the feed's settled position), in feed
+    /// order, at most `limit`; only of `types` when given.
+    ///
+    /// The rows are picked first, in position order, only as many as hold the `limit` events (a
+    /// running count of their events): `outbox_events` expands each row into its events, and a
+    /// reader behind by thousands of group rows would otherwise expand them all to sort them.
+    func events(after cursor: EventCursor, through: Int64, limit: Int, types: [EventType]? = nil) async throws -> [CouponEvent] {
+        guard through > cursor.position || (through == cursor.position && cursor.within != nil) else { return [] }
+        let types = types?.map(\.rawValue)
         return try await database.rows(
             """
-            SELECT \(unescaped: CouponEvent.columns) FROM outbox
-            WHERE position > \(position) AND position <= \(through)
-              AND (\(types?.map(\.rawValue))::text[] IS NULL OR type = ANY (\(types?.map(\.rawValue))::text[]))
-            ORDER BY position
+            WITH picked AS (
+                SELECT o.position AS row_position, sum(coalesce(cardinality(o.numbers), 1)) OVER (ORDER BY o.position)
+                                   - coalesce(cardinality(o.numbers), 1) AS events_before
+                FROM outbox AS o
+                WHERE o.position >= \(cursor.position) AND o.position <= \(through)
+                  AND (o.position > \(cursor.position) OR coalesce(cardinality(o.numbers), 1) > \(cursor.within))
+                  AND (\(types)::text[] IS NULL OR o.type = ANY (\(types)::text[]))
+                ORDER BY o.position
+                LIMIT \(limit)
+            )
+            SELECT \(unescaped: CouponEvent.columns) FROM outbox_events AS e JOIN picked AS p ON p.row_position = e.position
+            WHERE p.events_before < \(limit) + coalesce(\(cursor.within), 0)
+              AND (e.position > \(cursor.position) OR e.within > \(cursor.within))
+            ORDER BY e.position, e.within
             LIMIT \(limit)
             """, CouponEvent.decode)
     }
 
-    /// Deletes events at or below `settled` that every endpoint not given up has acknowledged and that
-    /// are older than `retention`, `batch` at a time; how many.
+    /// Deletes rows at or below `settled` whose every event each endpoint not given up has
+    /// acknowledged, and that are older than `retention`, `batch` rows at a time; how many rows.
     func deleteDelivered(olderThan retention: Duration, settled: Int64, batch: Int = 1_000) async throws -> Int {
         var deleted = 0
         while true {
@@ -57,7 +72,8 @@ struct Outbox: Sendable {
                 """
                 WITH doomed AS (
                     SELECT o.position, o.coupon_id FROM outbox AS o
-                    WHERE o.position <= least(\(settled), (SELECT min(w.delivered_through) FROM webhooks AS w WHERE w.gave_up_at IS NULL))
+                    WHERE o.position <= least(\(settled), (SELECT min(w.delivered_through - CASE WHEN w.delivered_within IS NULL THEN 0 ELSE 1 END)
+                                                    FROM webhooks AS w WHERE w.gave_up_at IS NULL))
                       AND o.occurred_at < now() - make_interval(secs => \(retention.seconds))
                     ORDER BY o.position
                     LIMIT \(batch)

@@ -66,7 +66,7 @@ struct WebhookDelivery: Service {
                     metrics.webhookLag(id).record(0)
                 }
                 for lease in leases.held where running[lease.id] == nil || ended.take(lease.id) {
-                    logger.info("delivering events", metadata: ["webhook_id": "\(lease.id)", "from_position": "\(lease.deliveredThrough)"])
+                    logger.info("delivering events", metadata: ["webhook_id": "\(lease.id)", "from": "\(lease.delivered)"])
                     running[lease.id] = Task {
                         await deliver(lease, http)
                         if !Task.isCancelled { ended.insert(lease.id) }
@@ -83,7 +83,7 @@ struct WebhookDelivery: Service {
 
     /// Delivers to one endpoint until cancelled (its lease gone) or given up.
     private func deliver(_ lease: WebhookLease, _ http: HTTPClient) async {
-        var cursor = lease.deliveredThrough
+        var cursor = lease.delivered
         var attempts = lease.attempts
         var retryIn = lease.retryIn
         let lag = metrics.webhookLag(lease.id)
@@ -91,14 +91,15 @@ struct WebhookDelivery: Service {
             do {
                 let wakeUps = feed.bell.wakeUps
                 // Behind the settled position (a busy sale), no need to ask the database where it is.
-                let settled = feed.settled > cursor ? feed.settled : try await feed.advance()
+                let settled = feed.settled > cursor.position ? feed.settled : try await feed.advance()
                 let events = try await outbox.events(after: cursor, through: settled, limit: settings.webhookBatch, types: lease.types)
                 guard let first = events.first, let last = events.last else {
                     lag.record(0)
                     // None of its types up to the settled position: it has them all.
-                    if settled > cursor, lease.types != nil {
-                        guard try await webhooks.advance(id: lease.id, holder: holder, through: settled, delivered: false) else { return }
-                        cursor = settled
+                    let everything = EventCursor(position: settled)
+                    if everything > cursor, lease.types != nil {
+                        guard try await webhooks.advance(id: lease.id, holder: holder, through: everything, delivered: false) else { return }
+                        cursor = everything
                     }
                     await feed.sleep(since: wakeUps, upTo: settings.lease)
                     continue
@@ -108,8 +109,8 @@ struct WebhookDelivery: Service {
                 let outcome = await post(events, to: lease, http)
                 metrics.webhookDeliveries[outcome]?.increment()
                 if outcome == .acknowledged {
-                    guard try await webhooks.advance(id: lease.id, holder: holder, through: last.position, delivered: true) else { return }
-                    cursor = last.position
+                    guard try await webhooks.advance(id: lease.id, holder: holder, through: last.cursor, delivered: true) else { return }
+                    cursor = last.cursor
                     attempts = 0
                     retryIn = .zero
                 } else {
@@ -158,7 +159,7 @@ struct WebhookDelivery: Service {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.headers.add(name: "User-Agent", value: "coupon-server/\(couponServiceVersion)")
             request.headers.add(name: "Coupon-Signature", value: Self.signature(of: body, secret: lease.secret, at: Date()))
-            request.headers.add(name: "Coupon-Delivery", value: "\(lease.id)-\(events[0].position)-\(events[events.count - 1].position)")
+            request.headers.add(name: "Coupon-Delivery", value: "\(lease.id)-\(events[0].cursor)-\(events[events.count - 1].cursor)")
             request.body = .bytes(body)
             let response = try await http.execute(request, timeout: TimeAmount(settings.webhookTimeout))
             // The answer's body is read and dropped, up to a bound.

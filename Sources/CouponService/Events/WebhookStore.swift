@@ -25,7 +25,8 @@ struct WebhookLease: Sendable, Equatable {
     var url: String
     var types: [EventType]?
     var secret: String
-    var deliveredThrough: Int64
+    /// Where its acknowledged events end.
+    var delivered: EventCursor
     var attempts: Int
     /// How long until the next attempt may be sent (after a failure's backoff).
     var retryIn: Duration
@@ -54,8 +55,9 @@ struct WebhookStore: Sendable {
         try await database.rows(
             """
             SELECT w.id, w.url, w.types, w.created_at, w.last_delivered_at, w.failing_since, w.gave_up_at,
-                   (SELECT count(*) FROM outbox AS o
-                    WHERE o.position > w.delivered_through AND (w.types IS NULL OR o.type = ANY (w.types)))::int
+                   (SELECT count(*) FROM outbox_events AS e
+                    WHERE e.position >= w.delivered_through AND (e.position > w.delivered_through OR e.within > w.delivered_within)
+                      AND (w.types IS NULL OR e.type = ANY (w.types)))::int
             FROM webhooks AS w ORDER BY w.id
             """, Self.webhook)
     }
@@ -77,16 +79,17 @@ struct WebhookStore: Sendable {
                 WHERE gave_up_at IS NULL AND (lease_holder = \(holder) OR lease_until IS NULL OR lease_until < now())
                 RETURNING id
             )
-            SELECT w.id, w.url, w.types, w.secret, w.delivered_through, w.attempts,
+            SELECT w.id, w.url, w.types, w.secret, w.delivered_through, w.delivered_within, w.attempts,
                    greatest(extract(epoch FROM w.next_attempt_at - now()), 0)::float8,
                    t.id IS NOT NULL, w.failing_since IS NOT NULL OR w.gave_up_at IS NOT NULL
             FROM webhooks AS w LEFT JOIN taken AS t ON t.id = w.id
             """
         ) { row in
-            let (id, url, types, secret, through, attempts, retryIn, mine, failing) = try row.decode(
-                (Int64, String, [String]?, String, Int64, Int, Double, Bool, Bool).self)
+            let (id, url, types, secret, through, within, attempts, retryIn, mine, failing) = try row.decode(
+                (Int64, String, [String]?, String, Int64, Int?, Int, Double, Bool, Bool).self)
             let lease = WebhookLease(
-                id: id, url: url, types: types?.compactMap(EventType.init), secret: secret, deliveredThrough: through,
+                id: id, url: url, types: types?.compactMap(EventType.init), secret: secret,
+                delivered: EventCursor(position: through, within: within),
                 attempts: attempts, retryIn: .milliseconds(Int64(retryIn * 1000)))
             return (lease, mine, failing)
         }
@@ -108,15 +111,18 @@ struct WebhookStore: Sendable {
         _ = try await database.rows("UPDATE webhooks SET lease_holder = NULL, lease_until = NULL WHERE lease_holder = \(holder) RETURNING 1") { _ in () }
     }
 
-    /// Records that the endpoint has every event up to `position`: acknowledged by it (`delivered`),
-    /// or none of them of its types. False when `holder` lost the lease (another instance delivers now).
-    func advance(id: Int64, holder: String, through position: Int64, delivered: Bool) async throws -> Bool {
+    /// Records that the endpoint has every event up to `cursor`: acknowledged by it (`delivered`), or
+    /// none of them of its types. False when `holder` lost the lease (another instance delivers now).
+    func advance(id: Int64, holder: String, through cursor: EventCursor, delivered: Bool) async throws -> Bool {
         try await !database.rows(
             """
             UPDATE webhooks
-            SET delivered_through = \(position), failing_since = NULL, attempts = 0, next_attempt_at = NULL,
+            SET delivered_through = \(cursor.position), delivered_within = \(cursor.within),
+                failing_since = NULL, attempts = 0, next_attempt_at = NULL,
                 last_delivered_at = CASE WHEN \(delivered) THEN now() ELSE last_delivered_at END
-            WHERE id = \(id) AND lease_holder = \(holder) AND delivered_through < \(position)
+            WHERE id = \(id) AND lease_holder = \(holder)
+              -- Only forward; a whole row (no within) comes after any part of it.
+              AND (delivered_through, coalesce(delivered_within, 2147483647)) < (\(cursor.position), \(cursor.within ?? Int(Int32.max)))
             RETURNING 1
             """
         ) { _ in () }.isEmpty

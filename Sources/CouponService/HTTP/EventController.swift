@@ -34,7 +34,7 @@ struct EventController<Context: RequestContext>: Sendable {
             let wakeUps = feed.bell.wakeUps
             let events = try await outbox.events(after: after, through: try await settled(), limit: limit)
             let left = clock.now.duration(to: deadline)
-            if !events.isEmpty || left <= .zero { return EventBatchJSON(events: events, next: events.last?.position ?? after) }
+            if !events.isEmpty || left <= .zero { return EventBatchJSON(events: events, next: events.last?.cursor ?? after) }
             // Woken by an event's commit (this instance's, or another's NOTIFY).
             await feed.sleep(since: wakeUps, upTo: left)
         }

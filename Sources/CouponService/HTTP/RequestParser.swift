@@ -178,14 +178,14 @@ enum RequestParser {
         }
     }
 
-    /// `after` of the event feed: a position, a `next` of an earlier page; 0 (the oldest kept event)
-    /// when absent.
-    static func eventCursor(_ text: String?) throws(CouponProblem) -> Int64 {
-        guard let text else { return 0 }
-        guard let position = text.plainInteger(maxDigits: 18) else {
+    /// `after` of the event feed: the `next` of an earlier page ("P" or "P.K", `EventCursor`); before
+    /// the oldest kept event when absent.
+    static func eventCursor(_ text: String?) throws(CouponProblem) -> EventCursor {
+        guard let text else { return EventCursor(position: 0) }
+        guard let cursor = EventCursor(text[...]) else {
             throw .invalidRequest("query 'after' must be the 'next' of an earlier page of events")
         }
-        return position
+        return cursor
     }
 
     /// `wait` of the event feed: seconds to wait for an event, 0 to 30; 0 when absent.
