@@ -1,5 +1,7 @@
 -- The outbox's events, one row each, in feed order by (position, within): what the feed and the
--- webhooks send, and what a consumer counts. A row of migrations/0014 (a group's ticket.issued) is
+-- webhooks send (the service reads a group's row whole and expands it itself, CouponEvent.events, to
+-- the same events with the same ids: EventTests holds the two together), for anyone reading them in
+-- SQL: the scripts that count them, an operator. A row of migrations/0014 (a group's ticket.issued) is
 -- its arrays' events, numbered within from 1, each identified by the md5 of the row's id and its
 -- number within (the same id at every read; issue_tickets draws no random id per ticket, which Citus
 -- refuses in a statement that modifies its tables); any other row is one event, within 1, its id the

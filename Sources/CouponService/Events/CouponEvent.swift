@@ -1,4 +1,5 @@
 // The events of the outbox (migrations/0012_outbox.sql), as the feed and the webhooks send them.
+import Crypto
 import Foundation
 import Hummingbird
 import NIOCore
@@ -37,30 +38,60 @@ struct CouponEvent: Sendable, Equatable {
         case coupon(Coupon)
     }
 
-    /// The columns of `outbox_events` every read selects, in the order `decode` reads them: the
-    /// event's, then a ticket's as `TicketRecord.decode` reads them, then a coupon's as
-    /// `CouponStore.coupon` does.
+    /// The columns of `outbox` every read selects, in the order `events(of:after:)` reads them: the
+    /// row's, then a ticket's as `TicketRecord.decode` reads them, then a coupon's as
+    /// `CouponStore.coupon` does, then a group's tickets (migrations/0014).
     static let columns = """
-        position, within, row_events, id, type, occurred_at, \
+        position, id, type, occurred_at, \
         coupon_id, user_id, number, code, issued_at, redeemed_at, order_id, hold_until, false, \
-        coupon_id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at
+        coupon_id, name, quantity, issued_count, starts_at, ends_at, redeem_until, created_at, \
+        numbers, codes, user_ids
         """
 
-    static func decode(_ row: PostgresRow) throws -> CouponEvent {
+    /// The events of one outbox row after `cursor`, in feed order: the row's one event, or a group's
+    /// tickets numbered from 1 within the row, as the view `outbox_events` reads them (the same ids:
+    /// `groupEventID`). A group's row is read as arrays and expanded here, not by the view: a page of
+    /// 100 events is then a row or two on the wire, not 100 rows of 23 columns.
+    static func events(of row: PostgresRow, after cursor: EventCursor) throws -> [CouponEvent] {
         let columns = row.makeRandomAccess()
-        let name = try columns[4].decode(String.self)
+        let name = try columns[2].decode(String.self)
         guard let type = EventType(rawValue: name) else { throw CouponEventError.unknownType(name) }
+        let (position, rowID, occurredAt, couponID) = (
+            try columns[0].decode(Int64.self), try columns[1].decode(UUID.self), try columns[3].decode(Date.self),
+            try columns[4].decode(Int64.self)
+        )
+        if let numbers = try columns[21].decode([Int32]?.self) {
+            let (codes, users, issuedAt) = (try columns[22].decode([String].self), try columns[23].decode([String].self), try columns[8].decode(Date.self))
+            guard codes.count == numbers.count, users.count == numbers.count else { throw CouponEventError.unevenGroup(position) }
+            let first = position == cursor.position ? (cursor.within ?? numbers.count) + 1 : 1
+            guard first <= numbers.count else { return [] }
+            return (first...numbers.count).map { within in
+                let ticket = IssuedTicket(
+                    couponID: couponID, userID: users[within - 1], number: Int(numbers[within - 1]), code: codes[within - 1], issuedAt: issuedAt)
+                return CouponEvent(
+                    cursor: EventCursor(position: position, within: within < numbers.count ? within : nil),
+                    id: groupEventID(row: rowID, within: within), type: type, couponID: couponID, occurredAt: occurredAt,
+                    subject: .ticket(TicketRecord(ticket: ticket, redemption: nil)))
+            }
+        }
+        guard EventCursor(position: position) > cursor else { return [] }
         let subject: Subject
-        if let record = try TicketRecord.decode(columns, from: 6).record {
+        if let record = try TicketRecord.decode(columns, from: 4).record {
             subject = .ticket(record)
         } else {
-            subject = .coupon(try CouponStore.coupon(columns, from: 15))
+            subject = .coupon(try CouponStore.coupon(columns, from: 13))
         }
-        let (position, within, rowEvents) = (try columns[0].decode(Int64.self), try columns[1].decode(Int.self), try columns[2].decode(Int.self))
-        return CouponEvent(
-            cursor: EventCursor(position: position, within: within < rowEvents ? within : nil),
-            id: try columns[3].decode(UUID.self), type: type, couponID: try columns[6].decode(Int64.self),
-            occurredAt: try columns[5].decode(Date.self), subject: subject)
+        return [CouponEvent(cursor: EventCursor(position: position), id: rowID, type: type, couponID: couponID, occurredAt: occurredAt, subject: subject)]
+    }
+
+    /// The id of the `within`th event of a group's row: the md5 of "<row id>.<within>", as
+    /// `outbox_events` draws it (`md5(o.id::text || '.' || within)::uuid`).
+    static func groupEventID(row: UUID, within: Int) -> UUID {
+        let digest = Array(Insecure.MD5.hash(data: Data("\(row.uuidString.lowercased()).\(within)".utf8)))
+        return UUID(uuid: (
+            digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+            digest[8], digest[9], digest[10], digest[11], digest[12], digest[13], digest[14], digest[15]
+        ))
     }
 }
 
@@ -98,6 +129,8 @@ struct EventCursor: Sendable, Hashable, Comparable, CustomStringConvertible {
 
 enum CouponEventError: Error {
     case unknownType(String)
+    /// A group's row whose arrays differ in length (the outbox written by hand).
+    case unevenGroup(Int64)
 }
 
 /// The body of a feed page and of a webhook delivery: `{"events": [...], "next"?}`, each event

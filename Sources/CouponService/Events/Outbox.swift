@@ -37,30 +37,34 @@ struct Outbox: Sendable {
     /// Events after `cursor` and up to the row at `through` (the feed's settled position), in feed
     /// order, at most `limit`; only of `types` when given.
     ///
-    /// The rows are picked first, in position order, only as many as hold the `limit` events (a
-    /// running count of their events): `outbox_events` expands each row into its events, and a
-    /// reader behind by thousands of group rows would otherwise expand them all to sort them.
+    /// Reads rows a few at a time, a group's row whole, and expands them (`CouponEvent.events(of:after:)`):
+    /// first 2 rows (a closed-loop sale's groups hold 75 events, a batch 100), then as many as the
+    /// events still wanted need at the events per row read so far. A read of exactly the rows that
+    /// hold a batch, by a running count in SQL, cost more than the batch itself.
     func events(after cursor: EventCursor, through: Int64, limit: Int, types: [EventType]? = nil) async throws -> [CouponEvent] {
-        guard through > cursor.position || (through == cursor.position && cursor.within != nil) else { return [] }
         let types = types?.map(\.rawValue)
-        return try await database.rows(
-            """
-            WITH picked AS (
-                SELECT o.position AS row_position, sum(coalesce(cardinality(o.numbers), 1)) OVER (ORDER BY o.position)
-                                   - coalesce(cardinality(o.numbers), 1) AS events_before
-                FROM outbox AS o
-                WHERE o.position >= \(cursor.position) AND o.position <= \(through)
-                  AND (o.position > \(cursor.position) OR coalesce(cardinality(o.numbers), 1) > \(cursor.within))
-                  AND (\(types)::text[] IS NULL OR o.type = ANY (\(types)::text[]))
-                ORDER BY o.position
-                LIMIT \(limit)
-            )
-            SELECT \(unescaped: CouponEvent.columns) FROM outbox_events AS e JOIN picked AS p ON p.row_position = e.position
-            WHERE p.events_before < \(limit) + coalesce(\(cursor.within), 0)
-              AND (e.position > \(cursor.position) OR e.within > \(cursor.within))
-            ORDER BY e.position, e.within
-            LIMIT \(limit)
-            """, CouponEvent.decode)
+        var events: [CouponEvent] = []
+        var (from, rows, rowsRead) = (cursor, 2, 0)
+        while events.count < limit, through > from.position || (through == from.position && from.within != nil) {
+            let after = from
+            // Each row read holds at least one event after `from`.
+            let read = try await database.rows(
+                """
+                SELECT \(unescaped: CouponEvent.columns) FROM outbox
+                WHERE position >= \(from.position) AND position <= \(through)
+                  AND (position > \(from.position) OR coalesce(cardinality(numbers), 1) > \(from.within))
+                  AND (\(types)::text[] IS NULL OR type = ANY (\(types)::text[]))
+                ORDER BY position
+                LIMIT \(rows)
+                """
+            ) { try CouponEvent.events(of: $0, after: after) }
+            events += read.joined().prefix(limit - events.count)
+            rowsRead += read.count
+            guard read.count == rows, let last = events.last else { break }
+            from = last.cursor
+            rows = min(limit, (limit - events.count) / max(1, events.count / rowsRead) + 1)
+        }
+        return events
     }
 
     /// Deletes rows at or below `settled` whose every event each endpoint not given up has
