@@ -557,13 +557,14 @@ class WebhookReceiver:
         """The events of the acknowledged deliveries, in the order they arrived."""
         return [event for _, _, events, acknowledged, _ in self.deliveries if acknowledged for event in events]
 
-    def lags(self, coupon):
-        """Per event of `coupon`, first acknowledged: seconds from its `occurred_at` (the database's
-        clock, on this machine) to its arrival."""
+    def lags(self, coupon, prefix=""):
+        """Per event of `coupon` (of a type starting with `prefix`), first acknowledged: seconds from
+        its `occurred_at` (the database's clock, on this machine) to its arrival."""
         first = {}
         for arrived, _, events, acknowledged, _ in self.deliveries:
             for event in events:
-                if acknowledged and event["coupon_id"] == coupon and event["id"] not in first:
+                if (acknowledged and event["coupon_id"] == coupon and event["type"].startswith(prefix)
+                        and event["id"] not in first):
                     first[event["id"]] = arrived - occurred_at(event)
         return list(first.values())
 

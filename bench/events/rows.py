@@ -6,8 +6,10 @@ pgbench on issue_tickets for groups of EVENTS_ROWS_GROUP (75, the closed loop's)
 three texts of the function, sides alternating for EVENTS_ROWS_ROUNDS rounds (3), each on a new coupon
 after CHECKPOINT: `none`, the committed text without its events; `per ticket`, the text before 0014
 (a row per ticket.issued, each with a random id); `per group`, the committed text (the group's
-tickets in one row of arrays). Issued/s, PostgreSQL's CPU and WAL bytes per ticket. The committed
-function is put back at the end. Adds a section to bench/results/outbox-rows.md.
+tickets in one row of arrays); with EVENTS_ROWS_ONE_SORT=1 also `per group, one sort`, a candidate
+(the arrays aggregated from the claimed rows sorted once). Issued/s, PostgreSQL's CPU and WAL bytes
+per ticket. The committed function is put back at the end. Adds a section to
+bench/results/outbox-rows.md.
 """
 import os
 import subprocess
@@ -66,12 +68,30 @@ PER_TICKET = """        ), told AS (
 """
 
 
+# A candidate for the committed text (EVENTS_ROWS_ONE_SORT=1 adds it): the group's arrays aggregated
+# from the claimed rows sorted once, instead of three aggregates each sorting them.
+SORTED_THRICE = """                       array_agg(c.number ORDER BY c.number) AS numbers,
+                       array_agg(c.code ORDER BY c.number) AS codes, array_agg(c.user_id ORDER BY c.number) AS user_ids,
+                       1 AS place
+                FROM claimed AS c
+"""
+SORTED_ONCE = """                       array_agg(c.number) AS numbers, array_agg(c.code) AS codes, array_agg(c.user_id) AS user_ids,
+                       1 AS place
+                FROM (SELECT * FROM claimed ORDER BY number) AS c
+"""
+ONE_SORT = os.environ.get("EVENTS_ROWS_ONE_SORT") == "1"
+
+
 def texts():
     committed = open(FUNCTION).read()
     start = committed.index(TOLD_START)
     end = committed.index(TOLD_END, start) + len(TOLD_END)
-    return {"none": committed[:start] + "        )\n" + committed[end:],
-            "per ticket": committed[:start] + PER_TICKET + committed[end:], "per group": committed}
+    variants = {"none": committed[:start] + "        )\n" + committed[end:],
+                "per ticket": committed[:start] + PER_TICKET + committed[end:], "per group": committed}
+    if ONE_SORT:
+        assert SORTED_THRICE in committed, "the committed text's aggregates changed"
+        variants["per group, one sort"] = committed.replace(SORTED_THRICE, SORTED_ONCE)
+    return variants
 
 
 def apply(text):

@@ -4,8 +4,8 @@ working tree with a webhook endpoint subscribed and receiving (`head`), each on 
 
 1. closed loop: bench/speed's rows (constant answer, sold-out refusals, issuance) per side, sides
    alternating for EVENTS_ROUNDS rounds; head's issuance row also waits for its events to arrive;
-2. open loop: bench/openloop's steps on one instance per side, head's issuance steps with the lag of
-   every event from its commit to its arrival;
+2. open loop: bench/openloop's steps on one instance per side, the sides alternating at every step,
+   head's issuance steps with the lag of every ticket event from its commit to its arrival;
 3. the million-ticket sale per side, head's delivered to the receiver: how long after the sell-out
    its last event was acknowledged.
 
@@ -24,6 +24,7 @@ ROUNDS = int(os.environ.get("EVENTS_ROUNDS", "2"))
 RATES = os.environ.get("EVENTS_RATES", "500 1000 1500 2000 3000")
 MILLION = os.environ.get("EVENTS_MILLION", "1") == "1"
 OPEN = os.environ.get("EVENTS_OPEN", "1") == "1"
+CLOSED = os.environ.get("EVENTS_CLOSED", "1") == "1"
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "events")
 SIDES = {"base": (os.environ["BASE_BIN"], os.environ["BASE_URL"]), "head": (os.environ["COUPON_BIN"], os.environ["HEAD_URL"])}
 # `quiet`: the head with no endpoint registered, in the closed loop: what writing the events costs
@@ -57,11 +58,19 @@ def closed_loop():
 
 
 def open_loop():
-    steps = {}
-    for side in ("base", "head"):
-        out = os.path.join(WORK, f"openloop-{side}.json")
-        steps[side] = run("bench.openloop.run", side, out, OPENLOOP_INSTANCES="1", OPENLOOP_RATES=RATES, OPENLOOP_JSON=out)
-    return steps
+    """bench/openloop's steps on one instance per side, the sides alternating at every step (an A/B
+    of the open loop, each side on its own database), head's webhook receiving."""
+    out = os.path.join(WORK, "openloop.json")
+    (base_bin, base_url), (head_bin, head_url) = SIDES["base"], SIDES["head"]
+    print("bench.openloop.run (base and head, alternating)", flush=True)
+    environment = dict(os.environ, DATABASE_URL=head_url, COUPON_BIN=head_bin, OPENLOOP_BASE_BIN=base_bin,
+                       OPENLOOP_BASE_URL=base_url, OPENLOOP_WEBHOOK="1", OPENLOOP_INSTANCES="1", OPENLOOP_RATES=RATES,
+                       OPENLOOP_JSON=out)
+    subprocess.run([sys.executable, "-m", "bench.openloop.run"], env=environment, cwd=ROOT, check=True)
+    with open(out) as f:
+        data = json.load(f)
+    return {side: {"steps": [s for s in data["steps"] if s["side"] == side], "knees": {"1": data["knees"][f"1 {side}"]}}
+            for side in ("base", "head")}
 
 
 def million():
@@ -98,33 +107,44 @@ def closed_table(rows):
 
 
 def open_table(steps):
-    lines = ["| arrivals/s | side | constant p99 ms | issuance p99 ms | issuance holds | webhook: events lag p99 / max s |",
-             "|---:|---|---:|---:|---|---|"]
+    lines = ["| arrivals/s | side | constant p99 ms | issuance p99 ms | dropped | issuance holds | issuance CPU µs/req: server + PostgreSQL | mean group | webhook: ticket events' lag p99 / max s (events delivered) |",
+             "|---:|---|---:|---:|---:|---|---:|---:|---|"]
     knees = {}
     for side in ("base", "head"):
         data = steps[side]
-        by_rate = {}
-        for step in data["steps"]:
-            by_rate.setdefault(step["rate"], {})[step["target"]] = step
-        for rate, targets in sorted(by_rate.items()):
-            issue, constant = targets.get("issue", {}), targets.get("constant", {})
+        # In the order run: each rate's constant answer, then its issuance.
+        constants = [s for s in data["steps"] if s["target"] == "constant"]
+        issues = [s for s in data["steps"] if s["target"] == "issue"]
+        for constant, issue in zip(constants, issues):
+            rate = issue["rate"]
             holds = issue.get("p99", 1e9) < 100 and not issue.get("failed") and not issue.get("dropped")
             lag = (f"{issue['lag_p99']:.2f} / {issue['lag_max']:.2f} ({issue['delivered']:,} of {issue['events']:,})"
                    if issue.get("lag_max") is not None else "-")
+            cpu = (f"{issue['server_us']:.0f} + {issue['postgres_us']:.0f}" if issue.get("server_us") is not None
+                   and issue.get("postgres_us") is not None else "-")
+            group = f"{issue['mean_group']:.1f}" if issue.get("mean_group") is not None else "-"
             lines.append(f"| {rate:,} | {side} | {constant.get('p99', float('nan')):.2f} | {issue.get('p99', float('nan')):.2f} | "
-                         f"{'yes' if holds else 'no'} | {lag} |")
+                         f"{issue.get('dropped', 0):,} | {'yes' if holds else 'no'} | {cpu} | {group} | {lag} |")
         knee = next(iter(data["knees"].values()))
         knees[side] = (knee["constant"][0], knee["issue"][0])
     return "\n".join(lines), knees
 
 
+def head_text():
+    """What the head binary is: EVENTS_HEAD_REV names the revision it was built at, else the working tree."""
+    if os.environ.get("EVENTS_HEAD_REV"):
+        return f"The head binary built at {os.environ['EVENTS_HEAD_REV']} ({os.environ['COUPON_BIN']})"
+    dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "migrations"]).returncode
+    return f"Working tree at {first_line(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])}{' with uncommitted changes' if dirty else ''}"
+
+
 def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     os.makedirs(WORK, exist_ok=True)
-    rows = closed_loop()
+    rows = closed_loop() if CLOSED else None
     steps = open_loop() if OPEN else None
     sales = million() if MILLION else {}
-    closed, ratio, relative, quiet = closed_table(rows)
+    closed, ratio, relative, quiet = closed_table(rows) if rows else ("", None, None, None)
     opened, knees = open_table(steps) if steps else ("not run (EVENTS_OPEN=0)", {"base": (None, None), "head": (None, None)})
     head_knee = knees["head"][1]
     knee_lag = next((s for s in steps["head"]["steps"] if s["target"] == "issue" and s["rate"] == head_knee), {}) if steps else {}
@@ -138,26 +158,30 @@ def main():
                         f"sell-out (target: within 60 s), in {hook.get('deliveries', 0):,} deliveries, the largest lag of a "
                         f"delivery's first event {hook.get('max_lag', float('nan')):.1f} s, signatures "
                         f"{'valid' if hook.get('signed') else 'NOT valid'}.")
+    closed_text = "**Closed loop**: not run (EVENTS_CLOSED=0)."
+    if rows:
+        closed_text = f"""**Closed loop** (bench/speed's rows, wrk -t1 -c256, 8 s each, sides alternating over {ROUNDS} rounds):
+head's issuance is **{ratio:.2f}** of base's (target at least 0.9); against each side's own constant
+answer {relative:.2f}.{f" With no endpoint registered (`quiet`: the events written, none delivered) {quiet:.2f} of base's." if quiet else ""}
+
+{closed}"""
     open_text = "**Open loop**: not run (EVENTS_OPEN=0)."
     if steps:
-        open_text = f"""**Open loop** (bench/openloop on one instance, 3 s warm-up + 8 s per step): knee of issuance
+        open_text = f"""**Open loop** (bench/openloop on one instance, 3 s warm-up + 8 s per step, the sides alternating
+at every step): knee of issuance
 {knees['base'][1] or 'none'}/s at base, {knees['head'][1] or 'none'}/s at head (constant: {knees['base'][0] or 'none'},
-{knees['head'][0] or 'none'}); at head's knee the events' delivery lag (commit to arrival) p99
+{knees['head'][0] or 'none'}); at head's knee the ticket events' delivery lag (commit to arrival) p99
 {knee_lag.get('lag_p99', float('nan')):.2f} s, max {knee_lag.get('lag_max', float('nan')):.2f} s (target under 5 s).
 
 {opened}"""
     report = f"""## {started:%Y-%m-%d %H:%M} UTC
 
-Working tree at {first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])}{' with uncommitted changes' if subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "migrations"]).returncode else ''}
+{head_text()}
 (`head`, with one webhook endpoint subscribed to every event, a receiver on loopback answering 204);
 `base` is {os.environ['BASE_REV']}, before the outbox. Each on a database of its own, migrated by its own
 migrations. Machine: {machine(first_line(["wrk", "--version"]).split(" [")[0], "load, server, receiver and PostgreSQL on the same 2 cores")}.
 
-**Closed loop** (bench/speed's rows, wrk -t1 -c256, 8 s each, sides alternating over {ROUNDS} rounds):
-head's issuance is **{ratio:.2f}** of base's (target at least 0.9); against each side's own constant
-answer {relative:.2f}.{f" With no endpoint registered (`quiet`: the events written, none delivered) {quiet:.2f} of base's." if quiet else ""}
-
-{closed}
+{closed_text}
 
 {open_text}
 

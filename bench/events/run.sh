@@ -7,8 +7,10 @@
 # Writes bench/results/events.md. About 30 minutes.
 #   bench/events/run.sh [BASE]     BASE defaults to 1695b9a
 # EVENTS_ROUNDS (2) alternates the closed-loop sides; EVENTS_RATES the open-loop steps
-# ("500 1000 1500 2000 3000"); EVENTS_OPEN=0 leaves the open loop out, EVENTS_MILLION=0 the million,
-# EVENTS_QUIET=0 the closed loop's third side (the head with no endpoint registered).
+# ("500 1000 1500 2000 3000"; a rate given twice runs twice); EVENTS_CLOSED=0 leaves the closed loop
+# out, EVENTS_OPEN=0 the open loop, EVENTS_MILLION=0 the million,
+# EVENTS_QUIET=0 the closed loop's third side (the head with no endpoint registered). COUPON_BIN=PATH
+# runs that binary as the head (EVENTS_HEAD_REV=REV names its revision in the results).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh

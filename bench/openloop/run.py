@@ -13,13 +13,14 @@ Writes bench/results/openloop.md, openloop.csv and the chart openloop.png (bench
 JSON summaries and logs go to bench/results/tmp/openloop/, emptied first.
 Exits non-zero when k6 could not run a step or an audit fails; a step past the knee is a result.
 
-Env: OPENLOOP_RATES (arrivals/s, "500 1000 1500 2000 3000 4000 6000"), OPENLOOP_WARMUP (s, 3),
-OPENLOOP_SECONDS (s, 8), OPENLOOP_INSTANCES ("1 2"), OPENLOOP_MAX_VUS (virtual users per phase,
+Env: OPENLOOP_RATES (arrivals/s, "500 1000 1500 2000 3000 4000 6000"; a rate given twice runs
+twice, and holds only if it held both times), OPENLOOP_WARMUP (s, 3), OPENLOOP_SECONDS (s, 8), OPENLOOP_INSTANCES ("1 2"), OPENLOOP_MAX_VUS (virtual users per phase,
 3000), OPENLOOP_PORT (8395; a second instance on the next port); BENCH_QUICK=1 makes the defaults
 "500 2000 4000", 2 s and 4 s.
 OPENLOOP_BASE_BIN=PATH makes it an A/B: at every step each target runs on the servers of that
 binary ("base") and of COUPON_BIN ("head"), sides alternating, into bench/results/openloop-ab.md
-(no CSV, no chart; openloop.md is left as it is).
+(no CSV, no chart; openloop.md is left as it is); OPENLOOP_BASE_URL puts the base servers on a
+database of their own (migrated by their own migrations; the cluster is the same).
 """
 import contextlib
 import csv
@@ -43,13 +44,19 @@ INSTANCES = [int(n) for n in os.environ.get("OPENLOOP_INSTANCES", "1 2").split()
 MAX_VUS = int(os.environ.get("OPENLOOP_MAX_VUS", "3000"))
 PORT = int(os.environ.get("OPENLOOP_PORT", "8395"))
 BASE_BIN = os.environ.get("OPENLOOP_BASE_BIN")
-# (side, binary): one side, unnamed, unless this is an A/B.
-SIDES = [("base", BASE_BIN), ("head", os.environ["COUPON_BIN"])] if BASE_BIN else [(None, os.environ["COUPON_BIN"])]
+# (side, binary, database URL): one side, unnamed, unless this is an A/B.
+SIDES = ([("base", BASE_BIN, os.environ.get("OPENLOOP_BASE_URL") or lib.URL), ("head", os.environ["COUPON_BIN"], lib.URL)]
+         if BASE_BIN else [(None, os.environ["COUPON_BIN"], lib.URL)])
+URLS = {side: url for side, _, url in SIDES}
 RESULT = "openloop-ab.md" if BASE_BIN else "openloop.md"
-# A webhook endpoint subscribed to every event, receiving on loopback (bench/events): each issuance
-# step also reports the delivery lag of its events. OPENLOOP_JSON: the steps and knees go there as
+# A webhook endpoint subscribed to every event, receiving on loopback (bench/events), registered on
+# the head's servers (the only side in a run that is not an A/B): each of their issuance steps also
+# reports the delivery lag of its events. OPENLOOP_JSON: the steps and knees go there as
 # JSON instead of the results files.
-WEBHOOK = os.environ.get("OPENLOOP_WEBHOOK") == "1"
+# OPENLOOP_WEBHOOK=both: an endpoint for each side, each with its own receiver (an A/B of two
+# binaries that both deliver, on databases of their own).
+WEBHOOK = os.environ.get("OPENLOOP_WEBHOOK") in ("1", "both")
+HOOKED = [side for side, _, _ in SIDES] if os.environ.get("OPENLOOP_WEBHOOK") == "both" else [SIDES[-1][0]]
 WEBHOOK_PORT = 8397
 JSON_OUT = os.environ.get("OPENLOOP_JSON")
 WORK = os.path.join(ROOT, "bench", "results", "tmp", "openloop")
@@ -190,10 +197,12 @@ def holds(step):
 
 
 def knee(steps):
-    """The highest step rate that held, or None; and the lower rates that did not hold."""
-    held = [s["rate"] for s in steps if holds(s)]
+    """The highest step rate that held (every time, when a rate is run more than once), or None; and
+    the lower rates that did not hold."""
+    failed = {s["rate"] for s in steps if not holds(s)}
+    held = [s["rate"] for s in steps if s["rate"] not in failed]
     best = max(held) if held else None
-    return best, [s["rate"] for s in steps if not holds(s) and best is not None and s["rate"] < best]
+    return best, sorted(rate for rate in failed if best is not None and rate < best)
 
 
 def ratio_text(constant, issue):
@@ -211,18 +220,26 @@ def ratio_text(constant, issue):
     return value
 
 
-def delivery(receiver, coupon, bound=60):
+def delivery(receiver, coupon, url, bound=60):
     """Once the step's events are all acknowledged (bounded): the largest and the 99th percentile lag
-    of its events, from occurred_at to arrival, and how long after the step the last one came."""
+    of its ticket events, from occurred_at to arrival, and how long after the step the last one came.
+    The coupon's own `coupon.created` is left out: written by psql, outside any server, it waits for
+    the next event a server rings the readers for (the sale's first) or their idle poll."""
     ended = time.time()
-    wanted = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon}"))
-    lags = receiver.lags(coupon)
-    while len(lags) < wanted and time.time() - ended < bound:
+    wanted = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon}", url=url))
+    tickets = int(psql(f"SELECT count(*) FROM outbox_events WHERE coupon_id = {coupon} AND type LIKE 'ticket.%'", url=url))
+    while len(receiver.lags(coupon)) < wanted and time.time() - ended < bound:
         time.sleep(0.1)
-        lags = receiver.lags(coupon)
-    lags.sort()
-    return {"events": wanted, "delivered": len(lags), "lag_max": lags[-1] if lags else None,
-            "lag_p99": lags[int(len(lags) * 0.99) - 1] if lags else None, "drained_after": time.time() - ended}
+    everything, lags = receiver.lags(coupon), sorted(receiver.lags(coupon, "ticket."))
+    return {"events": wanted, "delivered": len(everything), "lag_max": lags[-1] if lags else None,
+            "lag_p99": lags[int(len(lags) * 0.99) - 1] if lags else None, "ticket_events": tickets,
+            "drained_after": time.time() - ended}
+
+
+def lag_cell(step):
+    if "events" not in step:
+        return " - |"
+    return f" {cell(step['lag_p99'], 2)} / {cell(step['lag_max'], 2)} ({step['delivered']:,} of {step['events']:,}) |"
 
 
 def delivery_text(step):
@@ -237,7 +254,7 @@ def audit_issuance(results):
     every ticket without a 201 belongs to a request that got no 201 (timed out, 503 or other)."""
     lines, clean = [], True
     for step in (s for s in results if s["target"] == "issue"):
-        result = audit(step["coupon"])
+        result = audit(step["coupon"], url=URLS[step["side"]])
         problems = result.violations()
         if result.held < step["ok_all"]:
             problems.append(f"{step['ok_all']} answered 201 but {result.held} tickets held")
@@ -267,6 +284,7 @@ def side_cell(side):
 
 def render(started, machine_line, results, knees, audit_lines, clean):
     side_header, side_rule = ("binary | ", "---|") if BASE_BIN else ("", "")
+    lag_header, lag_rule = (" webhook: ticket events' lag p99 / max s |", "---|") if WEBHOOK else ("", "")
     ab = (f"\nA/B: `base` is {BASE_BIN}, `head` {os.environ['COUPON_BIN']}; at every step each target runs on "
           f"the base servers, then on the head servers, or the other way round, alternating from step to step.\n"
           if BASE_BIN else "")
@@ -280,15 +298,15 @@ def render(started, machine_line, results, knees, audit_lines, clean):
                         f"{cell(step['postgres_us'])} | {step['busy_cores']:.2f} | {cell(step['switches'])} | "
                         f"{step['accepted']:,} | {cell(step['mean_group'])} | "
                         f"{step['peak_rss_mib']:.0f} | {step['other_cores']:.2f} | "
-                        f"{'yes' if holds(step) else 'no'} |")
+                        f"{'yes' if holds(step) else 'no'} |{lag_cell(step) if WEBHOOK else ''}")
         how = ("k6 sends arrival n to instance n mod 2 (both targets)" if instances == 2
                else "k6 sends every arrival to it")
         sections.append(f"""## {INSTANCE_NAMES.get(instances, f"{instances} instances")}
 
 {instances} server instance{'s' if instances > 1 else ''} on one database; {how}.
 
-| arrivals/s | {side_header}target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | machine busy, cores | switches/req | connections | mean group | server RSS MiB | other work, cores | holds |
-|---:|{side_rule}---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| arrivals/s | {side_header}target | requests | p50 ms | p99 ms | max ms | failed | dropped | VUs | k6 µs/req | server µs/req | PostgreSQL µs/req | machine busy, cores | switches/req | connections | mean group | server RSS MiB | other work, cores | holds |{lag_header}
+|---:|{side_rule}---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|{lag_rule}
 {chr(10).join(rows)}
 """)
     knee_rows = []
@@ -374,24 +392,26 @@ def main():
     for instances in INSTANCES:
         with contextlib.ExitStack() as stack:
             # Their output (warnings and up) is shown when they stop, if they wrote any.
-            servers = {side: [stack.enter_context(Server(PORT + 10 * n + i, binary=binary, log=True)) for i in range(instances)]
-                       for n, (side, binary) in enumerate(SIDES)}
-            receiver = stack.enter_context(lib.WebhookReceiver(WEBHOOK_PORT)) if WEBHOOK else None
-            if receiver:
-                webhook, receiver.secret = lib.register_webhook(PORT, receiver.url)
-                stack.callback(lib.delete_webhook, PORT, webhook)
+            servers = {side: [stack.enter_context(Server(PORT + 10 * n + i, binary=binary, url=url, log=True))
+                              for i in range(instances)]
+                       for n, (side, binary, url) in enumerate(SIDES)}
+            receivers = {}
+            for n, side in enumerate(HOOKED if WEBHOOK else []):
+                receiver = receivers[side] = stack.enter_context(lib.WebhookReceiver(WEBHOOK_PORT + 100 * n))
+                webhook, receiver.secret = lib.register_webhook(servers[side][0].port, receiver.url)
+                stack.callback(lib.delete_webhook, servers[side][0].port, webhook)
             for index, rate in enumerate(RATES):
-                for side, _ in (SIDES if index % 2 == 0 else reversed(SIDES)):
+                for side, _, url in (SIDES if index % 2 == 0 else reversed(SIDES)):
                     tag = f"{side + ' ' if side else ''}{instances}i {rate}/s"
-                    coupon = create_coupon(quantity(rate), f"open loop {tag}")
+                    coupon = create_coupon(quantity(rate), f"open loop {tag}", url=url)
                     # The sale's coupon made ahead of it: autovacuum and the checkpoint of its rows done.
-                    psql("VACUUM coupon_tickets")
+                    psql("VACUUM coupon_tickets", url=url)
                     checkpoint()
                     for target in TARGETS:
                         step = run_k6(servers[side], side, instances, rate, target, coupon if target == "issue" else None,
                                       f"{run_tag}-{tag.replace(' ', '-').replace('/', '')}")
-                        if receiver and target == "issue":
-                            step.update(delivery(receiver, coupon))
+                        if side in receivers and target == "issue":
+                            step.update(delivery(receivers[side], coupon, url))
                         results.append(step)
                         print(f"  {tag} {LABELS[target]}: {step['requests']:,} requests, "
                               f"p50 {step['p50']:.2f} ms, p99 {step['p99']:.2f} ms, max {step['max']:.1f} ms, "
@@ -402,7 +422,7 @@ def main():
                               f"{delivery_text(step)}", flush=True)
     knees = {}
     for instances in INSTANCES:
-        for side, _ in SIDES:
+        for side, _, _ in SIDES:
             steps = [s for s in results if s["instances"] == instances and s["side"] == side]
             k = {target: knee([s for s in steps if s["target"] == target]) for target in TARGETS}
             k["ratio"] = ratio_text(k["constant"][0], k["issue"][0])
