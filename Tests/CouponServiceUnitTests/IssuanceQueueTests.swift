@@ -118,6 +118,18 @@ import Testing
         #expect(sizes == [1, 64, 64, 64, 64, 44])
     }
 
+    /// One timer keeps every deadline, however many transactions run: a transaction starts no task
+    /// and no timer of its own (a timer per transaction cost two tasks a group, bench/results/cost.md).
+    @Test func oneTimerKeepsTheDeadlinesOfEveryTransaction() async {
+        let database = FakeDatabase()
+        let clock = TestClock()
+        let groups = IssuanceQueue(database: database, maxGroupSize: 64, maxTransactions: 1, timeout: .seconds(60), clock: clock)
+        let results = await issue((0..<300).map { "u\($0)" }, through: groups, database: database)
+        #expect(results.allSatisfy { (try? $0.1.get())?.outcome == .issued })
+        #expect(database.groups.withLock { $0.count } == 6)
+        #expect(clock.sleeps == 1, "\(clock.sleeps) timers for 6 transactions")
+    }
+
     @Test func theNextTransactionTakesItsGroupOnceItHoldsTheLock() async {
         let database = FakeDatabase()
         let groups = IssuanceQueue(database: database, maxGroupSize: 512, maxTransactions: 2, timeout: .seconds(60), clock: TestClock())

@@ -16,13 +16,19 @@ protocol IssuanceDatabase: Sendable {
 /// The per-coupon queue in front of the database: group issuance and the issuance deadline.
 ///
 /// Every issuance of a coupon queues on the coupon's row lock anyway; one transaction for a group
-/// pays the lock, the round trip and the commit flush once instead of once per ticket. A transaction
-/// takes a connection, then its group (everyone who arrived until that moment), then issues to it.
-/// Nothing waits on purpose: an idle coupon starts a transaction at once. Each request gets its own
-/// answer only after its group's COMMIT, or 503 (`DeadlineExceeded`) once it has waited `timeout`,
-/// whichever comes first: a transaction's deadline is what is left of its oldest request's, so time
-/// spent queued counts (a younger request of its group may get its 503 early, never late). Time is
-/// read from `clock`, so the tests move it by hand.
+/// pays the lock, the round trip and the commit flush once instead of once per ticket. A coupon's
+/// runner (a task, at most `maxTransactions` per coupon) takes a connection, then its group
+/// (everyone who arrived until that moment), then issues to it, and goes on with the next group
+/// while anyone waits: one task owns a group from the queue to COMMIT. Nothing waits on purpose: an
+/// idle coupon starts a transaction at once.
+///
+/// Each request gets its own answer only after its group's COMMIT, or 503 (`DeadlineExceeded`) once
+/// it has waited `timeout`, whichever comes first. One task keeps every deadline (`keepDeadlines`),
+/// not two per transaction: it sleeps until the earliest, answers the requests still queued whose
+/// time is up, and abandons a transaction whose oldest request's time is up (its group answered
+/// 503, its task cancelled, its place taken by a new runner), so a stuck transaction holds no answer
+/// hostage and the coupon's queue moves on. A younger request of a group may get its 503 early, never
+/// late. Time is read from `clock`, so the tests move it by hand.
 final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration>>: Sendable {
     private struct Waiter: Sendable {
         var userID: String
@@ -32,17 +38,15 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         func hasWaited(_ timeout: Duration, by now: QueueClock.Instant) -> Bool { arrived.duration(to: now) >= timeout }
     }
 
+    /// A runner of one coupon: its task, and the transaction it is in.
+    private struct Runner {
+        var task: Task<Void, Never>?
+        var transaction: Transaction?
+    }
+
     private struct Queue {
         var waiting: [Waiter] = []
-        var transactions = 0
-
-        /// Adds a waiter; true when a transaction should start for it.
-        mutating func enqueue(_ waiter: Waiter, maxTransactions: Int) -> Bool {
-            waiting.append(waiter)
-            guard transactions < maxTransactions else { return false }
-            transactions += 1
-            return true
-        }
+        var runners: [Int: Runner] = [:]
 
         /// Takes the first `limit` waiters (usually all of them, without copying any).
         mutating func take(upTo limit: Int) -> [Waiter] {
@@ -56,6 +60,20 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         }
     }
 
+    private struct State {
+        var queues: [Int64: Queue] = [:]
+        var nextRunner = 0
+        /// Whether the deadline keeper runs (it ends when nothing is pending).
+        var keeping = false
+
+        /// Adds a runner to the coupon's queue; its id.
+        mutating func addRunner(couponID: Int64) -> Int {
+            nextRunner += 1
+            queues[couponID, default: Queue()].runners[nextRunner] = Runner()
+            return nextRunner
+        }
+    }
+
     /// Largest group in one transaction; 1 turns grouping off (one transaction per request).
     let maxGroupSize: Int
     /// Transactions per coupon: with groups, the next one is already waiting on the row lock, its
@@ -66,7 +84,7 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     let timeout: Duration
     private let database: Database
     private let clock: QueueClock
-    private let queues = Mutex<[Int64: Queue]>([:])
+    private let state = Mutex(State())
 
     init(
         database: Database, maxGroupSize: Int, maxTransactions: Int? = nil, timeout: Duration, clock: QueueClock
@@ -82,85 +100,131 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     func issue(couponID: Int64, userID: String) async throws -> TicketAnswer {
         try await withCheckedThrowingContinuation { continuation in
             // Modified in place: a copy of the queue would copy every waiter on every request.
-            let startTransaction = queues.withLock { queues in
-                queues[couponID, default: Queue()].enqueue(
-                    Waiter(userID: userID, arrived: clock.now, continuation: continuation), maxTransactions: maxTransactions)
+            let (runner, keeper) = state.withLock { state in
+                state.queues[couponID, default: Queue()].waiting.append(
+                    Waiter(userID: userID, arrived: clock.now, continuation: continuation))
+                let runner = state.queues[couponID]!.runners.count < maxTransactions ? state.addRunner(couponID: couponID) : nil
+                defer { state.keeping = true }
+                return (runner, !state.keeping)
             }
-            if startTransaction { Task { await runTransactions(couponID: couponID) } }
+            if let runner { start(runner, couponID: couponID) }
+            if keeper { Task { await keepDeadlines() } }
         }
     }
 
     /// Requests for the coupon waiting for a transaction to take them: how the queue's tests know a
     /// request is parked, which nothing else can tell without waiting on real time.
     func waitingCount(couponID: Int64) -> Int {
-        queues.withLock { $0[couponID]?.waiting.count ?? 0 }
+        state.withLock { $0.queues[couponID]?.waiting.count ?? 0 }
     }
 
-    /// Runs transactions for one coupon until nobody is waiting.
-    private func runTransactions(couponID: Int64) async {
-        repeat {
-            await runTransaction(couponID: couponID)
-        } while queues.withLock({ queues in
-            guard let queue = queues[couponID] else { return false }
-            guard queue.waiting.isEmpty else { return true }
-            if queue.transactions <= 1 {
-                queues[couponID] = nil
-            } else {
-                queues[couponID]?.transactions -= 1
+    /// Starts the runner's task, and keeps it so the deadline keeper can cancel it.
+    private func start(_ runner: Int, couponID: Int64) {
+        let task = Task { await run(runner, couponID: couponID) }
+        state.withLock { state in
+            if state.queues[couponID]?.runners[runner] != nil { state.queues[couponID]?.runners[runner]?.task = task }
+        }
+    }
+
+    /// Runs transactions for one coupon until nobody is waiting, or until the deadline keeper
+    /// abandoned its transaction (and gave its place to a new runner).
+    private func run(_ runner: Int, couponID: Int64) async {
+        while let transaction = next(runner, couponID: couponID) {
+            await runTransaction(transaction, couponID: couponID)
+        }
+    }
+
+    /// The runner's next transaction, its deadline the oldest request's still within it (the one it
+    /// takes first: the queue is in arrival order); nil when the runner was abandoned, or, the runner
+    /// removed, when nobody waits.
+    private func next(_ runner: Int, couponID: Int64) -> Transaction? {
+        let now = clock.now
+        return state.withLock { state in
+            guard state.queues[couponID]?.runners[runner] != nil else { return nil }
+            guard let waiting = state.queues[couponID]?.waiting, !waiting.isEmpty else {
+                state.queues[couponID]?.runners[runner] = nil
+                if state.queues[couponID]?.runners.isEmpty == true { state.queues[couponID] = nil }
+                return nil
             }
-            return false
-        })
+            let transaction = Transaction(oldest: waiting.first { !$0.hasWaited(timeout, by: now) }?.arrived ?? now)
+            state.queues[couponID]?.runners[runner]?.transaction = transaction
+            return transaction
+        }
     }
 
     /// A connection, then the group, then the transaction; then the answers.
-    private func runTransaction(couponID: Int64) async {
-        let group = TakenGroup()
+    private func runTransaction(_ transaction: Transaction, couponID: Int64) async {
         do {
-            let answers = try await withDeadline(timeLeft(couponID: couponID), clock: clock) { [self] () -> [String: TicketAnswer] in
-                try await database.withConnection { connection -> [String: TicketAnswer] in
-                    let userIDs = group.take { takeGroup(couponID: couponID) }
-                    guard !userIDs.isEmpty else { return [:] }
-                    return try await database.issue(couponID: couponID, userIDs: userIDs, on: connection)
-                }
+            let answers = try await database.withConnection { [self] connection -> [String: TicketAnswer] in
+                let userIDs = transaction.take { takeGroup(couponID: couponID) }
+                guard !userIDs.isEmpty else { return [:] }
+                return try await database.issue(couponID: couponID, userIDs: userIDs, on: connection)
             }
-            answer(group.handBack(), with: answers)
+            answer(transaction.handBack(), with: answers)
         } catch {
-            var failed = group.handBack()
+            var failed = transaction.handBack()
             // It failed before it took its group: with the database down, the group it would have
-            // taken fails with it, or those requests would wait for a connection nobody can get; at
-            // its deadline (the pool exhausted), those whose own deadline has passed, the others
-            // left to the next transaction.
-            if failed.isEmpty {
-                failed = error is DeadlineExceeded ? takeExpired(couponID: couponID) : takeGroup(couponID: couponID)
-            }
+            // taken fails with it, or those requests would wait for a connection nobody can get.
+            // An abandoned transaction's requests were answered at their deadline.
+            if failed.isEmpty, !transaction.abandoned { failed = takeGroup(couponID: couponID) }
             for waiter in failed { waiter.continuation.resume(throwing: error) }
         }
     }
 
-    /// What is left of the deadline of the oldest request still within it: the one a transaction
-    /// starting now takes first (the queue is in arrival order).
-    private func timeLeft(couponID: Int64) -> Duration {
-        let now = clock.now
-        let oldest = queues.withLock { queues in
-            queues[couponID]?.waiting.first { !$0.hasWaited(timeout, by: now) }?.arrived
+    /// Keeps every deadline while anything is pending: sleeps until the earliest, then answers what
+    /// is due; ends when nothing is pending (the next request starts it again).
+    private func keepDeadlines() async {
+        while true {
+            let earliest = state.withLock { state -> QueueClock.Instant? in
+                let earliest = state.queues.values.lazy.flatMap { queue in
+                    [queue.waiting.first?.arrived] + queue.runners.values.map { $0.transaction?.oldest }
+                }.compactMap { $0 }.min()
+                if earliest == nil { state.keeping = false }
+                return earliest
+            }
+            guard let earliest else { return }
+            try? await clock.sleep(until: earliest.advanced(by: timeout), tolerance: nil)
+            expire()
         }
-        return oldest.map { timeout - $0.duration(to: now) } ?? timeout
     }
 
-    /// Removes the requests whose deadline has passed (the first ones: the queue is in arrival order).
-    private func takeExpired(couponID: Int64) -> [Waiter] {
+    /// Answers 503 to the queued requests whose time is up, abandons the transactions whose oldest
+    /// request's time is up, and starts a runner in the place of each abandoned one that has work.
+    private func expire() {
         let now = clock.now
-        return queues.withLock { queues in
-            guard let waiting = queues[couponID]?.waiting else { return [] }
-            let expired = waiting.prefix { $0.hasWaited(timeout, by: now) }
-            queues[couponID]?.waiting.removeFirst(expired.count)
-            return Array(expired)
+        var expired: [Waiter] = []
+        var abandoned: [Runner] = []
+        var replacements: [(runner: Int, couponID: Int64)] = []
+        state.withLock { state in
+            for couponID in Array(state.queues.keys) {
+                // Taken out and put back: changed in place, no copy of its waiters.
+                guard var queue = state.queues.removeValue(forKey: couponID) else { continue }
+                let due = queue.waiting.prefix { $0.hasWaited(timeout, by: now) }.count
+                expired += queue.waiting.prefix(due)
+                queue.waiting.removeFirst(due)
+                var freed = 0
+                for (id, runner) in queue.runners where runner.transaction.map({ $0.oldest.duration(to: now) >= timeout }) == true {
+                    abandoned.append(runner)
+                    queue.runners[id] = nil
+                    freed += 1
+                }
+                guard !queue.waiting.isEmpty || !queue.runners.isEmpty else { continue }
+                let replaced = queue.waiting.isEmpty ? 0 : min(freed, maxTransactions - queue.runners.count)
+                state.queues[couponID] = queue
+                for _ in 0..<replaced { replacements.append((state.addRunner(couponID: couponID), couponID)) }
+            }
         }
+        for waiter in expired { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+        for runner in abandoned {
+            for waiter in runner.transaction?.abandon() ?? [] { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+            runner.task?.cancel()
+        }
+        for (runner, couponID) in replacements { start(runner, couponID: couponID) }
     }
 
     /// Removes the next group from the queue; answers those who waited too long.
     private func takeGroup(couponID: Int64) -> [Waiter] {
-        let taken = queues.withLock { queues in queues[couponID]?.take(upTo: maxGroupSize) ?? [] }
+        let taken = state.withLock { state in state.queues[couponID]?.take(upTo: maxGroupSize) ?? [] }
         let now = clock.now
         var current: [Waiter] = []
         current.reserveCapacity(taken.count)
@@ -184,15 +248,21 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         }
     }
 
-    /// The waiters one transaction took, handed back exactly once: to be answered, or failed when the
-    /// transaction failed or overran its deadline. Once handed back it takes nobody, so a transaction
-    /// that overran and only then got a connection leaves no request without an answer.
-    private final class TakenGroup: Sendable {
+    /// One transaction: the waiters it took, handed back exactly once, to be answered, or failed when
+    /// the transaction failed or was abandoned at its deadline. Once handed back it takes nobody, so a
+    /// transaction that overran and only then got a connection leaves no request without an answer.
+    private final class Transaction: Sendable {
+        /// The arrival of the oldest request still within its deadline when it began: its deadline
+        /// is that request's.
+        let oldest: QueueClock.Instant
         private struct State {
             var waiters: [Waiter] = []
             var handedBack = false
+            var abandoned = false
         }
         private let state = Mutex(State())
+
+        init(oldest: QueueClock.Instant) { self.oldest = oldest }
 
         /// Takes the group `takeGroup` gives, unless the group was already handed back; its users.
         func take(_ takeGroup: () -> [Waiter]) -> [String] {
@@ -211,5 +281,17 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
                 return state.waiters
             }
         }
+
+        /// Handed back by the deadline keeper: the waiters to answer 503.
+        func abandon() -> [Waiter] {
+            state.withLock { state in
+                state.abandoned = true
+                state.handedBack = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+        }
+
+        var abandoned: Bool { state.withLock { $0.abandoned } }
     }
 }
