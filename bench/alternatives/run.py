@@ -17,10 +17,11 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
-from bench.cpu import after_client_exit, cluster_cpu, stat
-from bench.lib import (HOST, ROOT, audit, checkpoint, create_coupon, first_line, machine, pgbench_tps, prepend_result, psql,
-                       run_tool)
+from bench.cpu import after_client_exit, cluster_cpu, run_measured, stat
+from bench.lib import (HOST, ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, pgbench_tps, prepend_result,
+                       psql, run_tool, wrk_result)
 
 SECONDS = int(os.environ.get("ALT_SECONDS", "10"))
 # Redis's connections: one script a request, so its clients are its concurrency.
@@ -40,12 +41,18 @@ SELLOUT_QUANTITY = 1000
 # user drawn twice (an 'already' answer) is rare.
 USERS = 2**31 - 1
 GATE = os.path.join(ROOT, "bench", "alternatives", "gate.lua")
+# Over HTTP (ALT_PARTS has "http"): the gate behind Hummingbird (bench/alternatives/gate-server, built
+# by run.sh into ALT_GATE_BIN) beside coupon-server's issuance, wrk -t1 -c256 as bench/speed drives it.
+PARTS = os.environ.get("ALT_PARTS", "datastore http").split()
+GATE_BIN = os.environ.get("ALT_GATE_BIN")
+GATE_PORT, SERVICE_PORT, HTTP_CONNECTIONS = 8420, 8421, 256
 HEADER = """# Alternatives: the Redis gate of the popular FCFS designs beside PostgreSQL
 
-Written by `bench/alternatives/run.sh`, newest first. Datastore level only: each load generator
-speaks to its datastore directly. The HTTP-level comparison is not done: no Swift Redis client is
-mirrored on this machine to build a Redis-backed variant of the service, and at HTTP the server's
-own CPU per request (bench/results/speed.md) would come on top of either datastore.
+Written by `bench/alternatives/run.sh`, newest first. At the datastore, each load generator speaks
+to its datastore directly. Over HTTP (since 2026-12-08), the gate runs behind the same framework as
+the service: `bench/alternatives/gate-server`, a bare Hummingbird app that calls the script once a
+request on a few pipelined Redis connections (a RESP client written for the bench: none is mirrored
+here), beside coupon-server's issuance, wrk driving both as bench/speed does.
 
 The Redis gate (bench/alternatives/gate.lua) answers yes or no and keeps the user in a set; each
 PostgreSQL ticket is also a numbered ticket row with its code and a `ticket.issued` event in the
@@ -203,6 +210,99 @@ def redis_rows():
     return rows
 
 
+# Over HTTP ----------------------------------------------------------------------------------------
+
+def wrk_command(port, path, script, *args):
+    command = ["wrk", "-t", "1", "-c", str(HTTP_CONNECTIONS), "-d", f"{SECONDS}s", "-s",
+               os.path.join(ROOT, "bench", "wrk", script), f"http://{HOST}:{port}{path}"]
+    return command + (["--", *args] if args else [])
+
+
+def http_row(label, durability, port, pid, datastore_cpu, issued_so_far, coupon, audited):
+    """wrk issuance (every request a new user) against the server on `port`: tickets/s and CPU µs a
+    ticket of the server, its datastore and wrk; checked against what the datastore holds."""
+    datastore_before, issued_before = datastore_cpu(), issued_so_far()
+    out, cpu = run_measured(wrk_command(port, "", "issue.lua", str(coupon), f"alt-{port}-{time.time_ns()}"), pid)
+    datastore, issued = datastore_cpu() - datastore_before, issued_so_far() - issued_before
+    result = wrk_result(out)
+    problems = audited()
+    # wrk stops counting with requests in flight: those are issued too, at most one a connection.
+    if result["non2xx"] or result["socket_errors"] or not 0 <= issued - result["requests"] <= HTTP_CONNECTIONS:
+        problems.append(f"non-2xx {result['non2xx']}, errors {result['socket_errors']}, 201s {result['requests']} "
+                        f"for {issued} issued")
+    rate = issued / (result["duration_us"] / 1e6)
+    print(f"  {label}: {rate:,.0f} tickets/s", flush=True)
+    return (label, durability, f"{rate:,.0f} tickets/s", cpu["server"] / issued * 1e6, datastore / issued * 1e6,
+            cpu["load"] / issued * 1e6, result["p99_us"] / 1000, "; ".join(problems) or "clean")
+
+
+def constant_row(label, port, pid):
+    out, cpu = run_measured(wrk_command(port, "/healthz", "constant.lua"), pid)
+    result = wrk_result(out)
+    print(f"  {label}: {result['rate']:,.0f}/s", flush=True)
+    return (label, "-", f"{result['rate']:,.0f} answers/s", cpu["server"] / result["requests"] * 1e6, 0.0,
+            cpu["load"] / result["requests"] * 1e6, result["p99_us"] / 1000, "-")
+
+
+def wait_answering(url, alive, seconds=30):
+    """Until `url` answers 200 (the gate server has no /readyz)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            if urllib.request.urlopen(url, timeout=1).status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+def http_rows():
+    """coupon-server's issuance and the gate behind the same framework, each with its constant answer."""
+    rows = []
+    coupon = create_coupon(30_000 * SECONDS, "alternatives over HTTP")
+    psql("VACUUM coupon_tickets")
+    checkpoint()
+    with Server(SERVICE_PORT, "--group-size", "512") as service:
+        pid = service.process.pid
+        rows.append(constant_row("coupon-server, constant answer (GET /healthz)", SERVICE_PORT, pid))
+
+        def audited():
+            result = audit(coupon)
+            return result.violations()
+        rows.append(http_row("coupon-server issuance (issue_tickets, groups as they form)", DURABILITY["postgres"], SERVICE_PORT,
+                             pid, lambda: cluster_cpu(POSTMASTER_PID), lambda: audit(coupon).held, coupon, audited))
+    for appendfsync in ("always", "everysec"):
+        with Redis(appendfsync) as redis:
+            redis.cli("SET", "coupon:1:left", 10**9)
+            gate = subprocess.Popen([GATE_BIN, "--port", str(GATE_PORT), "--redis-port", str(REDIS_PORT), "--script", GATE],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_answering(f"http://{HOST}:{GATE_PORT}/healthz", alive=lambda: gate.poll() is None)
+                if appendfsync == "always":
+                    rows.append(constant_row("Redis gate server, constant answer (GET /healthz)", GATE_PORT, gate.pid))
+
+                def issued():
+                    return int(redis.cli("SCARD", "coupon:1:users"))
+
+                def consistent():
+                    held, left = issued(), int(redis.cli("GET", "coupon:1:left"))
+                    return [] if held == 10**9 - left else [f"{held} users for {10**9 - left} tickets taken"]
+                rows.append(http_row(f"Redis gate behind Hummingbird, appendfsync {appendfsync}", DURABILITY[appendfsync],
+                                     GATE_PORT, gate.pid, redis.cpu, issued, 1, consistent))
+            finally:
+                gate.terminate()
+                gate.wait(timeout=30)
+    return rows
+
+
+def http_table(rows):
+    lines = ["| server | durability (what a crash can take back) | rate | server CPU µs per answer | datastore CPU µs | "
+             "wrk CPU µs | p99 ms | audit |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for label, durability, rate, server, datastore, load, p99, checked in rows:
+        lines.append(f"| {label} | {durability} | {rate} | {server:.1f} | {datastore:.1f} | {load:.1f} | {p99:.2f} | {checked} |")
+    return "\n".join(lines)
+
+
 def same_filesystem(*paths):
     """Whether the folders (or, for one not there, its parent) are on one filesystem."""
     return len({os.stat(p if os.path.exists(p) else os.path.dirname(p)).st_dev for p in paths}) == 1
@@ -210,10 +310,16 @@ def same_filesystem(*paths):
 
 def main():
     started = time.gmtime()
-    print("PostgreSQL (pgbench):", flush=True)
-    rows = postgres_rows()
-    print("Redis (redis-benchmark):", flush=True)
-    rows += redis_rows()
+    rows = []
+    if "datastore" in PARTS:
+        print("PostgreSQL (pgbench):", flush=True)
+        rows += postgres_rows()
+        print("Redis (redis-benchmark):", flush=True)
+        rows += redis_rows()
+    http = []
+    if "http" in PARTS:
+        print("Over HTTP (wrk):", flush=True)
+        http = http_rows()
     lines = ["| design | durability (what a crash can take back) | tickets/s | datastore CPU µs per ticket | "
              "client CPU µs per ticket | audit |", "|---|---|---:|---:|---:|---|"]
     for label, durability, rate, unit, cpu, per, checked in rows:
@@ -228,7 +334,14 @@ def main():
                f"{SECONDS} s per row (redis-benchmark pipelining 1, pgbench -j 2), every user new "
                f"(redis-benchmark draws them at random from {USERS:,}); the Redis AOF in {REDIS_DIR}, {disk} the "
                f"PostgreSQL cluster. CPU from /proc (every process of the cluster; redis-server with its threads and children) "
-               f"and wait4() (the load generator).\n\n" + "\n".join(lines) + "\n")
+               f"and wait4() (the load generator).\n\n" + ("\n".join(lines) + "\n" if rows else "Datastore rows not run (ALT_PARTS).\n"))
+    if http:
+        section += (f"\nOver HTTP, behind the same framework, Hummingbird: coupon-server ({os.environ['COUPON_BIN']}, the "
+                    f"working tree at {first_line(['git', '-C', ROOT, 'log', '-1', '--format=%h'])}) and "
+                    f"bench/alternatives/gate-server (the script per request on 4 pipelined connections, no middleware): "
+                    f"wrk -t1 -c{HTTP_CONNECTIONS}, {SECONDS} s a row, every request a new user (bench/wrk/issue.lua); CPU per "
+                    f"answer (per ticket for issuance) of the server, its datastore (the cluster; redis-server) and wrk.\n\n"
+                    + http_table(http) + "\n")
     prepend_result("alternatives.md", HEADER, section)
     print(section)
     return 0

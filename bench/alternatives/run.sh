@@ -7,6 +7,9 @@
 # PostgreSQL groups, ALT_PG_CEILING (60000) the tickets a second each PostgreSQL coupon is made for;
 # ALT_REDIS_PORT (6390) and ALT_REDIS_DIR (/tmp/coupon-alt-redis) where the private redis-server
 # instances listen and keep their files. COUPON_BIN, COUPON_PG_PORT, COUPON_PG_DIR as for every bench.
+# ALT_PARTS ("datastore http"): the datastore rows, and over HTTP the gate behind Hummingbird
+# (bench/alternatives/gate-server, built here unless ALT_GATE_BIN names its binary) beside
+# coupon-server's issuance, wrk -t1 -c256 on both.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=../../scripts/lib/postgres.sh
@@ -21,6 +24,15 @@ stop_redis() {
     if [ -f "$ALT_REDIS_DIR/redis.pid" ]; then kill "$(cat "$ALT_REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
     rm -rf "$ALT_REDIS_DIR"
 }
+
+# Over HTTP: the gate behind the same framework, a package of its own (not the service's).
+if [[ " ${ALT_PARTS:-datastore http} " == *" http "* ]] && [ -z "${ALT_GATE_BIN:-}" ]; then
+    ensure_wrk_installed
+    gate_package="$COUPON_ROOT/bench/alternatives/gate-server"
+    (cd "$gate_package" && swift build -c release --product redis-gate-server 2>&1 | tail -1)
+    ALT_GATE_BIN="$(cd "$gate_package" && swift build -c release --show-bin-path)/redis-gate-server"
+    export ALT_GATE_BIN
+fi
 
 start_bench coupon_alternatives
 at_exit stop_redis
