@@ -118,19 +118,23 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         state.withLock { $0.queues[couponID]?.waiting.count ?? 0 }
     }
 
-    /// Starts the runner's task, and keeps it so the deadline keeper can cancel it.
+    /// Starts the runner's task, and keeps it so the deadline keeper can cancel it (or cancels it at
+    /// once when the keeper abandoned the runner before its task was kept).
     private func start(_ runner: Int, couponID: Int64) {
         let task = Task { await run(runner, couponID: couponID) }
-        state.withLock { state in
-            if state.queues[couponID]?.runners[runner] != nil { state.queues[couponID]?.runners[runner]?.task = task }
+        let kept = state.withLock { state in
+            guard state.queues[couponID]?.runners[runner] != nil else { return false }
+            state.queues[couponID]?.runners[runner]?.task = task
+            return true
         }
+        if !kept { task.cancel() }
     }
 
     /// Runs transactions for one coupon until nobody is waiting, or until the deadline keeper
     /// abandoned its transaction (and gave its place to a new runner).
     private func run(_ runner: Int, couponID: Int64) async {
         while let transaction = next(runner, couponID: couponID) {
-            await runTransaction(transaction, couponID: couponID)
+            await runTransaction(transaction, runner: runner, couponID: couponID)
         }
     }
 
@@ -138,9 +142,9 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     /// takes first: the queue is in arrival order); nil when the runner was abandoned, or, the runner
     /// removed, when nobody waits.
     private func next(_ runner: Int, couponID: Int64) -> Transaction? {
-        let now = clock.now
-        return state.withLock { state in
+        state.withLock { state in
             guard state.queues[couponID]?.runners[runner] != nil else { return nil }
+            let now = clock.now
             guard let waiting = state.queues[couponID]?.waiting, !waiting.isEmpty else {
                 state.queues[couponID]?.runners[runner] = nil
                 if state.queues[couponID]?.runners.isEmpty == true { state.queues[couponID] = nil }
@@ -153,10 +157,10 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
     }
 
     /// A connection, then the group, then the transaction; then the answers.
-    private func runTransaction(_ transaction: Transaction, couponID: Int64) async {
+    private func runTransaction(_ transaction: Transaction, runner: Int, couponID: Int64) async {
         do {
             let answers = try await database.withConnection { [self] connection -> [String: TicketAnswer] in
-                let userIDs = transaction.take { takeGroup(couponID: couponID) }
+                let userIDs = transaction.take { takeGroup(couponID: couponID, runner: runner) }
                 guard !userIDs.isEmpty else { return [:] }
                 return try await database.issue(couponID: couponID, userIDs: userIDs, on: connection)
             }
@@ -165,8 +169,8 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
             var failed = transaction.handBack()
             // It failed before it took its group: with the database down, the group it would have
             // taken fails with it, or those requests would wait for a connection nobody can get.
-            // An abandoned transaction's requests were answered at their deadline.
-            if failed.isEmpty, !transaction.abandoned { failed = takeGroup(couponID: couponID) }
+            // An abandoned runner takes nobody: its requests were answered at their deadline.
+            if failed.isEmpty { failed = takeGroup(couponID: couponID, runner: runner) }
             for waiter in failed { waiter.continuation.resume(throwing: error) }
         }
     }
@@ -216,15 +220,19 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         }
         for waiter in expired { waiter.continuation.resume(throwing: DeadlineExceeded()) }
         for runner in abandoned {
-            for waiter in runner.transaction?.abandon() ?? [] { waiter.continuation.resume(throwing: DeadlineExceeded()) }
+            for waiter in runner.transaction?.handBack() ?? [] { waiter.continuation.resume(throwing: DeadlineExceeded()) }
             runner.task?.cancel()
         }
         for (runner, couponID) in replacements { start(runner, couponID: couponID) }
     }
 
-    /// Removes the next group from the queue; answers those who waited too long.
-    private func takeGroup(couponID: Int64) -> [Waiter] {
-        let taken = state.withLock { state in state.queues[couponID]?.take(upTo: maxGroupSize) ?? [] }
+    /// Removes the next group from the queue, unless the deadline keeper abandoned the runner (then
+    /// nobody: its place and the queue are its replacement's); answers those who waited too long.
+    private func takeGroup(couponID: Int64, runner: Int) -> [Waiter] {
+        let taken = state.withLock { state -> [Waiter] in
+            guard state.queues[couponID]?.runners[runner] != nil else { return [] }
+            return state.queues[couponID]?.take(upTo: maxGroupSize) ?? []
+        }
         let now = clock.now
         var current: [Waiter] = []
         current.reserveCapacity(taken.count)
@@ -258,7 +266,6 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
         private struct State {
             var waiters: [Waiter] = []
             var handedBack = false
-            var abandoned = false
         }
         private let state = Mutex(State())
 
@@ -282,16 +289,5 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
             }
         }
 
-        /// Handed back by the deadline keeper: the waiters to answer 503.
-        func abandon() -> [Waiter] {
-            state.withLock { state in
-                state.abandoned = true
-                state.handedBack = true
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-        }
-
-        var abandoned: Bool { state.withLock { $0.abandoned } }
     }
 }
