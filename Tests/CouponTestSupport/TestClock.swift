@@ -24,7 +24,6 @@ public final class TestClock: Clock, Sendable {
         var sleepers: [Int: Sleeper] = [:]
         var cancelled: Set<Int> = []
         var nextID = 0
-        var sleeps = 0
     }
 
     private let state = Mutex(State())
@@ -37,13 +36,12 @@ public final class TestClock: Clock, Sendable {
     /// How many are sleeping now.
     package var sleepers: Int { state.withLock { $0.sleepers.count } }
 
-    /// How many sleeps were begun, ever.
-    package var sleeps: Int { state.withLock { $0.sleeps } }
+    /// How many sleeps were begun, ever (each takes the next id).
+    package var sleeps: Int { state.withLock { $0.nextID } }
 
     public func sleep(until deadline: Instant, tolerance: Duration?) async throws {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
-            state.sleeps += 1
             return state.nextID
         }
         try await withTaskCancellationHandler {

@@ -20,6 +20,7 @@ import time
 import urllib.request
 
 from bench.cpu import after_client_exit, cluster_cpu, run_measured, stat
+from bench.run import wrk_check
 from bench.lib import (HOST, ROOT, Server, audit, checkpoint, create_coupon, first_line, machine, pgbench_tps, prepend_result,
                        psql, run_tool, wrk_result)
 
@@ -218,18 +219,16 @@ def wrk_command(port, path, script, *args):
     return command + (["--", *args] if args else [])
 
 
-def http_row(label, durability, port, pid, datastore_cpu, issued_so_far, coupon, audited):
+def http_row(label, durability, port, pid, datastore_cpu, tally, coupon):
     """wrk issuance (every request a new user) against the server on `port`: tickets/s and CPU µs a
-    ticket of the server, its datastore and wrk; checked against what the datastore holds."""
-    datastore_before, issued_before = datastore_cpu(), issued_so_far()
+    ticket of the server, its datastore and wrk; checked against what the datastore holds, `tally`()
+    giving (tickets issued so far, what is wrong with them)."""
+    datastore_before, (issued_before, _) = datastore_cpu(), tally()
     out, cpu = run_measured(wrk_command(port, "", "issue.lua", str(coupon), f"alt-{port}-{time.time_ns()}"), pid)
-    datastore, issued = datastore_cpu() - datastore_before, issued_so_far() - issued_before
+    datastore, (issued, problems) = datastore_cpu() - datastore_before, tally()
+    issued -= issued_before
     result = wrk_result(out)
-    problems = audited()
-    # wrk stops counting with requests in flight: those are issued too, at most one a connection.
-    if result["non2xx"] or result["socket_errors"] or not 0 <= issued - result["requests"] <= HTTP_CONNECTIONS:
-        problems.append(f"non-2xx {result['non2xx']}, errors {result['socket_errors']}, 201s {result['requests']} "
-                        f"for {issued} issued")
+    problems += [note for note in [wrk_check(result, issued, HTTP_CONNECTIONS)] if note]
     rate = issued / (result["duration_us"] / 1e6)
     print(f"  {label}: {rate:,.0f} tickets/s", flush=True)
     return (label, durability, f"{rate:,.0f} tickets/s", cpu["server"] / issued * 1e6, datastore / issued * 1e6,
@@ -268,9 +267,9 @@ def http_rows():
 
         def audited():
             result = audit(coupon)
-            return result.violations()
+            return result.held, result.violations()
         rows.append(http_row("coupon-server issuance (issue_tickets, groups as they form)", DURABILITY["postgres"], SERVICE_PORT,
-                             pid, lambda: cluster_cpu(POSTMASTER_PID), lambda: audit(coupon).held, coupon, audited))
+                             pid, lambda: cluster_cpu(POSTMASTER_PID), audited, coupon))
     for appendfsync in ("always", "everysec"):
         with Redis(appendfsync) as redis:
             redis.cli("SET", "coupon:1:left", 10**9)
@@ -281,14 +280,11 @@ def http_rows():
                 if appendfsync == "always":
                     rows.append(constant_row("Redis gate server, constant answer (GET /healthz)", GATE_PORT, gate.pid))
 
-                def issued():
-                    return int(redis.cli("SCARD", "coupon:1:users"))
-
-                def consistent():
-                    held, left = issued(), int(redis.cli("GET", "coupon:1:left"))
-                    return [] if held == 10**9 - left else [f"{held} users for {10**9 - left} tickets taken"]
+                def counted():
+                    held, left = int(redis.cli("SCARD", "coupon:1:users")), int(redis.cli("GET", "coupon:1:left"))
+                    return held, [] if held == 10**9 - left else [f"{held} users for {10**9 - left} tickets taken"]
                 rows.append(http_row(f"Redis gate behind Hummingbird, appendfsync {appendfsync}", DURABILITY[appendfsync],
-                                     GATE_PORT, gate.pid, redis.cpu, issued, 1, consistent))
+                                     GATE_PORT, gate.pid, redis.cpu, counted, 1))
             finally:
                 gate.terminate()
                 gate.wait(timeout=30)

@@ -288,6 +288,5 @@ final class IssuanceQueue<Database: IssuanceDatabase, QueueClock: Clock<Duration
                 return state.waiters
             }
         }
-
     }
 }
