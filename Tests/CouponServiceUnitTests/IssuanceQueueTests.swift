@@ -87,25 +87,34 @@ import Testing
     }
 
     /// Issues "first" (held in its transaction), then `users` behind it, then lets it go once they all
-    /// wait in the queue (and, for a test of the deadline, once `hold` has passed on the queue's clock).
+    /// wait in the queue (and, for a test of the deadline, once `hold` has passed on the queue's clock
+    /// and every request whose deadline it passed has had its answer: the deadline keeper runs on a
+    /// task of its own, and a commit let go before it acted would race its 503).
     func issue(
         _ users: [String], through groups: IssuanceQueue<FakeDatabase, TestClock>, database: FakeDatabase,
         clock: TestClock? = nil, hold: Duration = .zero
     ) async -> [(String, Result<TicketAnswer, any Error>)] {
-        await withTaskGroup(of: (String, Result<TicketAnswer, any Error>).self) { group in
-            group.addTask { ("first", await attempt { try await groups.issue(couponID: 1, userID: "first") }) }
-            await database.waitForFirstGroup()
-            for user in users {
-                group.addTask { (user, await attempt { try await groups.issue(couponID: 1, userID: user) }) }
+        final class Answered: Sendable { let results = Mutex<[(String, Result<TicketAnswer, any Error>)]>([]) }
+        let answered = Answered()
+        await withTaskGroup(of: Void.self) { group in
+            for user in ["first"] + users {
+                group.addTask {
+                    let result = await attempt { try await groups.issue(couponID: 1, userID: user) }
+                    answered.results.withLock { $0.append((user, result)) }
+                }
+                if user == "first" { await database.waitForFirstGroup() }
             }
             #expect(await waitUntil { groups.waitingCount(couponID: 1) == users.count }, "the requests never queued")
             if let clock {
                 #expect(await waitUntil { clock.sleepers > 0 }, "the first transaction's deadline is not running")
                 clock.advance(by: hold)
+                if hold >= groups.timeout {
+                    #expect(await waitUntil { answered.results.withLock { $0.count } == users.count + 1 }, "not answered at the deadline")
+                }
             }
             await database.release()
-            return await group.reduce(into: []) { $0.append($1) }
         }
+        return answered.results.withLock { $0 }
     }
 
     @Test func requestsArrivingDuringATransactionGoTogetherWithinTheCap() async {
